@@ -1,0 +1,222 @@
+/* Bitboard Othello core.
+ *
+ * A position is two 64-bit bitboards: `me` (the side to move) and `opp`.
+ * Bit i is square i, row-major from a1 (0) to h8 (63); a square's name is
+ * the row letter a..h followed by the column digit 1..8 (d5 = 8*3+4 = 28).
+ *
+ * Everything here is `static inline` and free of Python: the Cython module
+ * (_engine.pyx) calls these functions in loops that run without the GIL.
+ */
+#ifndef MOTHELLO_OTHELLO_H
+#define MOTHELLO_OTHELLO_H
+
+#include <stdint.h>
+#include <string.h>
+
+typedef uint64_t bb_t;
+
+#define GAME_PLIES 60
+#define NOT_COL_1 0xFEFEFEFEFEFEFEFEULL /* squares that are not in column 1 */
+#define NOT_COL_8 0x7F7F7F7F7F7F7F7FULL /* squares that are not in column 8 */
+
+/* Start: d4 (27), e5 (36) white; d5 (28), e4 (35) black; black moves first. */
+#define START_BLACK ((1ULL << 28) | (1ULL << 35))
+#define START_WHITE ((1ULL << 27) | (1ULL << 36))
+
+static inline int bb_popcount(bb_t x) { return __builtin_popcountll(x); }
+static inline int bb_lowest(bb_t x) { return __builtin_ctzll(x); }
+
+/* One step in each of the 8 directions; the column masks stop wrap-around.
+ * Bit i + 1 is one column to the right (towards column 8), i + 8 one row down. */
+static inline bb_t shift_dir(bb_t x, int dir) {
+    switch (dir) {
+    case 0: return (x << 1) & NOT_COL_1;  /* east */
+    case 1: return (x >> 1) & NOT_COL_8;  /* west */
+    case 2: return x << 8;                /* south */
+    case 3: return x >> 8;                /* north */
+    case 4: return (x << 9) & NOT_COL_1;  /* south-east */
+    case 5: return (x << 7) & NOT_COL_8;  /* south-west */
+    case 6: return (x >> 7) & NOT_COL_1;  /* north-east */
+    default: return (x >> 9) & NOT_COL_8; /* north-west */
+    }
+}
+
+/* Legal moves of the side owning `me`: empty squares that close a line of
+ * at least one `opp` disc against a `me` disc (dumb7fill per direction). */
+static inline bb_t legal_moves(bb_t me, bb_t opp) {
+    bb_t empty = ~(me | opp), moves = 0;
+    for (int dir = 0; dir < 8; dir++) {
+        bb_t x = shift_dir(me, dir) & opp;
+        x |= shift_dir(x, dir) & opp;
+        x |= shift_dir(x, dir) & opp;
+        x |= shift_dir(x, dir) & opp;
+        x |= shift_dir(x, dir) & opp;
+        x |= shift_dir(x, dir) & opp;
+        moves |= shift_dir(x, dir);
+    }
+    return moves & empty;
+}
+
+/* Discs of `opp` flipped when `me` plays `sq` (0 if the move flips nothing,
+ * which for an empty square means the move is illegal). */
+static inline bb_t flips_for(bb_t me, bb_t opp, int sq) {
+    bb_t move = 1ULL << sq, flipped = 0;
+    for (int dir = 0; dir < 8; dir++) {
+        bb_t line = 0, x = shift_dir(move, dir);
+        while (x & opp) {
+            line |= x;
+            x = shift_dir(x, dir);
+        }
+        if (x & me) flipped |= line;
+    }
+    return flipped;
+}
+
+/* n-th (0-based) set bit of x, lowest first. */
+static inline int nth_set_bit(bb_t x, int n) {
+    while (n--) x &= x - 1;
+    return bb_lowest(x);
+}
+
+/* ---- Random numbers: one independent stream per game -------------------
+ * splitmix64 turns (seed, game index) into the state of a xoshiro256**
+ * generator, so game i is the same whatever the thread that plays it. */
+static inline uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+typedef struct { uint64_t s[4]; } rng_t;
+
+static inline void rng_seed(rng_t *r, uint64_t seed, uint64_t stream) {
+    uint64_t sm = seed ^ (0xD1B54A32D192ED03ULL * (stream + 1));
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&sm);
+}
+
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t rng_next(rng_t *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t; s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+/* Uniform integer in [0, n), n >= 1, without modulo bias (Lemire 2019). */
+static inline uint32_t rng_below(rng_t *r, uint32_t n) {
+    uint64_t m = (uint64_t)(uint32_t)(rng_next(r) >> 32) * n;
+    uint32_t low = (uint32_t)m;
+    if (low < n) {
+        uint32_t threshold = (uint32_t)(-n) % n;
+        while (low < threshold) {
+            m = (uint64_t)(uint32_t)(rng_next(r) >> 32) * n;
+            low = (uint32_t)m;
+        }
+    }
+    return (uint32_t)(m >> 32);
+}
+
+/* ---- Games ----------------------------------------------------------------
+ * A game is GAME_PLIES int8 squares, -1 after its end. Passes are implicit:
+ * when the side to move has no legal move, the other side plays. */
+
+/* Play one random game after the forced opening `prefix` (n_prefix squares,
+ * already checked legal by the caller). Writes all 60 entries of `out`.
+ * Returns the number of moves played. */
+static inline int play_random_game(rng_t *r, const int8_t *prefix, int n_prefix, int8_t *out) {
+    bb_t me = START_BLACK, opp = START_WHITE;
+    int ply = 0;
+    for (; ply < n_prefix; ply++) {
+        bb_t legal = legal_moves(me, opp);
+        if (!legal) { bb_t t = me; me = opp; opp = t; legal = legal_moves(me, opp); }
+        int sq = prefix[ply];
+        bb_t f = flips_for(me, opp, sq);
+        me |= f | (1ULL << sq); opp &= ~f;
+        out[ply] = (int8_t)sq;
+        { bb_t t = me; me = opp; opp = t; }
+    }
+    for (; ply < GAME_PLIES; ply++) {
+        bb_t legal = legal_moves(me, opp);
+        if (!legal) {
+            bb_t t = me; me = opp; opp = t;
+            legal = legal_moves(me, opp);
+            if (!legal) break;
+        }
+        int sq = nth_set_bit(legal, (int)rng_below(r, (uint32_t)bb_popcount(legal)));
+        bb_t f = flips_for(me, opp, sq);
+        me |= f | (1ULL << sq); opp &= ~f;
+        out[ply] = (int8_t)sq;
+        { bb_t t = me; me = opp; opp = t; }
+    }
+    int n_moves = ply;
+    for (; ply < GAME_PLIES; ply++) out[ply] = -1;
+    return n_moves;
+}
+
+/* Per-ply labels of one replayed game, as bitboards (the Cython layer
+ * expands them). Each array has GAME_PLIES entries; entries after the end
+ * of the game are zero (player 0).
+ *   black, white: discs after the move
+ *   player:       1 black or 2 white, who played the move
+ *   legal_next:   legal moves of the side to move after it (0 at game end)
+ *   flipped:      discs flipped by the move
+ * Returns the number of moves, or -(ply + 1) for the first illegal move
+ * (an out-of-range square, an occupied square, one that flips nothing, a
+ * move after the game is over, or a move after a -1). */
+static inline int replay_game(const int8_t *game, bb_t *black, bb_t *white, uint8_t *player,
+                              bb_t *legal_next, bb_t *flipped) {
+    bb_t me = START_BLACK, opp = START_WHITE;
+    int side = 1; /* 1 black, 2 white: owner of `me` */
+    int ply = 0;
+    bb_t legal = legal_moves(me, opp);
+    for (; ply < GAME_PLIES; ply++) {
+        int sq = game[ply];
+        if (sq < 0) break;
+        if (!legal) return -(ply + 1); /* game already over */
+        if (sq > 63 || !((legal >> sq) & 1)) return -(ply + 1);
+        bb_t f = flips_for(me, opp, sq);
+        me |= f | (1ULL << sq); opp &= ~f;
+        player[ply] = (uint8_t)side;
+        flipped[ply] = f;
+        black[ply] = side == 1 ? me : opp;
+        white[ply] = side == 1 ? opp : me;
+        { bb_t t = me; me = opp; opp = t; side = 3 - side; }
+        legal = legal_moves(me, opp);
+        if (!legal) {
+            bb_t other = legal_moves(opp, me);
+            if (other) { bb_t t = me; me = opp; opp = t; side = 3 - side; legal = other; }
+        }
+        legal_next[ply] = legal;
+    }
+    int n_moves = ply;
+    for (; ply < GAME_PLIES; ply++) {
+        if (game[ply] != -1) return -(ply + 1); /* a move after the -1 padding */
+        black[ply] = white[ply] = legal_next[ply] = flipped[ply] = 0;
+        player[ply] = 0;
+    }
+    return n_moves;
+}
+
+/* perft: leaves of the game tree at `depth` plies, a pass counted as a ply
+ * and a finished game counted as one leaf. Bulk-counts the last ply. */
+static uint64_t perft_rec(bb_t me, bb_t opp, int depth, int passed) {
+    bb_t legal = legal_moves(me, opp);
+    if (!legal) {
+        if (passed) return 1; /* neither side can move: game over, one leaf */
+        return depth == 1 ? 1 : perft_rec(opp, me, depth - 1, 1);
+    }
+    if (depth == 1) return (uint64_t)bb_popcount(legal);
+    uint64_t total = 0;
+    while (legal) {
+        int sq = bb_lowest(legal);
+        legal &= legal - 1;
+        bb_t f = flips_for(me, opp, sq);
+        total += perft_rec(opp & ~f, me | f | (1ULL << sq), depth - 1, 0);
+    }
+    return total;
+}
+
+#endif

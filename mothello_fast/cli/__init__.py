@@ -1,0 +1,45 @@
+"""The `mothello` command: one subcommand per module in this package.
+
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args)``; its
+docstring's first line is the subcommand's help. Subcommands are thin: each
+calls one public function of the Python API. Modules are imported only when
+their subcommand runs, except for building the parser, so ``mothello gen``
+never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from ..errors import MothelloError
+
+# Subcommand name -> module in this package.
+COMMANDS = {
+    "gen": "gen",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mothello", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = import_module(f".{module_name}", __name__)
+        help_text = (module.__doc__ or name).strip().splitlines()[0]
+        module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = import_module(f".{COMMANDS[args.command]}", __name__)
+    try:
+        return module.run(args) or 0
+    except (MothelloError, FileNotFoundError) as exc:
+        print(f"mothello {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""Othello: squares, the `Board`, and batch functions over games.
+
+A **square** is 0..63, row-major, named by row letter a..h then column 1..8
+(othello_world's convention): ``d5`` is ``8*3 + 4 = 28``. A **game** is a row
+of 60 ``int8`` squares, ``-1`` after the game ends; passes are implicit (when
+the side to move has no legal move, the other side plays). Colours are
+``EMPTY = 0``, ``BLACK = 1``, ``WHITE = 2``; black moves first.
+
+>>> board = Board.from_moves("f5 d6")
+>>> board.turn == BLACK, board.legal_moves
+(True, [18, 20, 34, 50])
+>>> square_name(28), parse_square("d5")
+('d5', 28)
+
+The batch functions (`generate_games`, `replay`, `perft`) run in the
+compiled core (csrc/othello.h) without the GIL.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _engine
+from .errors import GameArrayError, IllegalMoveError, InvalidSquareError
+
+__all__ = [
+    "EMPTY", "BLACK", "WHITE", "GAME_PLIES", "PLAYABLE_SQUARES", "START_SQUARES",
+    "square_name", "parse_square", "parse_moves", "Board", "generate_games",
+    "validate_games", "Replay", "replay", "replay_bitboards", "next_player", "relative_board",
+    "perft", "game_lengths",
+]
+
+EMPTY, BLACK, WHITE = 0, 1, 2
+GAME_PLIES = 60
+START_SQUARES = (27, 28, 35, 36)
+#: The 60 squares a move can be played on, ascending.
+PLAYABLE_SQUARES = tuple(s for s in range(64) if s not in START_SQUARES)
+
+_ROWS = "abcdefgh"
+_COLOUR_NAMES = {BLACK: "black", WHITE: "white"}
+_CHUNK = 8192  # games per task handed to a thread
+
+
+def square_name(square: int) -> str:
+    """Name of a square: ``square_name(28) == 'd5'``."""
+    if isinstance(square, (bool, np.bool_)) or not isinstance(square, (int, np.integer)) \
+            or not 0 <= square < 64:
+        raise InvalidSquareError(f"square {square!r} is not an integer in 0..63")
+    return f"{_ROWS[square // 8]}{square % 8 + 1}"
+
+
+def parse_square(name: str | int) -> int:
+    """Square of a name (``'d5'`` -> 28, case-insensitive); an int in 0..63 passes through."""
+    if isinstance(name, (int, np.integer)) and not isinstance(name, (bool, np.bool_)):
+        square_name(int(name))  # validates
+        return int(name)
+    if isinstance(name, str):
+        text = name.strip().lower()
+        if len(text) == 2 and text[0] in _ROWS and text[1] in "12345678":
+            return 8 * _ROWS.index(text[0]) + int(text[1]) - 1
+    raise InvalidSquareError(f"square {name!r} is not a name a1..h8 (row letter, column digit) "
+                             "or an integer in 0..63")
+
+
+def parse_moves(moves: str | Iterable[str | int]) -> list[int]:
+    """Squares from ``'c4 c3 c2'``, ``'c4,c3,c2'`` or an iterable of names / squares."""
+    if isinstance(moves, str):
+        moves = moves.replace(",", " ").split()
+    return [parse_square(m) for m in moves]
+
+
+def _squares_of(bitboard: int) -> list[int]:
+    return [s for s in range(64) if bitboard >> s & 1]
+
+
+def _names(squares: Iterable[int]) -> str:
+    return " ".join(square_name(s) for s in squares) or "(none)"
+
+
+class Board:
+    """An Othello position with its move history, modelled on python-chess.
+
+    >>> board = Board()
+    >>> board.push("c4"); board.push("c3")
+    >>> board.pop()
+    18
+    >>> board.ply, board.turn == WHITE, board.score()
+    (1, True, (4, 1))
+    """
+
+    def __init__(self) -> None:
+        self._black, self._white = _engine.START
+        self._turn = BLACK
+        self._stack: list[tuple[int, int, int, int]] = []  # (square, black, white, turn) before it
+
+    @classmethod
+    def from_moves(cls, moves: str | Iterable[str | int]) -> Board:
+        """The position after `moves` (names or squares; a game row's ``-1`` padding ends it)."""
+        board = cls()
+        if isinstance(moves, str):
+            moves = moves.replace(",", " ").split()
+        for move in moves:
+            if isinstance(move, (int, np.integer)) and move == -1:
+                break
+            board.push(move)
+        return board
+
+    def _sides(self) -> tuple[int, int]:
+        return (self._black, self._white) if self._turn == BLACK else (self._white, self._black)
+
+    @property
+    def turn(self) -> int:
+        """``BLACK`` or ``WHITE``: the side to move (passes already applied)."""
+        return self._turn
+
+    @property
+    def ply(self) -> int:
+        """Number of moves played."""
+        return len(self._stack)
+
+    @property
+    def moves(self) -> list[int]:
+        """The squares played so far, in order."""
+        return [entry[0] for entry in self._stack]
+
+    @property
+    def legal_moves(self) -> list[int]:
+        """Legal squares for the side to move, ascending (empty when the game is over)."""
+        return _squares_of(_engine.legal(*self._sides()))
+
+    def is_legal(self, square: int | str) -> bool:
+        return bool(_engine.legal(*self._sides()) >> parse_square(square) & 1)
+
+    def is_game_over(self) -> bool:
+        return _engine.legal(*self._sides()) == 0
+
+    def push(self, square: int | str) -> None:
+        """Play `square` for the side to move; the turn then passes as the rules say."""
+        square = parse_square(square)
+        me, opp = self._sides()
+        if not _engine.legal(me, opp) >> square & 1:
+            raise IllegalMoveError(
+                f"move {square_name(square)!r} ({square}) is not legal at ply {self.ply}; "
+                f"legal: {_names(self.legal_moves)}")
+        self._stack.append((square, self._black, self._white, self._turn))
+        flipped = _engine.flips(me, opp, square)
+        me |= flipped | (1 << square)
+        opp &= ~flipped
+        if self._turn == BLACK:
+            self._black, self._white = me, opp
+        else:
+            self._white, self._black = me, opp
+        # The opponent moves next unless it has no legal move and we do (implicit pass).
+        if _engine.legal(opp, me) or not _engine.legal(me, opp):
+            self._turn = WHITE if self._turn == BLACK else BLACK
+
+    def pop(self) -> int:
+        """Take back the last move and return its square."""
+        if not self._stack:
+            raise IndexError("pop from a board with no moves")
+        square, self._black, self._white, self._turn = self._stack.pop()
+        return square
+
+    def piece_at(self, square: int | str) -> int:
+        """``EMPTY``, ``BLACK`` or ``WHITE``."""
+        bit = 1 << parse_square(square)
+        return BLACK if self._black & bit else WHITE if self._white & bit else EMPTY
+
+    def board(self) -> np.ndarray:
+        """Colours of the 64 squares: ``int8 [64]``, 0 empty, 1 black, 2 white."""
+        out = np.zeros(64, dtype=np.int8)
+        out[_squares_of(self._black)] = BLACK
+        out[_squares_of(self._white)] = WHITE
+        return out
+
+    def score(self) -> tuple[int, int]:
+        """Disc counts ``(black, white)``."""
+        return bin(self._black).count("1"), bin(self._white).count("1")
+
+    def winner(self) -> int | None:
+        """``BLACK`` or ``WHITE`` once the game is over with more discs; ``None`` for a draw
+        or a game still going."""
+        if not self.is_game_over():
+            return None
+        black, white = self.score()
+        return BLACK if black > white else WHITE if white > black else None
+
+    def copy(self) -> Board:
+        other = Board.__new__(Board)
+        other._black, other._white, other._turn = self._black, self._white, self._turn
+        other._stack = list(self._stack)
+        return other
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Board) and (self._black, self._white, self._turn) == \
+            (other._black, other._white, other._turn)
+
+    def __hash__(self) -> int:
+        return hash((self._black, self._white, self._turn))
+
+    def __str__(self) -> str:
+        """Diagram: rows a..h down, columns 1..8 across; X black, O white, * legal."""
+        legal = _engine.legal(*self._sides())
+        lines = ["  1 2 3 4 5 6 7 8"]
+        for row in range(8):
+            cells = []
+            for col in range(8):
+                bit = 1 << (8 * row + col)
+                cells.append("X" if self._black & bit else "O" if self._white & bit
+                             else "*" if legal & bit else ".")
+            lines.append(f"{_ROWS[row]} " + " ".join(cells))
+        state = "game over" if not legal else f"{_COLOUR_NAMES[self._turn]} to move"
+        black, white = self.score()
+        lines.append(f"{state}; black {black}, white {white}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Board.from_moves({_names(self.moves) if self._stack else ''!r})"
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads={threads!r}: expected a positive integer or None")
+    return int(threads)
+
+
+def _run_chunks(n: int, threads: int, work, progress: bool, desc: str) -> None:
+    """Call work(start, stop) over chunks of [0, n), on `threads` threads."""
+    chunks = [(s, min(s + _CHUNK, n)) for s in range(0, n, _CHUNK)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n, desc=desc, unit="game")
+    try:
+        if threads == 1 or len(chunks) <= 1:
+            for start, stop in chunks:
+                work(start, stop)
+                if bar is not None:
+                    bar.update(stop - start)
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                futures = [pool.submit(work, start, stop) for start, stop in chunks]
+                for future, (start, stop) in zip(futures, chunks):
+                    future.result()
+                    if bar is not None:
+                        bar.update(stop - start)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed={seed!r}: expected an integer in 0..2**64-1")
+    return int(seed)
+
+
+def generate_games(n: int, *, seed: int, threads: int | None = None,
+                   prefix: str | Iterable[str | int] | None = None, first_game: int = 0,
+                   progress: bool = False) -> np.ndarray:
+    """`n` random legal games: ``int8 [n, 60]``, ``-1`` after each game's end.
+
+    Each move is drawn uniformly among the legal moves. Game ``i`` comes from
+    its own random stream keyed by ``(seed, first_game + i)``, so the result does
+    not depend on `threads`, and ``generate_games(n, seed=s, first_game=k)`` is
+    rows ``k..k+n`` of a larger call with the same seed. `prefix` forces the
+    opening (``"c4 c3 c2"``): every game starts with it.
+
+    >>> games = generate_games(3, seed=0, prefix="c4 c3")
+    >>> games.shape, games.dtype.name, [square_name(s) for s in games[0, :2]]
+    ((3, 60), 'int8', ['c4', 'c3'])
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n={n!r}: expected a non-negative number of games")
+    seed = _check_seed(seed)
+    opening = np.asarray(Board.from_moves(prefix).moves if prefix is not None else [], dtype=np.int8)
+    if isinstance(first_game, bool) or not isinstance(first_game, (int, np.integer)) or first_game < 0:
+        raise ValueError(f"first_game={first_game!r}: expected a non-negative integer")
+    out = np.empty((int(n), GAME_PLIES), dtype=np.int8)
+
+    def work(start: int, stop: int) -> None:
+        _engine.generate_into(out[start:stop], seed, first_game + start, opening)
+
+    _run_chunks(int(n), _threads(threads), work, progress, "generating games")
+    return out
+
+
+def validate_games(games, *, name: str = "games") -> np.ndarray:
+    """Check that `games` is an integer array ``[n, 60]`` of squares -1..63 and return it
+    as C-contiguous ``int8`` (no copy when it already is). Legality is checked by `replay`."""
+    arr = np.asarray(games)
+    if arr.dtype.kind not in "iu":
+        raise GameArrayError(f"{name} has dtype {arr.dtype}; expected an integer dtype (int8)")
+    if arr.ndim != 2 or arr.shape[1] != GAME_PLIES:
+        raise GameArrayError(f"{name} has shape {arr.shape}; expected (n_games, {GAME_PLIES})")
+    bad = np.argwhere((arr < -1) | (arr > 63))
+    if len(bad):
+        g, p = bad[0]
+        raise InvalidSquareError(f"{name}[{g}, {p}] = {arr[g, p]}: expected a square 0..63 or -1")
+    return np.ascontiguousarray(arr, dtype=np.int8)
+
+
+def _raise_illegal(games: np.ndarray, status: np.ndarray) -> None:
+    game = int(np.flatnonzero(status < 0)[0])
+    ply = int(-status[game] - 1)
+    row = games[game]
+    square = int(row[ply])
+    ended = np.flatnonzero(row[:ply] == -1)
+    if len(ended):
+        raise IllegalMoveError(f"game {game}, ply {ply}: move {square_name(square)!r} ({square}) "
+                               f"comes after the game's end (-1 at ply {int(ended[0])})")
+    board = Board.from_moves(row[:ply].tolist())
+    raise IllegalMoveError(f"game {game}, ply {ply}: move {square_name(square)!r} ({square}) is "
+                           f"not legal; legal: {_names(board.legal_moves)}")
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Per-ply labels of replayed games; index ``[g, i]`` is the position after move ``i``
+    of game ``g``. Entries after a game's end are zero.
+
+    Attributes:
+        board: ``int8 [n, 60, 64]``, 0 empty, 1 black, 2 white.
+        player: ``uint8 [n, 60]``, who played move i (1 black, 2 white; 0 after the end).
+        legal_next: ``bool [n, 60, 64]``, legal moves of the side to move after move i.
+        flipped: ``bool [n, 60, 64]``, discs flipped by move i.
+        n_moves: ``int64 [n]``, moves in each game.
+    """
+    board: np.ndarray
+    player: np.ndarray
+    legal_next: np.ndarray
+    flipped: np.ndarray
+    n_moves: np.ndarray
+
+    @property
+    def next_player(self) -> np.ndarray:
+        """``uint8 [n, 60]``: the side to move after move i (the one who plays move i+1;
+        at a game's last move, the opponent of its player; 0 after the end)."""
+        return next_player(self.player)
+
+    def relative_board(self) -> np.ndarray:
+        """``int8 [n, 60, 64]``: 0 empty, 1 mine, 2 theirs, relative to the side to move."""
+        return relative_board(self.board, self.next_player)
+
+
+def next_player(player: np.ndarray) -> np.ndarray:
+    """Side to move after each move, from ``player`` ``uint8 [n, 60]`` (see `Replay`)."""
+    player = np.asarray(player)
+    following = np.zeros_like(player)
+    following[:, :-1] = player[:, 1:]
+    opponent = np.where(player > 0, 3 - player.astype(np.int16), 0).astype(player.dtype)
+    return np.where(following > 0, following, opponent)
+
+
+def relative_board(board: np.ndarray, to_move: np.ndarray) -> np.ndarray:
+    """Relative labels from absolute ones: ``board`` ``int8 [..., 64]`` (0 empty, 1 black,
+    2 white) and ``to_move`` ``[...]`` (1 or 2) -> ``int8 [..., 64]``, 0 empty, 1 mine, 2 theirs."""
+    board = np.asarray(board)
+    mine = board == np.asarray(to_move)[..., None]
+    return np.where(board == EMPTY, 0, np.where(mine, 1, 2)).astype(np.int8)
+
+
+def replay(games, *, threads: int | None = None) -> Replay:
+    """Replay ``games`` (``int8 [n, 60]``) and return every per-ply label (see `Replay`).
+
+    Raises `IllegalMoveError` naming the game, the ply and the move at the first
+    illegal move, and `GameArrayError` / `InvalidSquareError` for a bad array.
+    """
+    games = validate_games(games)
+    n = games.shape[0]
+    board = np.empty((n, GAME_PLIES, 64), dtype=np.int8)
+    player = np.empty((n, GAME_PLIES), dtype=np.uint8)
+    legal_next = np.empty((n, GAME_PLIES, 64), dtype=np.uint8)
+    flipped = np.empty((n, GAME_PLIES, 64), dtype=np.uint8)
+    status = np.empty(n, dtype=np.int64)
+
+    def work(start: int, stop: int) -> None:
+        _engine.replay_labels_into(games[start:stop], board[start:stop], player[start:stop],
+                                   legal_next[start:stop], flipped[start:stop], status[start:stop])
+
+    _run_chunks(n, _threads(threads), work, False, "replaying games")
+    if n and status.min() < 0:
+        _raise_illegal(games, status)
+    return Replay(board=board, player=player, legal_next=legal_next.view(np.bool_),
+                  flipped=flipped.view(np.bool_), n_moves=status)
+
+
+def replay_bitboards(games, *, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Compact replay: ``uint64 [n, 60]`` bitboards ``black``, ``white``, ``legal_next``,
+    ``flipped`` plus ``player`` ``uint8 [n, 60]`` and ``n_moves`` ``int64 [n]``
+    (the same content as `replay`, 8x smaller)."""
+    games = validate_games(games)
+    n = games.shape[0]
+    out = {k: np.empty((n, GAME_PLIES), dtype=np.uint64)
+           for k in ("black", "white", "legal_next", "flipped")}
+    out["player"] = np.empty((n, GAME_PLIES), dtype=np.uint8)
+    status = np.empty(n, dtype=np.int64)
+
+    def work(start: int, stop: int) -> None:
+        _engine.replay_bitboards_into(games[start:stop], *(out[k][start:stop] for k in
+                                      ("black", "white", "player", "legal_next", "flipped")),
+                                      status[start:stop])
+
+    _run_chunks(n, _threads(threads), work, False, "replaying games")
+    if n and status.min() < 0:
+        _raise_illegal(games, status)
+    out["n_moves"] = status
+    return out
+
+
+def game_lengths(games) -> np.ndarray:
+    """Number of moves in each game: ``int64 [n]`` (position of the first -1, else 60)."""
+    games = validate_games(games)
+    return (games >= 0).sum(axis=1).astype(np.int64)
+
+
+def perft(depth: int) -> int:
+    """Leaves of the game tree `depth` plies from the start, a pass counted as a ply and a
+    game that ends earlier counted as one leaf: ``perft(4) == 244``."""
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
+        raise ValueError(f"depth={depth!r}: expected a non-negative integer")
+    return 1 if depth == 0 else int(_engine.perft(int(depth)))
