@@ -16,8 +16,6 @@
 typedef uint64_t bb_t;
 
 #define GAME_PLIES 60
-#define NOT_COL_1 0xFEFEFEFEFEFEFEFEULL /* squares that are not in column 1 */
-#define NOT_COL_8 0x7F7F7F7F7F7F7F7FULL /* squares that are not in column 8 */
 
 /* Start: d4 (27), e5 (36) white; d5 (28), e4 (35) black; black moves first. */
 #define START_BLACK ((1ULL << 28) | (1ULL << 35))
@@ -26,49 +24,63 @@ typedef uint64_t bb_t;
 static inline int bb_popcount(bb_t x) { return __builtin_popcountll(x); }
 static inline int bb_lowest(bb_t x) { return __builtin_ctzll(x); }
 
-/* One step in each of the 8 directions; the column masks stop wrap-around.
- * Bit i + 1 is one column to the right (towards column 8), i + 8 one row down. */
-static inline bb_t shift_dir(bb_t x, int dir) {
-    switch (dir) {
-    case 0: return (x << 1) & NOT_COL_1;  /* east */
-    case 1: return (x >> 1) & NOT_COL_8;  /* west */
-    case 2: return x << 8;                /* south */
-    case 3: return x >> 8;                /* north */
-    case 4: return (x << 9) & NOT_COL_1;  /* south-east */
-    case 5: return (x << 7) & NOT_COL_8;  /* south-west */
-    case 6: return (x >> 7) & NOT_COL_1;  /* north-east */
-    default: return (x >> 9) & NOT_COL_8; /* north-west */
-    }
+/* Squares off the board's left and right edges: a line of discs flipped
+ * horizontally or diagonally never contains them, so masking the opponent's
+ * discs with INNER_COLS stops every shift from wrapping across a row end. */
+#define INNER_COLS 0x7E7E7E7E7E7E7E7EULL
+
+/* Moves of `me` along one axis (both ways), shift-pair (Kogge-Stone) fill.
+ * `mask` is the opponent's discs that may lie inside a flipped line. */
+static inline bb_t moves_along(bb_t me, bb_t mask, int dir) {
+    const int dir2 = dir + dir;
+    bb_t fl = mask & (me << dir), fr = mask & (me >> dir);
+    fl |= mask & (fl << dir);
+    fr |= mask & (fr >> dir);
+    bb_t ml = mask & (mask << dir), mr = mask & (mask >> dir);
+    fl |= ml & (fl << dir2);
+    fr |= mr & (fr >> dir2);
+    fl |= ml & (fl << dir2);
+    fr |= mr & (fr >> dir2);
+    return (fl << dir) | (fr >> dir);
 }
 
 /* Legal moves of the side owning `me`: empty squares that close a line of
- * at least one `opp` disc against a `me` disc (dumb7fill per direction). */
+ * at least one `opp` disc against a `me` disc. */
 static inline bb_t legal_moves(bb_t me, bb_t opp) {
-    bb_t empty = ~(me | opp), moves = 0;
-    for (int dir = 0; dir < 8; dir++) {
-        bb_t x = shift_dir(me, dir) & opp;
-        x |= shift_dir(x, dir) & opp;
-        x |= shift_dir(x, dir) & opp;
-        x |= shift_dir(x, dir) & opp;
-        x |= shift_dir(x, dir) & opp;
-        x |= shift_dir(x, dir) & opp;
-        moves |= shift_dir(x, dir);
-    }
-    return moves & empty;
+    const bb_t inner = opp & INNER_COLS;
+    return (moves_along(me, inner, 1) | moves_along(me, opp, 8) |
+            moves_along(me, inner, 7) | moves_along(me, inner, 9)) & ~(me | opp);
 }
+
+/* Flips along one ray from `move`: fill through `mask` discs (at most 6),
+ * keep the line only if a `me` disc closes it. Branch-free. */
+#define RAY_LEFT(dir)                                                       \
+    do {                                                                    \
+        bb_t f = mask_##dir & (move << dir);                                \
+        f |= mask_##dir & (f << dir); f |= mask_##dir & (f << dir);         \
+        f |= mask_##dir & (f << dir); f |= mask_##dir & (f << dir);         \
+        f |= mask_##dir & (f << dir);                                       \
+        flipped |= f & (bb_t)(-(int64_t)(((f << dir) & me) != 0));          \
+    } while (0)
+#define RAY_RIGHT(dir)                                                      \
+    do {                                                                    \
+        bb_t f = mask_##dir & (move >> dir);                                \
+        f |= mask_##dir & (f >> dir); f |= mask_##dir & (f >> dir);         \
+        f |= mask_##dir & (f >> dir); f |= mask_##dir & (f >> dir);         \
+        f |= mask_##dir & (f >> dir);                                       \
+        flipped |= f & (bb_t)(-(int64_t)(((f >> dir) & me) != 0));          \
+    } while (0)
 
 /* Discs of `opp` flipped when `me` plays `sq` (0 if the move flips nothing,
  * which for an empty square means the move is illegal). */
 static inline bb_t flips_for(bb_t me, bb_t opp, int sq) {
-    bb_t move = 1ULL << sq, flipped = 0;
-    for (int dir = 0; dir < 8; dir++) {
-        bb_t line = 0, x = shift_dir(move, dir);
-        while (x & opp) {
-            line |= x;
-            x = shift_dir(x, dir);
-        }
-        if (x & me) flipped |= line;
-    }
+    const bb_t move = 1ULL << sq, inner = opp & INNER_COLS;
+    const bb_t mask_1 = inner, mask_7 = inner, mask_9 = inner, mask_8 = opp;
+    bb_t flipped = 0;
+    RAY_LEFT(1); RAY_RIGHT(1);
+    RAY_LEFT(8); RAY_RIGHT(8);
+    RAY_LEFT(7); RAY_RIGHT(7);
+    RAY_LEFT(9); RAY_RIGHT(9);
     return flipped;
 }
 

@@ -261,7 +261,9 @@ class GameDataset:
 def _npy_data_offset(path: Path) -> tuple[tuple, int]:
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
-        shape, _, dtype = np.lib.format._read_array_header(f, version)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
         return shape, f.tell(), dtype
 
 

@@ -366,29 +366,39 @@ def relative_board(board: np.ndarray, to_move: np.ndarray) -> np.ndarray:
     return np.where(board == EMPTY, 0, np.where(mine, 1, 2)).astype(np.int8)
 
 
-def replay(games, *, threads: int | None = None) -> Replay:
+def replay(games, *, threads: int | None = None, out: Replay | None = None) -> Replay:
     """Replay ``games`` (``int8 [n, 60]``) and return every per-ply label (see `Replay`).
+
+    `out`, a `Replay` of at least ``n`` games (e.g. from an earlier call), is filled
+    in place and its first ``n`` rows returned: streaming over batches that way skips
+    allocating (and first touching) ~11.5 KB of fresh memory per game.
 
     Raises `IllegalMoveError` naming the game, the ply and the move at the first
     illegal move, and `GameArrayError` / `InvalidSquareError` for a bad array.
     """
     games = validate_games(games)
     n = games.shape[0]
-    board = np.empty((n, GAME_PLIES, 64), dtype=np.int8)
-    player = np.empty((n, GAME_PLIES), dtype=np.uint8)
-    legal_next = np.empty((n, GAME_PLIES, 64), dtype=np.uint8)
-    flipped = np.empty((n, GAME_PLIES, 64), dtype=np.uint8)
-    status = np.empty(n, dtype=np.int64)
+    if out is None:
+        out = Replay(board=np.empty((n, GAME_PLIES, 64), dtype=np.int8),
+                     player=np.empty((n, GAME_PLIES), dtype=np.uint8),
+                     legal_next=np.empty((n, GAME_PLIES, 64), dtype=np.bool_),
+                     flipped=np.empty((n, GAME_PLIES, 64), dtype=np.bool_),
+                     n_moves=np.empty(n, dtype=np.int64))
+    elif len(out.n_moves) < n:
+        raise ValueError(f"out holds {len(out.n_moves)} games; expected at least {n}")
+    result = Replay(*(getattr(out, f)[:n] for f in ("board", "player", "legal_next", "flipped",
+                                                     "n_moves")))
+    legal_next, flipped = result.legal_next.view(np.uint8), result.flipped.view(np.uint8)
 
     def work(start: int, stop: int) -> None:
-        _engine.replay_labels_into(games[start:stop], board[start:stop], player[start:stop],
-                                   legal_next[start:stop], flipped[start:stop], status[start:stop])
+        _engine.replay_labels_into(games[start:stop], result.board[start:stop],
+                                   result.player[start:stop], legal_next[start:stop],
+                                   flipped[start:stop], result.n_moves[start:stop])
 
     _run_chunks(n, _threads(threads), work, False, "replaying games")
-    if n and status.min() < 0:
-        _raise_illegal(games, status)
-    return Replay(board=board, player=player, legal_next=legal_next.view(np.bool_),
-                  flipped=flipped.view(np.bool_), n_moves=status)
+    if n and result.n_moves.min() < 0:
+        _raise_illegal(games, result.n_moves)
+    return result
 
 
 def replay_bitboards(games, *, threads: int | None = None) -> dict[str, np.ndarray]:
