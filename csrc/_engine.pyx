@@ -15,14 +15,13 @@ cnp.import_array()
 
 cdef extern from "othello.h" nogil:
     ctypedef uint64_t bb_t
-    ctypedef struct rng_t:
-        pass
     bb_t START_BLACK
     bb_t START_WHITE
     bb_t legal_moves(bb_t me, bb_t opp)
     bb_t flips_for(bb_t me, bb_t opp, int sq)
-    void rng_seed(rng_t *r, uint64_t seed, uint64_t stream)
-    int play_random_game(rng_t *r, const int8_t *prefix, int n_prefix, int8_t *out)
+    int fast_pdep_available()
+    void generate_batch(int8_t *out, int64_t n, uint64_t seed, int64_t first_game,
+                        const int8_t *prefix, int n_prefix, int use_pdep)
     int replay_game(const int8_t *game, bb_t *black, bb_t *white, uint8_t *player,
                     bb_t *legal_next, bb_t *flipped)
     uint64_t perft_rec(bb_t me, bb_t opp, int depth, int passed)
@@ -48,16 +47,19 @@ def perft(int depth):
     return n
 
 
-def generate_into(int8_t[:, ::1] out, uint64_t seed, int64_t first_game, const int8_t[::1] prefix):
+#: Whether generation uses the pdep instruction on this CPU (same games either way).
+FAST_PDEP = bool(fast_pdep_available())
+
+
+def generate_into(int8_t[:, ::1] out, uint64_t seed, int64_t first_game, const int8_t[::1] prefix,
+                  bint use_pdep=FAST_PDEP):
     """Fill `out` [n, 60] with random games; row i is game number first_game + i."""
-    cdef Py_ssize_t i, n = out.shape[0]
-    cdef rng_t r
     cdef int n_prefix = prefix.shape[0]
     cdef const int8_t *p = &prefix[0] if n_prefix > 0 else NULL
+    if out.shape[0] == 0:
+        return
     with nogil:
-        for i in range(n):
-            rng_seed(&r, seed, <uint64_t>(first_game + i))
-            play_random_game(&r, p, n_prefix, &out[i, 0])
+        generate_batch(&out[0, 0], out.shape[0], seed, first_game, p, n_prefix, use_pdep)
 
 
 def replay_bitboards_into(const int8_t[:, ::1] games, uint64_t[:, ::1] black, uint64_t[:, ::1] white,

@@ -13,6 +13,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MOTHELLO_X86_BMI2 1 /* a pdep path, chosen at run time (select_path) */
+#endif
+
 typedef uint64_t bb_t;
 
 #define GAME_PLIES 60
@@ -90,6 +95,13 @@ static inline int nth_set_bit(bb_t x, int n) {
     return bb_lowest(x);
 }
 
+#ifdef MOTHELLO_X86_BMI2
+/* The same with one instruction: pdep deposits bit n onto the n-th set bit. */
+__attribute__((target("bmi2"))) static inline int nth_set_bit_pdep(bb_t x, int n) {
+    return bb_lowest(_pdep_u64(1ULL << n, x));
+}
+#endif
+
 /* ---- Random numbers: one independent stream per game -------------------
  * splitmix64 turns (seed, game index) into the state of a xoshiro256**
  * generator, so game i is the same whatever the thread that plays it. */
@@ -138,7 +150,8 @@ static inline uint32_t rng_below(rng_t *r, uint32_t n) {
 /* Play one random game after the forced opening `prefix` (n_prefix squares,
  * already checked legal by the caller). Writes all 60 entries of `out`.
  * Returns the number of moves played. */
-static inline int play_random_game(rng_t *r, const int8_t *prefix, int n_prefix, int8_t *out) {
+static inline __attribute__((always_inline)) int
+play_random_game_impl(rng_t *r, const int8_t *prefix, int n_prefix, int8_t *out, int use_pdep) {
     bb_t me = START_BLACK, opp = START_WHITE;
     int ply = 0;
     for (; ply < n_prefix; ply++) {
@@ -157,7 +170,13 @@ static inline int play_random_game(rng_t *r, const int8_t *prefix, int n_prefix,
             legal = legal_moves(me, opp);
             if (!legal) break;
         }
-        int sq = nth_set_bit(legal, (int)rng_below(r, (uint32_t)bb_popcount(legal)));
+        int pick = (int)rng_below(r, (uint32_t)bb_popcount(legal));
+#ifdef MOTHELLO_X86_BMI2
+        int sq = use_pdep ? nth_set_bit_pdep(legal, pick) : nth_set_bit(legal, pick);
+#else
+        int sq = nth_set_bit(legal, pick);
+        (void)use_pdep;
+#endif
         bb_t f = flips_for(me, opp, sq);
         me |= f | (1ULL << sq); opp &= ~f;
         out[ply] = (int8_t)sq;
@@ -166,6 +185,49 @@ static inline int play_random_game(rng_t *r, const int8_t *prefix, int n_prefix,
     int n_moves = ply;
     for (; ply < GAME_PLIES; ply++) out[ply] = -1;
     return n_moves;
+}
+
+/* Fill out[n][GAME_PLIES] with random games; row i is game first_game + i,
+ * drawn from its own stream (seed, first_game + i). The loop is compiled twice,
+ * once for CPUs with a fast pdep; both give the same games. */
+static void generate_batch_portable(int8_t *out, int64_t n, uint64_t seed, int64_t first_game,
+                                    const int8_t *prefix, int n_prefix) {
+    rng_t r;
+    for (int64_t i = 0; i < n; i++) {
+        rng_seed(&r, seed, (uint64_t)(first_game + i));
+        play_random_game_impl(&r, prefix, n_prefix, out + i * GAME_PLIES, 0);
+    }
+}
+
+#ifdef MOTHELLO_X86_BMI2
+__attribute__((target("bmi2")))
+static void generate_batch_pdep(int8_t *out, int64_t n, uint64_t seed, int64_t first_game,
+                                const int8_t *prefix, int n_prefix) {
+    rng_t r;
+    for (int64_t i = 0; i < n; i++) {
+        rng_seed(&r, seed, (uint64_t)(first_game + i));
+        play_random_game_impl(&r, prefix, n_prefix, out + i * GAME_PLIES, 1);
+    }
+}
+#endif
+
+/* 1 where this CPU has a fast pdep (BMI2, but not AMD Zen 1/2, where it is
+ * microcoded and slower than the loop). */
+static inline int fast_pdep_available(void) {
+#ifdef MOTHELLO_X86_BMI2
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("bmi2") && !__builtin_cpu_is("znver1") && !__builtin_cpu_is("znver2");
+#else
+    return 0;
+#endif
+}
+
+static inline void generate_batch(int8_t *out, int64_t n, uint64_t seed, int64_t first_game,
+                                  const int8_t *prefix, int n_prefix, int use_pdep) {
+#ifdef MOTHELLO_X86_BMI2
+    if (use_pdep) { generate_batch_pdep(out, n, seed, first_game, prefix, n_prefix); return; }
+#endif
+    generate_batch_portable(out, n, seed, first_game, prefix, n_prefix);
 }
 
 /* Per-ply labels of one replayed game, as bitboards (the Cython layer

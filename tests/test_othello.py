@@ -265,3 +265,13 @@ def test_replay_into_a_reused_buffer_equals_a_fresh_replay(games):
     assert np.shares_memory(again.board, buffer.board)
     with pytest.raises(ValueError, match="out holds 100 games"):
         mf.replay(games[:150], out=buffer)
+
+
+@pytest.mark.skipif(not mf._engine.FAST_PDEP, reason="this CPU has no fast pdep path")
+def test_pdep_and_portable_generation_paths_give_the_same_games():
+    prefix = np.array([19, 18], np.int8)
+    fast, portable = np.empty((3000, 60), np.int8), np.empty((3000, 60), np.int8)
+    mf._engine.generate_into(fast, 11, 7, prefix, True)
+    mf._engine.generate_into(portable, 11, 7, prefix, False)
+    assert np.array_equal(fast, portable)
+    assert np.array_equal(fast, mf.generate_games(3000, seed=11, first_game=7, prefix="c4 c3"))
