@@ -8,7 +8,7 @@ the side to move has no legal move, the other side plays). Colours are
 
 >>> board = Board.from_moves("f5 d6")
 >>> board.turn == BLACK, board.legal_moves
-(True, [18, 20, 34, 50])
+(True, [18, 19, 20, 21, 22])
 >>> square_name(28), parse_square("d5")
 ('d5', 28)
 
