@@ -168,3 +168,60 @@ def dedup_first_indices(const int8_t[:, ::1] games):
                     break
                 slot = (slot + 1) & (cap - 1)
     return keep_arr[:n_keep]
+
+
+def encode_into(const int8_t[:, ::1] games, const int64_t[::1] language, const int64_t[:, ::1] slots,
+                const int64_t[::1] lengths, int64_t[:, ::1] tokens, int64_t[:, ::1] move_index,
+                uint8_t[:, ::1] move_end, int64_t pad_id, int64_t[::1] status):
+    """Write games [n, 60] as tokens: the move at ply p of game i is the lengths[r] ids
+    slots[r, :lengths[r]] with r = language[i] * 65 + square + 1. Fills tokens,
+    move_index (ply of each token, -1 on padding) and move_end (1 on a move's last
+    token) [n, T]; positions after the game get pad_id, -1 and 0.
+
+    Validates as it goes: status[i] is 0, or -(ply + 1) at the first square that is
+    not -1 and has no tokens (out of range, a centre square) or that follows a -1."""
+    cdef Py_ssize_t i, n = games.shape[0], T = tokens.shape[1]
+    cdef Py_ssize_t pos, j, count, row, k = slots.shape[1]
+    cdef int ply, sq, rest
+    cdef int64_t *tok
+    cdef int64_t *idx
+    cdef uint8_t *end
+    with nogil:
+        for i in range(n):
+            pos = 0
+            status[i] = 0
+            tok = &tokens[i, 0]
+            idx = &move_index[i, 0]
+            end = &move_end[i, 0]
+            for ply in range(60):
+                sq = games[i, ply]
+                if sq < 0:
+                    if sq != -1:
+                        status[i] = -(ply + 1)
+                    for rest in range(ply + 1, 60):
+                        if games[i, rest] != -1 and status[i] == 0:
+                            status[i] = -(rest + 1)
+                    break
+                row = language[i] * 65 + sq + 1
+                count = lengths[row] if sq < 64 else 0
+                if count == 0 or pos + count > T:
+                    status[i] = -(ply + 1)
+                    break
+                if pos + k <= T:
+                    # all k slots, then advance by the move's length: the spare slots are
+                    # overwritten by the next move or the padding (no branch per token)
+                    for j in range(k):
+                        tok[pos + j] = slots[row, j]
+                        idx[pos + j] = ply
+                        end[pos + j] = j == count - 1
+                    pos += count
+                else:
+                    for j in range(count):
+                        tok[pos] = slots[row, j]
+                        idx[pos] = ply
+                        end[pos] = j == count - 1
+                        pos += 1
+            for j in range(pos, T):
+                tok[j] = pad_id
+                idx[j] = -1
+                end[j] = 0

@@ -18,6 +18,25 @@ __version__ = "0.1.0"
 # Public names that live in modules importing torch (or other heavy libraries):
 # name -> module, resolved on first attribute access.
 _LAZY = {
+    "GPT": ".model", "GPTConfig": ".model", "ActivationCache": ".model",
+    "save_checkpoint": ".checkpoint", "load_checkpoint": ".checkpoint", "load_model": ".checkpoint",
+    "TrainConfig": ".train", "TrainResult": ".train",  # train(): mothello_fast.train.train
+    "train_on_dataset": ".train", "load_train_config": ".train",
+    "legal_move_accuracy": ".evaluate", "evaluate_languages": ".evaluate",
+    "evaluate_checkpoint": ".evaluate",
+    "Language": ".languages", "LanguageSet": ".languages", "Encoded": ".languages",
+    "Corpus": ".corpus", "Batch": ".corpus",
+    "attention": ".kernels.attention", "probe_loss": ".kernels.probe",
+    "KMeans": ".kmeans",
+    "calign": ".concepts", "colap": ".concepts", "CalignResult": ".concepts",
+    "ColapResult": ".concepts", "AlignedPair": ".concepts", "concept_report": ".concepts",
+    "dictionary_from_translation_table": ".concepts", "dictionary_from_token_square": ".concepts",
+    "normalize_rows": ".geometry", "nearest_neighbors": ".geometry",
+    "language_identification": ".geometry", "cross_lingual_neighbors": ".geometry",
+    "translation_retrieval": ".geometry", "canonical_angles": ".geometry",
+    "random_canonical_cosines": ".geometry", "neighbor_overlap": ".geometry",
+    "unification_score": ".unification", "similarity_matrix": ".unification",
+    "plot_similarity_matrix": ".unification",
 }
 
 

@@ -28,3 +28,20 @@ class LanguageError(MothelloError):
 
 class CheckpointError(MothelloError):
     """A checkpoint that is truncated, corrupted or from an incompatible config."""
+
+
+class ProbeError(MothelloError):
+    """Probe inputs, labels or a saved probe that do not fit."""
+
+
+class ConfigError(MothelloError):
+    """A config file or override that names an unknown field or gives a bad value."""
+
+
+class KernelError(MothelloError):
+    """Inputs that a kernel does not handle (shape, dtype, device), or an unknown backend."""
+
+
+class ConceptError(MothelloError):
+    """Points, cluster labels, a dictionary or embeddings that the concept metrics,
+    k-means, embedding geometry or unification do not accept."""
