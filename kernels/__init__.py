@@ -2,5 +2,13 @@
 
 Each kernel has a plain-torch reference beside it and a dispatcher that picks
 the Triton kernel on CUDA (or under ``TRITON_INTERPRET=1``) and the reference
-elsewhere.
+elsewhere:
+
+- `attention`: dispatcher ``attention(q, k, v, *, dropout_p, causal, backend)`` and
+  ``attention_reference``; the Triton forward/backward in `attention_triton`.
+- `probe`: dispatcher ``probe_loss(x, weight, bias, labels, *, backend)`` and
+  ``probe_loss_reference``; the fused Triton kernel in `probe_triton`.
+
+The Triton modules are imported only when triton is installed; without it the
+dispatchers fall back to the references (and SDPA for attention).
 """

@@ -1,7 +1,8 @@
 """Causal self-attention for short sequences: dispatcher and plain-torch reference.
 
 `attention(q, k, v, ...)` is what the model calls. q, k, v: ``[batch, heads, T, d_head]``
--> ``[batch, heads, T, d_head]``.
+-> ``[batch, heads, T, d_head]``. The Triton kernels live in `attention_triton` (imported here
+when Triton is installed).
 """
 from __future__ import annotations
 
@@ -10,11 +11,33 @@ import math
 import torch
 import torch.nn.functional as F
 
+from mothello_fast.errors import KernelError
+
+try:
+    from .attention_triton import (TritonAttention, attention_dropout_mask,  # noqa: F401
+                                   attention_triton)
+    from .attention_triton import HEAD_DIMS as TRITON_HEAD_DIMS
+    from .attention_triton import MAX_T as TRITON_MAX_T
+    HAVE_TRITON = True
+except ImportError:  # the package works without Triton: references and SDPA only
+    HAVE_TRITON = False
+
+# The one switch: whether backend="auto" runs the Triton kernel on CUDA tensors. Off until the
+# GPU benchmark (benchmarks/test_bench_kernels.py) shows it faster than every SDPA backend.
+AUTO_TRITON_ON_CUDA = False
+
+BACKENDS = ("auto", "triton", "sdpa", "reference")
+
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                         dropout_p: float = 0.0, causal: bool = True,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """Plain-torch causal attention, computed in fp32: ``[B, H, T, D]`` -> ``[B, H, T, D]``."""
+                        generator: torch.Generator | None = None,
+                        dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain-torch causal attention, computed in fp32: ``[B, H, T, D]`` -> ``[B, H, T, D]``.
+
+    dropout_mask: ``bool [B, H, T, T]``, True = kept (e.g. `attention_dropout_mask`, the mask
+    a Triton call with the same seed uses); drawn with ``generator`` when not given.
+    """
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = (q.float() @ k.float().transpose(-2, -1)) * scale  # (B, H, T, T)
     if causal:
@@ -23,20 +46,34 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         scores = scores.masked_fill(~mask, float("-inf"))
     probs = scores.softmax(dim=-1)
     if dropout_p > 0.0:
-        keep = torch.rand(probs.shape, device=q.device, generator=generator) >= dropout_p
+        keep = dropout_mask
+        if keep is None:
+            keep = torch.rand(probs.shape, device=q.device, generator=generator) >= dropout_p
         probs = probs * keep / (1.0 - dropout_p)
     return (probs @ v.float()).to(q.dtype)
+
+
+def _triton_fits(q: torch.Tensor) -> bool:
+    return (HAVE_TRITON and q.is_cuda and q.dim() == 4 and q.shape[-1] in TRITON_HEAD_DIMS
+            and 1 <= q.shape[-2] <= TRITON_MAX_T)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float = 0.0,
               causal: bool = True, backend: str = "auto") -> torch.Tensor:
     """Causal attention ``[B, H, T, D]`` -> ``[B, H, T, D]``.
 
-    backend: ``"sdpa"`` (torch's scaled_dot_product_attention), ``"reference"``,
-    or ``"auto"`` (the fastest available for the inputs' device).
+    backend: ``"triton"`` (the Triton kernel: CUDA tensors, or CPU tensors when
+    ``TRITON_INTERPRET=1``), ``"sdpa"`` (torch's scaled_dot_product_attention),
+    ``"reference"``, or ``"auto"``: Triton on CUDA when `AUTO_TRITON_ON_CUDA` is set and the
+    shapes fit, SDPA otherwise.
     """
-    if backend not in ("auto", "sdpa", "reference"):
-        raise ValueError(f"backend={backend!r}: expected 'auto', 'sdpa' or 'reference'")
+    if backend not in BACKENDS:
+        raise KernelError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
+    if backend == "triton" or (backend == "auto" and AUTO_TRITON_ON_CUDA and _triton_fits(q)):
+        if not HAVE_TRITON:
+            raise KernelError("backend='triton' needs the triton package (pip install triton)")
+        return attention_triton(q, k, v, dropout_p=dropout_p, causal=causal)
     if backend == "reference":
         return attention_reference(q, k, v, dropout_p=dropout_p, causal=causal)
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+

@@ -1,6 +1,7 @@
 """Board-probe loss: per-square softmax cross-entropy over 64 squares x 3 classes.
 
-Plain-torch reference and dispatcher. x: ``[N, d]``, weight ``[d, 64, 3]``,
+Plain-torch reference and dispatcher; the fused Triton kernel lives in `probe_triton`
+(imported here when Triton is installed). x: ``[N, d]``, weight ``[d, 64, 3]``,
 bias ``[64, 3]``, labels ``int64 [N, 64]`` (class 0..2, or -100 to ignore).
 """
 from __future__ import annotations
@@ -8,12 +9,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mothello_fast.errors import KernelError
+
+try:
+    from .probe_triton import TritonProbeLoss, probe_loss_triton  # noqa: F401
+    HAVE_TRITON = True
+except ImportError:  # the package works without Triton: the reference only
+    HAVE_TRITON = False
+
+# Whether backend="auto" runs the fused kernel on CUDA tensors.
+AUTO_TRITON_ON_CUDA = True
+
+BACKENDS = ("auto", "triton", "reference")
+
 
 def probe_loss_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                          labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over labelled (position, square) pairs, and the number of
     correctly classified squares (``int64`` scalar, no gradient)."""
     logits = torch.einsum("nd,dsc->nsc", x.float(), weight.float()) + bias.float()  # (N, 64, 3)
+    labels = labels.long()
     loss = F.cross_entropy(logits.reshape(-1, 3), labels.reshape(-1), ignore_index=-100)
     with torch.no_grad():
         correct = ((logits.argmax(-1) == labels) & (labels != -100)).sum()
@@ -22,7 +37,17 @@ def probe_loss_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
 def probe_loss(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor,
                *, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """Dispatcher: see `probe_loss_reference` for the contract."""
-    if backend not in ("auto", "reference"):
-        raise ValueError(f"backend={backend!r}: expected 'auto' or 'reference'")
+    """Dispatcher: see `probe_loss_reference` for the contract.
+
+    backend: ``"triton"`` (the fused kernel: CUDA tensors, or CPU tensors when
+    ``TRITON_INTERPRET=1``), ``"reference"``, or ``"auto"``: the kernel on CUDA tensors when
+    `AUTO_TRITON_ON_CUDA` is set, the reference otherwise.
+    """
+    if backend not in BACKENDS:
+        raise KernelError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
+    if backend == "triton" or (backend == "auto" and AUTO_TRITON_ON_CUDA and HAVE_TRITON
+                               and x.is_cuda):
+        if not HAVE_TRITON:
+            raise KernelError("backend='triton' needs the triton package (pip install triton)")
+        return probe_loss_triton(x, weight, bias, labels)
     return probe_loss_reference(x, weight, bias, labels)
