@@ -18,7 +18,7 @@ except ImportError:  # the package works without Triton: the reference only
     HAVE_TRITON = False
 
 # Whether backend="auto" runs the fused kernel on CUDA tensors.
-AUTO_TRITON_ON_CUDA = True
+AUTO_TRITON_ON_CUDA = False
 
 BACKENDS = ("auto", "triton", "reference")
 

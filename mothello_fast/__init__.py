@@ -7,6 +7,7 @@ from importlib import import_module
 
 from .errors import (CheckpointError, DatasetError, GameArrayError, IllegalMoveError,
                      InvalidSquareError, LanguageError, MothelloError)
+from .errors import ProbeError
 from .othello import (BLACK, EMPTY, GAME_PLIES, PLAYABLE_SQUARES, START_SQUARES, WHITE, Board,
                       Replay, game_lengths, generate_games, parse_moves, parse_square, perft,
                       relative_board, replay, replay_bitboards, square_name, validate_games)
@@ -37,6 +38,15 @@ _LAZY = {
     "random_canonical_cosines": ".geometry", "neighbor_overlap": ".geometry",
     "unification_score": ".unification", "similarity_matrix": ".unification",
     "plot_similarity_matrix": ".unification",
+    "LinearProbe": ".probes", "MLPProbe": ".probes", "load_probe": ".probes",
+    "probe_model": ".probes",
+    "Activations": ".activations", "ActivationStore": ".activations",
+    "collect_activations": ".activations", "load_activations": ".activations",
+    "alignment_matrix": ".alignment", "alignment_by_layer": ".alignment",
+    "model_alignment": ".alignment", "AlignmentMatrix": ".alignment",
+    "LayerAlignment": ".alignment",
+    "run_transfer": ".transfer", "finetune_curves": ".transfer", "TransferResult": ".transfer",
+    "run_study": ".study", "write_study_report": ".report",
 }
 
 

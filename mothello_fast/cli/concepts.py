@@ -1,0 +1,70 @@
+"""Concept metrics of a checkpoint: CALIGN, COLAP, unification and embedding geometry.
+
+Per layer, CALIGN, COLAP and unification on parallel games; once, the geometry of
+the input embeddings. Writes concepts.json and plots (curves by layer, similarity
+matrices) to --out.
+
+Example:
+    mothello concepts runs/atomic2/checkpoints/step-020000 --layers 1,4,6,8 --out concepts/
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint directory")
+    parser.add_argument("--out", required=True, help="directory for concepts.json and plots")
+    parser.add_argument("--layers", default=None,
+                        help="comma-separated layers, 0 the embeddings, l the output of block l "
+                             "(default: every block)")
+    parser.add_argument("--languages", default=None, help="comma-separated (default: all inputs)")
+    parser.add_argument("--data", default=None, help="games dataset directory (default: fresh)")
+    parser.add_argument("--games", type=int, default=500,
+                        help="without --data: number of fresh random games; with it, the first N")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the games and k-means")
+    parser.add_argument("--clusters", type=int, default=100, help="K of k-means")
+    parser.add_argument("--n-init", type=int, default=1, help="k-means runs per clustering")
+    parser.add_argument("--max-iter", type=int, default=100, help="k-means iterations per run")
+    parser.add_argument("--theta-a", type=float, default=0.9, help="CALIGN match threshold (>)")
+    parser.add_argument("--top-n", type=int, default=1, help="CALIGN translations per type")
+    parser.add_argument("--size-ratio", type=float, default=0.6,
+                        help="CALIGN least min/max ratio of cluster sizes (>=)")
+    parser.add_argument("--min-types", type=int, default=0,
+                        help="CALIGN: a source cluster needs more types than this")
+    parser.add_argument("--theta-o", type=float, default=0.3,
+                        help="COLAP least share of every language (>=)")
+    parser.add_argument("--neighbors", type=int, default=10,
+                        help="k of the cross-lingual neighbours of embeddings")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
+    from ..concepts import concept_report
+    from ..datasets import load_games
+    from ..othello import generate_games
+
+    device = args.device
+    if device == "auto":
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, language_set = load_model(args.checkpoint, device=device)
+    games = (load_games(args.data)[:args.games] if args.data is not None
+             else generate_games(args.games, seed=args.seed))
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    results = concept_report(
+        model, language_set, games, layers=layers,
+        languages=args.languages.split(",") if args.languages else None,
+        n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
+        theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
+        min_types=args.min_types, theta_o=args.theta_o, k_neighbors=args.neighbors,
+        seed=args.seed, device=device, batch_size=args.batch_size, progress=not args.quiet,
+        out_dir=args.out)
+    for row in results["per_layer"]:
+        print(f"layer {row['layer']}: CALIGN {row['calign_mean']:.3f}  COLAP {row['colap']:.3f}"
+              f"  unification {row['unification']['score']:+.3f}")
+    print(f"wrote {args.out}/concepts.json")
+    return 0

@@ -1,0 +1,551 @@
+"""Latent-concept alignment (CALIGN) and overlap (COLAP), after Mousi et al. (2024).
+
+A latent concept is a cluster of the token representations of one layer (`KMeans`);
+the metrics take the cluster labels, so they work on any model's clusters.
+
+**Types.** Each clustered point (one occurrence of a token in context) carries a
+type id: the word it is an occurrence of. In mOthello the natural type is the
+square of the move (the same in every language, so the dictionary is the identity
+``np.arange(64)[:, None]``); with token ids as types, `dictionary_from_translation_table`
+or `dictionary_from_token_square` give the exact dictionary. A cluster's size is its
+number of distinct types, as in the paper's code.
+
+**CALIGN** (source clusters C_s of language s, target clusters C_t of language t,
+D_N(w) the top-N translations of type w)::
+
+    m(C_s, C_t) = |{w in C_s : D_N(w) meets C_t}| / |C_s|
+    C_s ~ C_t  iff  m(C_s, C_t) > theta_a                          (strict)
+                and |C_s| > min_types                               (strict)
+                and min(|C_s|, |C_t|) / max(|C_s|, |C_t|) >= size_ratio   (inclusive)
+    CALIGN = |{C_s : C_s ~ C_t for some C_t}| / |{non-empty C_s}|
+
+Ratios are compared as the double nearest to the exact fraction (``3 / 10 >= 0.3``
+holds), never by multiplying the threshold. Direction "t->s" swaps the roles, with
+`reverse_dictionary` (default: the transpose of the top-N dictionary); "both"
+reports the two directions and scores their mean.
+
+**COLAP** (one clustering of the points of all languages together)::
+
+    share_l(C) = members of C from language l / members of C        (token level)
+               = distinct types of l in C / distinct (language, type) pairs in C   (type level)
+    C overlapping iff size(C) >= min_cluster_size and share_l(C) >= theta_o for every l
+    COLAP = overlapping clusters / n_clusters   (empty clusters count in n_clusters)
+
+Both thresholds are fractions in [0, 1] (never percentages). Unlike the public
+code, the aligned count includes only aligned clusters, and thresholds are
+compared as numbers.
+
+>>> import numpy as np
+>>> r = calign([0, 0, 1, 1], [0, 1, 2, 3], [5, 5, 7, 7], [0, 1, 2, 3],
+...            np.arange(4)[:, None], theta_a=0.5)
+>>> r.score, [(p.source, p.target, p.match) for p in r.pairs]
+(1.0, [(0, 5, 1.0), (1, 7, 1.0)])
+>>> colap([0, 0, 1, 1], [0, 1, 0, 0], theta_o=0.5).score
+0.5
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConceptError
+
+__all__ = ["AlignedPair", "CalignResult", "ColapResult", "calign", "colap",
+           "dictionary_from_translation_table", "dictionary_from_token_square",
+           "concept_report"]
+
+DIRECTIONS = ("s->t", "t->s", "both")
+
+
+def _int_array(name: str, values, ndim: int = 1) -> np.ndarray:
+    array = np.asarray(values.cpu() if hasattr(values, "cpu") else values)
+    if array.ndim != ndim or (array.size and not np.issubdtype(array.dtype, np.integer)):
+        raise ConceptError(f"{name} of dtype {array.dtype} and shape {array.shape}: "
+                           f"expected a {ndim}-d integer array")
+    return array.astype(np.int64, copy=False)
+
+
+def _labels_types(labels, types, side: str) -> tuple[np.ndarray, np.ndarray]:
+    labels = _int_array(f"{side}_labels", labels)
+    types = _int_array(f"{side}_types", types)
+    if labels.shape != types.shape or labels.size == 0:
+        raise ConceptError(f"{side}_labels {labels.shape} and {side}_types {types.shape}: "
+                           "expected two non-empty arrays of the same length")
+    if labels.min() < 0 or types.min() < 0:
+        raise ConceptError(f"{side} labels or types contain a negative id: expected ids >= 0")
+    return labels, types
+
+
+def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (a, b) pairs, sorted by a then b."""
+    if len(a) == 0:
+        return a, b
+    base = int(b.max()) + 1
+    keys = np.unique(a * base + b)          # ids are small enough: clusters x types
+    return keys // base, keys % base
+
+
+def _expand(keys: np.ndarray, values: np.ndarray, query: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """For each query q, every value whose key is q: (index of the query, value), as two
+    int64 arrays. keys: sorted int64 [m], values: int64 [m], query: int64 [n]."""
+    start = np.searchsorted(keys, query, "left")
+    counts = np.searchsorted(keys, query, "right") - start
+    which = np.repeat(np.arange(len(query)), counts)
+    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return which, values[np.repeat(start, counts) + offsets]
+
+
+def _dictionary_edges(dictionary, top_n: int | None) -> tuple[np.ndarray, ...]:
+    """(source type, target type, rank) int64 arrays of the top-`top_n` translations,
+    sorted by source type then rank."""
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer))
+                              or top_n < 1):
+        raise ConceptError(f"top_n={top_n!r}: expected a positive integer or None")
+    if isinstance(dictionary, Mapping):
+        rows = [(int(w), int(t), r) for w, ts in dictionary.items() for r, t in enumerate(ts)]
+        edges = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    else:
+        array = _int_array("dictionary", dictionary, ndim=2)
+        w, r = np.nonzero(array >= 0)
+        edges = np.stack([w, array[w, r], r], 1)
+    if top_n is not None:
+        edges = edges[edges[:, 2] < top_n]
+    edges = edges[(edges[:, 0] >= 0) & (edges[:, 1] >= 0)]
+    edges = edges[np.lexsort((edges[:, 2], edges[:, 0]))]
+    return edges[:, 0], edges[:, 1], edges[:, 2]
+
+
+@dataclass
+class AlignedPair:
+    """A source cluster aligned to a target cluster: `match` = m(C_s, C_t); `matched_types`
+    int64 [m]: the source types with a translation in the target cluster, and
+    `translations` int64 [m]: for each, its best-ranked translation found there."""
+    source: int
+    target: int
+    match: float
+    matched_types: np.ndarray
+    translations: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "target": self.target, "match": self.match,
+                "matched_types": self.matched_types.tolist(),
+                "translations": self.translations.tolist()}
+
+
+@dataclass
+class CalignResult:
+    """CALIGN in one direction (or both: `reverse` holds t->s and `score` is the mean).
+
+    aligned_clusters: int64, the source clusters aligned to at least one target cluster.
+    source_sizes / target_sizes: int64 [K], distinct types per cluster (0 = empty).
+    pairs: every aligned (source, target) pair with its match fraction and types.
+    """
+    score: float
+    direction: str
+    aligned_clusters: np.ndarray
+    n_source_clusters: int
+    pairs: list[AlignedPair]
+    source_sizes: np.ndarray
+    target_sizes: np.ndarray
+    params: dict = field(default_factory=dict)
+    reverse: CalignResult | None = None
+
+    def to_dict(self) -> dict:
+        out = {"score": self.score, "direction": self.direction,
+               "n_aligned": len(self.aligned_clusters),
+               "n_source_clusters": self.n_source_clusters,
+               "aligned_clusters": self.aligned_clusters.tolist(),
+               "pairs": [p.to_dict() for p in self.pairs], "params": self.params}
+        if self.reverse is not None:
+            out["reverse"] = self.reverse.to_dict()
+        return out
+
+
+def _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, edges, theta_a: float,
+                    size_ratio: float, min_types: int, direction: str, params: dict
+                    ) -> CalignResult:
+    edge_w, edge_t, edge_rank = edges
+    s_c, s_w = _unique_pairs(src_labels, src_types)                # source (cluster, type)
+    t_c, t_w = _unique_pairs(tgt_labels, tgt_types)                # target (cluster, type)
+    src_sizes = np.bincount(s_c, minlength=int(src_labels.max()) + 1)
+    tgt_sizes = np.bincount(t_c, minlength=int(tgt_labels.max()) + 1)
+    by_type = np.lexsort((t_c, t_w))
+    edge, t_cluster = _expand(t_w[by_type], t_c[by_type], edge_t)  # edge's t is in C_t
+    pair, hit = _expand(edge_w[edge], np.arange(len(edge)), s_w)   # ... and its w in C_s
+    edge, cs, ct = edge[hit], s_c[pair], t_cluster[hit]
+    w = edge_w[edge]
+    order = np.lexsort((edge_t[edge], edge_rank[edge], w, ct, cs))
+    edge, cs, ct, w = edge[order], cs[order], ct[order], w[order]
+    first = np.r_[True, (np.diff(cs) != 0) | (np.diff(ct) != 0) | (np.diff(w) != 0)]
+    edge, cs, ct = edge[first], cs[first], ct[first]               # one per (C_s, C_t, w)
+    k_s, k_t = len(src_sizes), len(tgt_sizes)
+    matched = np.bincount(cs * k_t + ct, minlength=k_s * k_t).reshape(k_s, k_t)  # matched types
+    with np.errstate(divide="ignore", invalid="ignore"):
+        match = matched / src_sizes[:, None]
+        ratio = (np.minimum.outer(src_sizes, tgt_sizes)
+                 / np.maximum.outer(src_sizes, tgt_sizes))
+    ok = ((src_sizes > 0)[:, None] & (tgt_sizes > 0)[None, :] & (match > theta_a)
+          & (src_sizes > min_types)[:, None] & (ratio >= size_ratio))
+    keep = ok[cs, ct]
+    edge, cs, ct = edge[keep], cs[keep], ct[keep]                  # sorted by (C_s, C_t, w)
+    starts = np.nonzero(np.r_[True, (np.diff(cs) != 0) | (np.diff(ct) != 0)])[0]
+    pairs = [AlignedPair(int(s_), int(t_), float(match[s_, t_]), e_w, e_t)
+             for s_, t_, e_w, e_t in zip(cs[starts], ct[starts], np.split(edge_w[edge], starts[1:]),
+                                         np.split(edge_t[edge], starts[1:]))] if len(edge) else []
+    aligned = np.nonzero(ok.any(1))[0].astype(np.int64)
+    n_source = int((src_sizes > 0).sum())
+    return CalignResult(len(aligned) / n_source, direction, aligned, n_source, pairs,
+                        src_sizes.astype(np.int64), tgt_sizes.astype(np.int64), params)
+
+
+def calign(source_labels, source_types, target_labels, target_types, dictionary, *,
+           theta_a: float = 0.9, top_n: int | None = 1, size_ratio: float = 0.6,
+           min_types: int = 0, direction: str = "s->t", reverse_dictionary=None
+           ) -> CalignResult:
+    """CALIGN of source clusters to target clusters (definition in the module docstring).
+
+    source_labels, source_types: int [n_s], cluster and type of each source point;
+    target_labels, target_types: int [n_t] likewise. dictionary: source type ->
+    ranked target types, as ``int64 [n_source_types, N]`` (-1 padded) or a mapping
+    ``{type: [translations...]}``; `top_n` keeps the first N (None: all).
+    theta_a: match threshold (strict). size_ratio: least min/max ratio of the two
+    clusters' type counts (inclusive; 0 disables). min_types: a source cluster needs
+    more than this many types. direction: "s->t", "t->s" or "both".
+    """
+    if direction not in DIRECTIONS:
+        raise ConceptError(f"direction={direction!r}: expected one of {DIRECTIONS}")
+    for name, value in (("theta_a", theta_a), ("size_ratio", size_ratio)):
+        if not 0.0 <= float(value) <= 1.0:
+            raise ConceptError(f"{name}={value!r}: expected a fraction in [0, 1]")
+    src_labels, src_types = _labels_types(source_labels, source_types, "source")
+    tgt_labels, tgt_types = _labels_types(target_labels, target_types, "target")
+    forward = _dictionary_edges(dictionary, top_n)
+    params = {"theta_a": float(theta_a), "top_n": top_n, "size_ratio": float(size_ratio),
+              "min_types": int(min_types)}
+    args = (float(theta_a), float(size_ratio), int(min_types))
+    if direction == "s->t":
+        return _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, forward, *args,
+                               "s->t", params)
+    if reverse_dictionary is not None:
+        backward = _dictionary_edges(reverse_dictionary, top_n)
+    else:  # transpose: target type -> every source type that lists it among its top N
+        w, t, _ = forward
+        order = np.lexsort((w, t))
+        backward = (t[order], w[order], np.zeros(len(w), dtype=np.int64))
+    back = _calign_one_way(tgt_labels, tgt_types, src_labels, src_types, backward, *args,
+                           "t->s", params)
+    if direction == "t->s":
+        return back
+    fwd = _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, forward, *args,
+                          "s->t", params)
+    return CalignResult((fwd.score + back.score) / 2, "both", fwd.aligned_clusters,
+                        fwd.n_source_clusters, fwd.pairs, fwd.source_sizes, fwd.target_sizes,
+                        params, reverse=back)
+
+
+@dataclass
+class ColapResult:
+    """COLAP: `overlapping` int64 cluster ids; `shares` float64 [n_clusters, n_languages]
+    (columns in the order of `languages`; NaN for an empty cluster); `sizes` int64
+    [n_clusters] (members, or distinct (language, type) pairs at type level)."""
+    score: float
+    overlapping: np.ndarray
+    shares: np.ndarray
+    sizes: np.ndarray
+    languages: np.ndarray
+    level: str
+    params: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"score": self.score, "n_overlapping": len(self.overlapping),
+                "n_clusters": len(self.sizes), "overlapping": self.overlapping.tolist(),
+                "languages": self.languages.tolist(), "level": self.level,
+                "shares": [[None if np.isnan(v) else float(v) for v in row]
+                           for row in self.shares],
+                "sizes": self.sizes.tolist(), "params": self.params}
+
+
+def colap(labels, languages, *, theta_o: float = 0.3, level: str = "token", types=None,
+          include: Sequence[int] | None = None, min_cluster_size: int = 1,
+          n_clusters: int | None = None) -> ColapResult:
+    """COLAP of one joint clustering (definition in the module docstring).
+
+    labels: int [n], the cluster of each point; languages: int [n], its language.
+    theta_o: least share of every language (inclusive). level: "token" (members) or
+    "type" (distinct types; needs `types`: int [n]). include: the languages that must
+    each supply theta_o (default: every language present); points of other languages
+    are left out. min_cluster_size: least size of an overlapping cluster (inclusive).
+    n_clusters: K, the denominator (default ``max(labels) + 1``).
+    """
+    labels = _int_array("labels", labels)
+    langs = _int_array("languages", languages)
+    if labels.shape != langs.shape or labels.size == 0:
+        raise ConceptError(f"labels {labels.shape} and languages {langs.shape}: expected two "
+                           "non-empty arrays of the same length")
+    if labels.min() < 0:
+        raise ConceptError(f"labels contain {labels.min()}: expected cluster ids >= 0")
+    if level not in ("token", "type"):
+        raise ConceptError(f"level={level!r}: expected 'token' or 'type'")
+    if not 0.0 <= float(theta_o) <= 1.0:
+        raise ConceptError(f"theta_o={theta_o!r}: expected a fraction in [0, 1]")
+    k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
+    if k <= labels.max():
+        raise ConceptError(f"n_clusters={n_clusters}: expected more than the largest label "
+                           f"{labels.max()}")
+    present = np.unique(langs) if include is None else np.asarray(list(include), np.int64)
+    column = _column_of(present, langs)
+    keep = column >= 0
+    labels, column = labels[keep], column[keep]
+    if level == "type":
+        if types is None:
+            raise ConceptError("level='type' needs types: int [n], the type of each point")
+        types = _int_array("types", types)
+        if types.shape != langs.shape:
+            raise ConceptError(f"types {types.shape}: expected the shape of labels {langs.shape}")
+        triples = np.unique(np.stack([labels, column, types[keep]], 1), axis=0)
+        labels, column = triples[:, 0], triples[:, 1]
+    counts = np.zeros((k, len(present)), dtype=np.int64)
+    np.add.at(counts, (labels, column), 1)
+    sizes = counts.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = counts / sizes[:, None]
+    overlapping = np.nonzero((sizes >= max(int(min_cluster_size), 1))
+                             & (shares >= float(theta_o)).all(1))[0].astype(np.int64)
+    params = {"theta_o": float(theta_o), "min_cluster_size": int(min_cluster_size),
+              "n_clusters": k}
+    return ColapResult(len(overlapping) / k, overlapping, shares, sizes, present, level, params)
+
+
+def _column_of(present: np.ndarray, langs: np.ndarray) -> np.ndarray:
+    """Column of each language id in `present` (-1 when absent)."""
+    order = np.argsort(present)
+    pos = np.searchsorted(present[order], langs).clip(max=len(present) - 1)
+    found = present[order][pos] == langs
+    return np.where(found, order[pos], -1)
+
+
+def dictionary_from_translation_table(translation_table, source: int, target: int
+                                      ) -> np.ndarray:
+    """Exact token dictionary of mOthello: source token -> the target tokens of the same square.
+
+    translation_table: int64 [n_languages, 64, K], the tokens of each square in each
+    language (-1 padded). Returns int64 [vocab_size, M] (-1 padded), row = source token;
+    a token used by several squares (a compositional row token) lists the target
+    tokens of all of them, in square order.
+    """
+    table = _int_array("translation_table", translation_table, ndim=3)
+    n_lang = table.shape[0]
+    for name, lang in (("source", source), ("target", target)):
+        if not 0 <= int(lang) < n_lang:
+            raise ConceptError(f"{name}={lang!r}: expected a language index 0..{n_lang - 1}")
+    vocab = int(table.max()) + 1
+    out: dict[int, list[int]] = {}
+    for square in range(table.shape[1]):
+        tgt = [int(t) for t in table[target, square] if t >= 0]
+        for tok in table[source, square]:
+            if tok >= 0:
+                row = out.setdefault(int(tok), [])
+                row.extend(t for t in tgt if t not in row)
+    return _padded(out, vocab)
+
+
+def dictionary_from_token_square(token_square, token_language, source: int, target: int
+                                 ) -> np.ndarray:
+    """Exact token dictionary from a token -> square map.
+
+    token_square: int64 [vocab_size] (-1: no square, e.g. pad); token_language:
+    int64 [vocab_size]. Returns int64 [vocab_size, M] (-1 padded): each source token
+    -> the target-language tokens of its square, by increasing id.
+    """
+    squares = _int_array("token_square", token_square)
+    langs = _int_array("token_language", token_language)
+    if squares.shape != langs.shape:
+        raise ConceptError(f"token_square {squares.shape} and token_language {langs.shape}: "
+                           "expected the same length")
+    out = {}
+    for tok in np.nonzero((langs == source) & (squares >= 0))[0]:
+        out[int(tok)] = np.nonzero((langs == target) & (squares == squares[tok]))[0].tolist()
+    return _padded(out, len(squares))
+
+
+def _padded(rows: Mapping[int, list[int]], n: int) -> np.ndarray:
+    width = max((len(v) for v in rows.values()), default=0)
+    array = np.full((n, max(width, 1)), -1, dtype=np.int64)
+    for key, values in rows.items():
+        array[key, :len(values)] = values
+    return array
+
+
+# -- the report of a model ---------------------------------------------------------------
+
+def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
+                        k_neighbors: int, seed: int) -> dict:
+    """Geometry of the input embeddings (weight float [vocab_size, d_model]) of the input
+    languages `names`; anchored squares' tokens (shared by every language) are left out.
+
+    A square's vector in a language is the mean embedding of its tokens there. Canonical
+    angles compare the subspaces of the model space spanned by two languages' square
+    vectors (rows L2-normalised, then transposed: [d_model, n_squares]); they say most
+    when d_model > n_squares.
+    """
+    from .geometry import (canonical_angles, cross_lingual_neighbors, language_identification,
+                           neighbor_overlap, normalize_rows, translation_retrieval)
+
+    index = [language_set.language_index(n) for n in names]
+    token_language = np.asarray(language_set.token_language)
+    token_square = np.asarray(language_set.token_square)
+    anchored = np.isin(token_square, list(language_set.anchors))
+    tokens = np.nonzero(np.isin(token_language, index) & ~anchored)[0]
+    langs = token_language[tokens]
+    smallest = int(np.bincount(langs)[index].min())
+    k = min(k_neighbors, len(tokens) - 1)
+    out: dict = {"languages": names, "n_tokens": int(len(tokens)),
+                 "language_identification": language_identification(
+                     weight[tokens], langs, n_folds=max(2, min(10, smallest)),
+                     seed=seed).to_dict(),
+                 "cross_lingual_neighbors": {
+                     "k": k, "mean_languages": cross_lingual_neighbors(weight[tokens], langs,
+                                                                       k=k)}}
+    table = np.asarray(language_set.translation_table)          # [n_lang, 64, K]
+    squares = [s for s in range(64) if (table[:, s, 0] >= 0).all()
+               and s not in set(language_set.anchors)]
+    ids = table[:, squares]                                      # [n_lang, S, K]
+    vectors = np.where((ids >= 0)[..., None], weight[ids.clip(min=0)], 0.0).sum(2) \
+        / (ids >= 0).sum(2, keepdims=True)                       # [n_lang, S, d_model]
+    retrieval, angles, overlap = {}, {}, {}
+    for a, name_a in zip(index, names):
+        for b, name_b in zip(index, names):
+            if a == b:
+                continue
+            src = tokens[(langs == a) & (token_square[tokens] >= 0)]
+            tgt = tokens[(langs == b) & (token_square[tokens] >= 0)]
+            if len(src) and len(tgt) and np.isin(token_square[src], token_square[tgt]).any():
+                retrieval[f"{name_a}->{name_b}"] = translation_retrieval(
+                    weight[src], weight[tgt], token_square[src], token_square[tgt], k=1)
+            if a < b and len(squares) > 5:
+                ea, eb = normalize_rows(vectors[a]), normalize_rows(vectors[b])
+                angles[f"{name_a}-{name_b}"] = canonical_angles(ea.T, eb.T, normalize=False,
+                                                                seed=seed).to_dict()
+                overlap[f"{name_a}-{name_b}"] = neighbor_overlap(ea, eb, k=5)
+    out.update(translation_retrieval_at_1=retrieval, canonical_angles=angles,
+               square_neighbor_overlap_at_5=overlap)
+    return out
+
+
+def _plot_curves(layers: list, curves: dict[str, list], path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in curves.items():
+        ax.plot(layers, [np.nan if v is None else v for v in values], marker="o", label=name)
+    ax.set_xticks(layers)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("score")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def concept_report(model, language_set, games, *, layers=None, languages=None,
+                   n_clusters: int = 100, n_init: int = 1, max_iter: int = 100,
+                   theta_a: float = 0.9, top_n: int = 1, size_ratio: float = 0.6,
+                   min_types: int = 0, theta_o: float = 0.3, k_neighbors: int = 10,
+                   seed: int = 0, device=None, batch_size: int = 256, progress: bool = True,
+                   out_dir=None) -> dict:
+    """CALIGN, COLAP and unification per layer on parallel games, and the geometry of the
+    input embeddings, of a mOthello model.
+
+    games: int8 [n, 60], written in every language (`languages`, default all inputs).
+    layers: integers as in `collect_activations` (0 the embeddings, l the output of block
+    l; default 1..n_layers). Points are the residual stream at the last sub-token of
+    every move; a point's type is the square of its move (so the dictionary is exact:
+    the same square), its item the (game, ply) it follows. Per layer: k-means with
+    `n_clusters` per language for CALIGN of every ordered pair of languages, one joint
+    k-means of all of them for COLAP (token and type level), and the unification score.
+    With `out_dir`: writes concepts.json, curves.png and similarity_layer{l}.png there.
+    Returns the JSON-ready results.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .activations import collect_activations
+    from .datasets import atomic_write_json
+    from .kmeans import KMeans
+    from .model import unwrap
+    from .unification import plot_similarity_matrix, similarity_matrix, unification_score
+
+    gpt = unwrap(model)
+    layers = list(range(1, gpt.config.n_layers + 1)) if layers is None else list(layers)
+    names = list(language_set.names) if languages is None else list(languages)
+    if len(names) < 2:
+        raise ConceptError(f"languages={names}: expected at least two input languages")
+    games = np.asarray(games)
+    collected = [collect_activations(model, language_set, games, language=name, layers=layers,
+                                     batch_size=batch_size, progress=progress) for name in names]
+    hooks = collected[0].layers
+    per_language = [(act.game * 60 + act.move, games[act.game, act.move].astype(np.int64))
+                    for act in collected]                       # items, types (squares)
+    lang_ids = np.concatenate([np.full(len(a), j) for j, a in enumerate(collected)])
+    items_all = np.concatenate([p[0] for p in per_language])
+    types_all = np.concatenate([p[1] for p in per_language])
+    identity = np.arange(64)[:, None]
+    params = dict(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter, theta_a=theta_a,
+                  top_n=top_n, size_ratio=size_ratio, min_types=min_types, theta_o=theta_o,
+                  k_neighbors=k_neighbors, seed=seed)
+
+    def cluster(points) -> np.ndarray:
+        return KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
+                      device=device).fit_predict(points)
+
+    out_path = None if out_dir is None else Path(out_dir)
+    if out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+    results = {"languages": names, "layers": layers, "hooks": hooks, "n_games": int(len(games)),
+               "params": params, "per_layer": []}
+    for layer, hook in tqdm(list(zip(layers, hooks)), desc="concepts", disable=not progress):
+        hidden = [act.hidden[hook] for act in collected]
+        labels = [cluster(h) for h in hidden]
+        calign_pairs = {}
+        for a in range(len(names)):
+            for b in range(len(names)):
+                if a != b:
+                    calign_pairs[f"{names[a]}->{names[b]}"] = calign(
+                        labels[a], per_language[a][1], labels[b], per_language[b][1], identity,
+                        theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
+                        min_types=min_types).to_dict()
+        joint = np.concatenate(hidden)
+        joint_labels = cluster(joint)
+        token_level = colap(joint_labels, lang_ids, theta_o=theta_o, n_clusters=n_clusters)
+        type_level = colap(joint_labels, lang_ids, theta_o=theta_o, level="type",
+                           types=types_all, n_clusters=n_clusters)
+        unification = unification_score(torch.from_numpy(joint), items_all, lang_ids)
+        if out_path is not None:
+            plot_similarity_matrix(similarity_matrix(joint, items_all, lang_ids, seed=seed),
+                                   out_path / f"similarity_layer{layer}.png",
+                                   title=f"layer {layer}: (language, item) cosine similarity",
+                                   language_names=names)
+        results["per_layer"].append({
+            "layer": layer, "hook": hook,
+            "calign_mean": float(np.mean([r["score"] for r in calign_pairs.values()])),
+            "calign": calign_pairs, "colap": token_level.score,
+            "colap_type_level": type_level.score, "colap_detail": token_level.to_dict(),
+            "unification": unification.to_dict()})
+    weight = gpt.embed.weight.detach().float().cpu().numpy()
+    results["embedding_geometry"] = _embedding_geometry(weight, language_set, names,
+                                                        k_neighbors=k_neighbors, seed=seed)
+    if out_path is not None:
+        per = results["per_layer"]
+        _plot_curves(layers, {"CALIGN (mean over pairs)": [r["calign_mean"] for r in per],
+                              "COLAP": [r["colap"] for r in per],
+                              "unification": [r["unification"]["score"] for r in per]},
+                     out_path / "curves.png")
+        atomic_write_json(out_path / "concepts.json", results)
+    return results

@@ -1,0 +1,232 @@
+"""Geometry of token embeddings across languages, after Wen-Yi & Mimno (2023).
+
+Every analysis first L2-normalises the rows of the embedding matrices
+(`normalize_rows`), so "nearest" means highest cosine similarity.
+
+- `language_identification`: is a token's language linearly decodable from its
+  embedding? One-vs-rest logistic regression per language, each balanced by
+  undersampling the rest, k-fold cross-validated accuracy (scikit-learn).
+- `cross_lingual_neighbors`: mean number of distinct languages among each token's
+  k nearest neighbours (the token itself excluded).
+- `translation_retrieval`: accuracy@k of finding a token's translation (same item,
+  e.g. the same square) among its k nearest tokens of another language.
+- `canonical_angles`: cosines of the principal angles between the column spaces of
+  two embedding matrices over the same rows (thin QR, then the singular values of
+  Q_A^T Q_B), with the spectrum of independent Gaussian matrices as a baseline.
+- `neighbor_overlap`: mean fraction of shared k nearest neighbours of each row in
+  two embedding matrices over the same rows (e.g. two models).
+
+>>> import numpy as np
+>>> a = np.array([[1.0, 0.0], [0.0, 1.0]])     # items 0, 1 in language A
+>>> b = np.array([[0.1, 1.0], [1.0, 0.1]])     # items 1, 0 in language B
+>>> translation_retrieval(a, b, [0, 1], [1, 0])
+1.0
+>>> canonical_angles(a, b, baseline=False).cosines.round(6).tolist()
+[1.0, 1.0]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import ConceptError
+
+__all__ = ["normalize_rows", "nearest_neighbors", "LanguageIdentification",
+           "language_identification", "cross_lingual_neighbors", "translation_retrieval",
+           "CanonicalAngles", "canonical_angles", "random_canonical_cosines",
+           "neighbor_overlap"]
+
+
+def _matrix(name: str, values, dtype=torch.float32) -> torch.Tensor:
+    x = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(
+        np.ascontiguousarray(values, dtype=np.float64))
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ConceptError(f"{name} of shape {tuple(x.shape)}: expected a non-empty float "
+                           "array [n_rows, n_features]")
+    return x.to(dtype)
+
+
+def _ids(name: str, values, n: int) -> np.ndarray:
+    ids = np.asarray(values.cpu() if hasattr(values, "cpu") else values)
+    if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+        raise ConceptError(f"{name} of dtype {ids.dtype} and shape {ids.shape}: expected "
+                           f"integers [{n}]")
+    return ids.astype(np.int64)
+
+
+def normalize_rows(embeddings) -> torch.Tensor:
+    """Rows scaled to unit L2 norm (a zero row stays zero). embeddings: float [n, d];
+    returns float32 [n, d] on the input's device."""
+    return _unit(_matrix("embeddings", embeddings))
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+def nearest_neighbors(queries, candidates=None, *, k: int, exclude_self: bool = False,
+                      chunk_size: int = 4096) -> np.ndarray:
+    """Indices of the `k` candidates of highest cosine similarity to each query.
+
+    queries: float [n, d]; candidates: float [m, d] (default: the queries, with
+    `exclude_self` leaving each row out of its own list). Returns int64 [n, k], best
+    first. Computed `chunk_size` queries at a time.
+    """
+    q = normalize_rows(queries)
+    c = q if candidates is None else normalize_rows(candidates).to(q.device)
+    if c.shape[1] != q.shape[1]:
+        raise ConceptError(f"candidates with {c.shape[1]} features: expected {q.shape[1]}")
+    available = c.shape[0] - (1 if exclude_self else 0)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
+        raise ConceptError(f"k={k!r}: expected an integer 1..{available}")
+    out = []
+    for s in range(0, q.shape[0], chunk_size):
+        sim = q[s:s + chunk_size] @ c.T                              # (b, m)
+        if exclude_self:
+            rows = torch.arange(sim.shape[0], device=sim.device)
+            sim[rows, rows + s] = -torch.inf
+        out.append(torch.topk(sim, k, dim=1).indices)
+    return torch.cat(out).cpu().numpy().astype(np.int64)
+
+
+@dataclass
+class LanguageIdentification:
+    """Cross-validated accuracy of one-vs-rest language classifiers: `accuracy` is the
+    mean over languages of `per_language` (float64 [n_languages], in `languages` order)."""
+    accuracy: float
+    per_language: np.ndarray
+    languages: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "per_language": self.per_language.tolist(),
+                "languages": self.languages.tolist()}
+
+
+def language_identification(embeddings, languages, *, n_folds: int = 10, C: float = 1.0,
+                            seed: int = 0, max_iter: int = 1000) -> LanguageIdentification:
+    """Is a token's language linearly decodable from its normalised embedding?
+
+    embeddings: float [n_tokens, d]; languages: int [n_tokens]. For each language l:
+    the tokens of l against an equal-size random sample (seeded) of the others, L2
+    logistic regression (`C`), `n_folds`-fold stratified cross-validated accuracy.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    x = normalize_rows(embeddings).cpu().double().numpy()
+    langs = _ids("languages", languages, len(x))
+    present = np.unique(langs)
+    if len(present) < 2:
+        raise ConceptError(f"languages has {len(present)} distinct value(s): expected at least 2")
+    rng = np.random.default_rng(seed)
+    scores = []
+    for lang in present:
+        pos, neg = np.nonzero(langs == lang)[0], np.nonzero(langs != lang)[0]
+        n = min(len(pos), len(neg))
+        if n < n_folds:
+            raise ConceptError(f"language {lang} leaves {n} tokens per class after balancing: "
+                               f"expected at least n_folds={n_folds}")
+        rows = np.concatenate([rng.choice(pos, n, replace=False),
+                               rng.choice(neg, n, replace=False)])
+        y = np.concatenate([np.ones(n), np.zeros(n)])
+        folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+        clf = LogisticRegression(C=C, max_iter=max_iter)
+        scores.append(cross_val_score(clf, x[rows], y, cv=folds).mean())
+    per = np.asarray(scores, dtype=np.float64)
+    return LanguageIdentification(float(per.mean()), per, present)
+
+
+def cross_lingual_neighbors(embeddings, languages, *, k: int = 50) -> float:
+    """Mean number of distinct languages among each token's `k` nearest neighbours (cosine,
+    the token itself excluded). embeddings: float [n, d]; languages: int [n]."""
+    x = _matrix("embeddings", embeddings)
+    langs = _ids("languages", languages, x.shape[0])
+    neighbours = langs[nearest_neighbors(x, k=k, exclude_self=True)]   # (n, k)
+    ordered = np.sort(neighbours, axis=1)
+    distinct = 1 + (np.diff(ordered, axis=1) != 0).sum(1)
+    return float(distinct.mean())
+
+
+def translation_retrieval(source, target, source_items, target_items, *, k: int = 1) -> float:
+    """Accuracy@k: the fraction of source rows whose `k` nearest target rows (cosine) include
+    one of the same item.
+
+    source: float [n, d] (e.g. the tokens of language A); target: float [m, d] (those of
+    language B); source_items: int [n], target_items: int [m] (e.g. the square of each
+    token). Source rows whose item no target row has are left out.
+    """
+    s, t = _matrix("source", source), _matrix("target", target)
+    s_items = _ids("source_items", source_items, s.shape[0])
+    t_items = _ids("target_items", target_items, t.shape[0])
+    has = np.isin(s_items, t_items)
+    if not has.any():
+        raise ConceptError("no source item occurs among the target items: nothing to retrieve")
+    found = t_items[nearest_neighbors(s[torch.from_numpy(has)], t, k=k)]   # (n', k)
+    return float((found == s_items[has][:, None]).any(1).mean())
+
+
+@dataclass
+class CanonicalAngles:
+    """Cosines of the principal angles, descending: `cosines` float64 [min(d_a, d_b)];
+    `baseline` the same for independent Gaussian matrices of the same shapes (mean over
+    trials), or None."""
+    cosines: np.ndarray
+    baseline: np.ndarray | None
+
+    @property
+    def mean(self) -> float:
+        return float(self.cosines.mean())
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "cosines": self.cosines.tolist(),
+                "baseline_mean": None if self.baseline is None else float(self.baseline.mean()),
+                "baseline": None if self.baseline is None else self.baseline.tolist()}
+
+
+def _principal_cosines(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    qa, _ = torch.linalg.qr(a.double())                               # (n, d_a)
+    qb, _ = torch.linalg.qr(b.double())                               # (n, d_b)
+    return torch.linalg.svdvals(qa.T @ qb).clamp(max=1.0).cpu().numpy()
+
+
+def random_canonical_cosines(n_rows: int, d_a: int, d_b: int, *, seed: int = 0,
+                             n_trials: int = 5) -> np.ndarray:
+    """Mean principal-angle cosines (float64 [min(d_a, d_b)], descending) of two
+    independent standard Gaussian matrices [n_rows, d_a] and [n_rows, d_b]."""
+    gen = torch.Generator().manual_seed(seed)
+    runs = [_principal_cosines(torch.randn(n_rows, d_a, generator=gen, dtype=torch.float64),
+                               torch.randn(n_rows, d_b, generator=gen, dtype=torch.float64))
+            for _ in range(n_trials)]
+    return np.mean(runs, axis=0)
+
+
+def canonical_angles(a, b, *, normalize: bool = True, baseline: bool = True, seed: int = 0,
+                     n_trials: int = 5) -> CanonicalAngles:
+    """Principal angles between the column spaces of `a` and `b` (rows L2-normalised first).
+
+    a: float [n, d_a], b: float [n, d_b], the same n rows (e.g. the tokens of the same
+    squares in two languages, or the same tokens in two models). With n <= d the column
+    spaces span everything and every cosine is 1; the angles say most when n >> d.
+    """
+    x, y = _matrix("a", a, torch.float64), _matrix("b", b, torch.float64)
+    if x.shape[0] != y.shape[0]:
+        raise ConceptError(f"a has {x.shape[0]} rows and b {y.shape[0]}: expected the same rows")
+    if normalize:
+        x, y = _unit(x), _unit(y)
+    base = random_canonical_cosines(x.shape[0], x.shape[1], y.shape[1], seed=seed,
+                                    n_trials=n_trials) if baseline else None
+    return CanonicalAngles(_principal_cosines(x, y), base)
+
+
+def neighbor_overlap(a, b, *, k: int = 10) -> float:
+    """Mean over rows of |kNN_a(i) & kNN_b(i)| / k, cosine, each row excluded from its own
+    list. a: float [n, d_a], b: float [n, d_b] over the same rows (e.g. two models)."""
+    x, y = _matrix("a", a), _matrix("b", b)
+    if x.shape[0] != y.shape[0]:
+        raise ConceptError(f"a has {x.shape[0]} rows and b {y.shape[0]}: expected the same rows")
+    na = nearest_neighbors(x, k=k, exclude_self=True)
+    nb = nearest_neighbors(y, k=k, exclude_self=True)
+    shared = (na[:, :, None] == nb[:, None, :]).any(2).sum(1)
+    return float((shared / k).mean())

@@ -1,0 +1,229 @@
+"""K-means in torch, with scikit-learn's interface: latent concepts of a layer.
+
+`KMeans` runs Lloyd's algorithm on the GPU when there is one (on the CPU otherwise)
+and follows ``sklearn.cluster.KMeans``: greedy k-means++ seeding with
+``2 + int(ln K)`` local trials, `n_init` runs of which the lowest inertia wins, a
+tolerance relative to the mean per-feature variance of the points, relocation of
+an empty cluster to the point farthest from its centre, and labels consistent with
+the final centres. Distances are computed `chunk_size` points at a time, so the
+extra memory is ``chunk_size x n_clusters`` floats whatever the number of points.
+
+>>> import numpy as np
+>>> points = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+>>> km = KMeans(2, seed=0, device="cpu").fit(points)
+>>> sorted(km.cluster_centers_.tolist())
+[[0.0, 0.5], [10.0, 0.5]]
+>>> float(km.inertia_)
+1.0
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import ConceptError
+
+__all__ = ["KMeans", "default_device"]
+
+
+def default_device() -> torch.device:
+    """CUDA when present, the CPU otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConceptError(f"{name}={value!r}: expected a positive integer")
+    return int(value)
+
+
+class KMeans:
+    """K-means clustering (Lloyd) in torch.
+
+    n_clusters: K. init: "k-means++", "random" (K distinct points) or an array
+    ``float [K, d]`` of initial centres (then a single run, whatever `n_init`).
+    n_init: runs from different seeds; the lowest inertia wins. max_iter: Lloyd
+    iterations per run. tol: a run stops when the squared shift of the centres sums
+    to at most ``tol * mean(var(points, axis=0))`` (or the labels stop changing).
+    seed: the same seed on the same device gives the same clustering. device: where
+    to compute (default CUDA when present). chunk_size: points per distance block.
+
+    Fitted attributes: ``cluster_centers_`` float32 [K, d], ``labels_`` int64 [n],
+    ``inertia_`` (sum of squared distances to the closest centre, float64),
+    ``n_iter_`` (Lloyd iterations of the winning run).
+    """
+
+    def __init__(self, n_clusters: int = 8, *, init="k-means++", n_init: int = 1,
+                 max_iter: int = 300, tol: float = 1e-4, seed: int = 0, device=None,
+                 chunk_size: int = 65536, progress: bool = False):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.seed = seed
+        self.device = device
+        self.chunk_size = chunk_size
+        self.progress = progress
+
+    # -- helpers -------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return default_device() if self.device is None else torch.device(self.device)
+
+    def _points(self, points, device: torch.device) -> torch.Tensor:
+        """points: float [n, d] (numpy or torch) -> float32 contiguous tensor on `device`."""
+        x = points if isinstance(points, torch.Tensor) else torch.from_numpy(
+            np.ascontiguousarray(points, dtype=np.float32))
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ConceptError(f"points of shape {tuple(x.shape)}: expected a non-empty "
+                               "float array [n_points, n_features]")
+        x = x.to(device=device, dtype=torch.float32).contiguous()
+        if not bool(torch.isfinite(x).all()):
+            raise ConceptError("points contain NaN or infinity: expected finite values")
+        return x
+
+    def _assign(self, x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor,
+                accumulate: bool = False):
+        """Closest centre of every point, chunk by chunk.
+
+        Returns labels int64 [n], squared distances float32 [n] and, with `accumulate`,
+        per-cluster sums float32 [K, d] and counts float32 [K] of the points.
+        """
+        n, k = x.shape[0], centers.shape[0]
+        c_sq = (centers * centers).sum(1)
+        labels = torch.empty(n, dtype=torch.int64, device=x.device)
+        dist = torch.empty(n, dtype=torch.float32, device=x.device)
+        sums = torch.zeros_like(centers) if accumulate else None
+        counts = torch.zeros(k, dtype=torch.float32, device=x.device) if accumulate else None
+        chunk = _positive_int("chunk_size", self.chunk_size)
+        for s in range(0, n, chunk):
+            xb = x[s:s + chunk]                                     # (b, d)
+            d = torch.addmm(c_sq, xb, centers.T, alpha=-2.0)        # (b, K): |c|^2 - 2 x.c
+            best, idx = d.min(1)
+            labels[s:s + chunk] = idx
+            dist[s:s + chunk] = best + x_sq[s:s + chunk]
+            if accumulate:  # one-hot matmul: deterministic, unlike an atomic index_add_
+                onehot = torch.zeros(len(idx), k, device=x.device, dtype=torch.float32)
+                onehot.scatter_(1, idx[:, None], 1.0)               # (b, K)
+                sums.addmm_(onehot.T, xb)
+                counts += onehot.sum(0)
+        return labels, dist.clamp_(min=0.0), sums, counts
+
+    def _kmeans_plusplus(self, x: torch.Tensor, x_sq: torch.Tensor,
+                         gen: torch.Generator) -> torch.Tensor:
+        """Greedy k-means++ (Arthur & Vassilvitskii; scikit-learn's variant): each new centre
+        is the best of ``2 + int(ln K)`` candidates drawn with probability ~ D(x)^2."""
+        n, k = x.shape[0], self.n_clusters
+        trials = 2 + int(math.log(k))
+        first = int(torch.randint(n, (1,), generator=gen, device=x.device))
+        ids = [first]
+
+        def sq_dist(rows: torch.Tensor) -> torch.Tensor:             # (r, n) float64
+            d = torch.addmm(x_sq[None, :], x[rows], x.T, alpha=-2.0) + x_sq[rows, None]
+            return d.clamp_(min=0.0).double()
+
+        closest = sq_dist(torch.tensor([first], device=x.device))[0]   # (n,)
+        potential = closest.sum()
+        for _ in range(1, k):
+            cum = torch.cumsum(closest, 0)
+            draws = torch.rand(trials, generator=gen, device=x.device, dtype=torch.float64)
+            cand = torch.searchsorted(cum, draws * potential).clamp_(max=n - 1)
+            cand_closest = torch.minimum(closest[None, :], sq_dist(cand))   # (trials, n)
+            pots = cand_closest.sum(1)
+            best = int(torch.argmin(pots))
+            ids.append(int(cand[best]))
+            closest, potential = cand_closest[best], pots[best]
+        return x[torch.tensor(ids, device=x.device)].clone()
+
+    def _initial_centers(self, x, x_sq, gen) -> torch.Tensor:
+        n, k = x.shape
+        if isinstance(self.init, str):
+            if self.init == "k-means++":
+                return self._kmeans_plusplus(x, x_sq, gen)
+            if self.init == "random":
+                chosen = torch.randperm(n, generator=gen, device=x.device)[:self.n_clusters]
+                return x[chosen].clone()
+            raise ConceptError(f"init={self.init!r}: expected 'k-means++', 'random' or an "
+                               "array of initial centres")
+        centers = self._points(self.init, x.device)
+        if centers.shape != (self.n_clusters, k):
+            raise ConceptError(f"init of shape {tuple(centers.shape)}: expected initial centres "
+                               f"[n_clusters={self.n_clusters}, n_features={k}]")
+        return centers
+
+    def _lloyd(self, x, x_sq, centers, tol_abs):
+        """One run from `centers`: (centers, labels, squared distances, n_iter)."""
+        labels_prev = None
+        for it in range(_positive_int("max_iter", self.max_iter)):
+            labels, dist, sums, counts = self._assign(x, x_sq, centers, accumulate=True)
+            if labels_prev is not None and torch.equal(labels, labels_prev):
+                return centers, labels, dist, it + 1  # centres are already these means
+            empty = counts == 0
+            new = sums / counts.clamp(min=1.0)[:, None]
+            if bool(empty.any()):                     # relocate to the farthest points
+                far = torch.topk(dist, int(empty.sum())).indices
+                new[empty] = x[far]
+            shift = float(((new - centers) ** 2).sum())
+            centers, labels_prev = new, labels
+            if shift <= tol_abs:
+                break
+        labels, dist, _, _ = self._assign(x, x_sq, centers)
+        return centers, labels, dist, it + 1
+
+    # -- estimator -----------------------------------------------------------------------
+    def fit(self, points, y=None) -> KMeans:
+        """points: float [n_points, n_features] (numpy or torch, any device)."""
+        device = self._device()
+        x = self._points(points, device)
+        k = _positive_int("n_clusters", self.n_clusters)
+        if k > x.shape[0]:
+            raise ConceptError(f"n_clusters={k}: expected at most n_points={x.shape[0]}")
+        n_init = 1 if not isinstance(self.init, str) else _positive_int("n_init", self.n_init)
+        x_sq = (x * x).sum(1)
+        tol_abs = float(self.tol) * float(x.var(0, unbiased=False).double().mean())
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(self.seed))
+        best = None
+        for _ in tqdm(range(n_init), desc="k-means", disable=not self.progress, leave=False):
+            centers = self._initial_centers(x, x_sq, gen)
+            centers, labels, dist, n_iter = self._lloyd(x, x_sq, centers, tol_abs)
+            inertia = float(dist.double().sum())
+            if best is None or inertia < best[0]:
+                best = (inertia, centers, labels, n_iter)
+        self.inertia_, centers, labels, self.n_iter_ = best
+        self.cluster_centers_ = centers.cpu().numpy()
+        self.labels_ = labels.cpu().numpy()
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "cluster_centers_"):
+            raise ConceptError("this KMeans is not fitted: call fit(points) first")
+
+    def _predict(self, points):
+        self._check_fitted()
+        device = self._device()
+        x = self._points(points, device)
+        if x.shape[1] != self.cluster_centers_.shape[1]:
+            raise ConceptError(f"points with {x.shape[1]} features: expected "
+                               f"{self.cluster_centers_.shape[1]} as in fit")
+        centers = torch.from_numpy(self.cluster_centers_).to(device)
+        labels, dist, _, _ = self._assign(x, (x * x).sum(1), centers)
+        return labels.cpu().numpy(), float(dist.double().sum())
+
+    def predict(self, points) -> np.ndarray:
+        """Closest centre: int64 [n_points]. points: float [n_points, n_features]."""
+        return self._predict(points)[0]
+
+    def fit_predict(self, points, y=None) -> np.ndarray:
+        """`fit` then ``labels_``: int64 [n_points]."""
+        return self.fit(points).labels_
+
+    def score(self, points, y=None) -> float:
+        """Minus the inertia of `points` (float [n, d]) against the fitted centres."""
+        return -self._predict(points)[1]
+
+    def __repr__(self) -> str:
+        return f"KMeans(n_clusters={self.n_clusters}, n_init={self.n_init}, seed={self.seed})"

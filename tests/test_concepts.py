@@ -1,0 +1,335 @@
+"""CALIGN and COLAP on hand-built cluster assignments, scores worked out by hand,
+and against slow set-based oracles written from the definitions."""
+import numpy as np
+import pytest
+
+from mothello_fast.concepts import (calign, colap, concept_report, dictionary_from_token_square,
+                                    dictionary_from_translation_table)
+from mothello_fast.errors import ConceptError
+
+IDENTITY = np.arange(20)[:, None]
+
+
+def clusters(*groups):
+    """Labels and types from clusters given as lists of types: cluster i = groups[i]."""
+    labels = [c for c, group in enumerate(groups) for _ in group]
+    types = [t for group in groups for t in group]
+    return np.array(labels), np.array(types)
+
+
+# Source: S0 = {0,1,2,3}, S1 = {4,5}, S2 = {6}.  Target: T0 = {0,1,2}, T1 = {4,5,9}, T2 = {6,7}.
+SOURCE = clusters([0, 1, 2, 3], [4, 5], [6])
+TARGET = clusters([0, 1, 2], [4, 5, 9], [6, 7])
+
+
+def run(theta_a=0.5, size_ratio=0.0, min_types=0, **kw):
+    return calign(*SOURCE, *TARGET, IDENTITY, theta_a=theta_a, size_ratio=size_ratio,
+                  min_types=min_types, **kw)
+
+
+def pairs(result):
+    return {(p.source, p.target) for p in result.pairs}
+
+
+def test_calign_score_worked_by_hand():
+    # m(S0,T0) = 3/4, m(S1,T1) = 2/2, m(S2,T2) = 1/1; every other pair 0.
+    # theta_a = 0.8 keeps S1~T1 and S2~T2: CALIGN = 2/3.
+    result = run(theta_a=0.8)
+    assert result.score == pytest.approx(2 / 3)
+    assert pairs(result) == {(1, 1), (2, 2)}
+
+
+def test_calign_match_exactly_at_theta_a_is_not_aligned():
+    assert (0, 0) not in pairs(run(theta_a=0.75))      # m = 3/4, strict >
+    assert (0, 0) in pairs(run(theta_a=0.7499))
+
+
+def test_calign_size_ratio_exactly_at_the_boundary_is_aligned():
+    # sizes in types: S0/T0 = 3/4 = 0.75, S1/T1 = 2/3, S2/T2 = 1/2 (inclusive >=).
+    assert pairs(run(size_ratio=0.75)) == {(0, 0)}
+    assert pairs(run(size_ratio=2 / 3)) == {(0, 0), (1, 1)}
+    assert pairs(run(size_ratio=0.5)) == {(0, 0), (1, 1), (2, 2)}
+    assert pairs(run(size_ratio=0.7501)) == set()
+
+
+def test_calign_min_types_is_strict():
+    assert pairs(run(min_types=1)) == {(0, 0), (1, 1)}   # S2 has 1 type: not more than 1
+    assert pairs(run(min_types=2)) == {(0, 0)}           # S1 has 2 types
+    assert run(min_types=4).score == 0.0                 # S0 has 4 types
+
+
+def test_calign_counts_types_not_occurrences():
+    # S0 with type 3 (the unmatched one) seen 5 times still has m(S0,T0) = 3/4.
+    labels = np.r_[SOURCE[0], [0] * 4]
+    types = np.r_[SOURCE[1], [3] * 4]
+    result = calign(labels, types, *TARGET, IDENTITY, theta_a=0.7, size_ratio=0.0)
+    match = {(p.source, p.target): p.match for p in result.pairs}
+    assert match[(0, 0)] == 0.75
+
+
+def test_calign_denominator_is_the_non_empty_source_clusters():
+    # Cluster ids 0 and 5 only: ids 1..4 are no concepts. S5 = {8} matches nothing.
+    result = calign([0, 0, 5], [0, 1, 8], [0, 0], [0, 1], IDENTITY, theta_a=0.5, size_ratio=0.0)
+    assert result.n_source_clusters == 2
+    assert result.score == 0.5
+
+
+def test_calign_top_n_translations():
+    # Type 0's ranked translations: 10 (wrong), then 0 (right).
+    dictionary = {0: [10, 0], 1: [1]}
+    src = ([0, 0], [0, 1])
+    tgt = ([0, 0], [0, 1])
+    top1 = calign(*src, *tgt, dictionary, top_n=1, theta_a=0.5)
+    top2 = calign(*src, *tgt, dictionary, top_n=2, theta_a=0.5)
+    assert [p.match for p in top1.pairs] == []          # m = 1/2, not > 1/2
+    assert [p.match for p in top2.pairs] == [1.0]
+
+
+def test_calign_pairs_carry_matched_types_and_their_translations():
+    dictionary = {0: [10, 20], 1: [21], 2: [30]}   # type 2 has no translation in the target
+    result = calign([0, 0, 0], [0, 1, 2], [0, 0, 0], [20, 21, 10], dictionary,
+                    top_n=2, theta_a=0.5)
+    (pair,) = result.pairs
+    assert pair.match == pytest.approx(2 / 3)
+    assert pair.matched_types.tolist() == [0, 1]
+    assert pair.translations.tolist() == [10, 21]   # best-ranked translation present
+
+
+def test_calign_t_to_s_swaps_roles_and_transposes_the_dictionary():
+    # t->s: T0 = {0,1,2} vs S0 = {0,1,2,3}: m = 3/3; T1 = {4,5,9} vs S1: 2/3;
+    # T2 = {6,7} vs S2: 1/2. theta_a = 0.6: T0 and T1 aligned, CALIGN = 2/3.
+    back = run(theta_a=0.6, direction="t->s")
+    assert back.direction == "t->s"
+    assert pairs(back) == {(0, 0), (1, 1)}
+    assert back.score == pytest.approx(2 / 3)
+
+
+def test_calign_both_directions_scores_their_mean():
+    # s->t at 0.6: S0 (3/4), S1, S2 all aligned = 1; t->s = 2/3; mean 5/6.
+    both = run(theta_a=0.6, direction="both")
+    assert both.score == pytest.approx((1 + 2 / 3) / 2)
+    assert both.reverse.score == pytest.approx(2 / 3)
+
+
+def _calign_oracle(sl, st, tl, tt, dictionary, theta_a, size_ratio, min_types):
+    """Slow CALIGN from the definition, with Python sets."""
+    src = {c: {w for l, w in zip(sl, st) if l == c} for c in set(sl)}
+    tgt = {c: {w for l, w in zip(tl, tt) if l == c} for c in set(tl)}
+    aligned = set()
+    for cs, words in src.items():
+        for ct, twords in tgt.items():
+            m = sum(any(t in twords for t in dictionary.get(w, [])) for w in words) / len(words)
+            ratio = min(len(words), len(twords)) / max(len(words), len(twords))
+            if m > theta_a and len(words) > min_types and ratio >= size_ratio:
+                aligned.add(cs)
+    return len(aligned) / len(src)
+
+
+def test_calign_matches_a_set_based_oracle_on_random_clusters():
+    rng = np.random.default_rng(0)
+    dictionary = {w: [int(t) for t in rng.choice(12, 2, replace=False)] for w in range(12)}
+    for trial in range(20):
+        sl, st = rng.integers(0, 6, 40), rng.integers(0, 12, 40)
+        tl, tt = rng.integers(0, 5, 40), rng.integers(0, 12, 40)
+        theta, ratio = float(rng.choice([0.2, 0.4, 0.5])), float(rng.choice([0.0, 0.6]))
+        min_types = trial % 3
+        got = calign(sl, st, tl, tt, dictionary, top_n=2, theta_a=theta, size_ratio=ratio,
+                     min_types=min_types).score
+        assert got == pytest.approx(_calign_oracle(sl.tolist(), st.tolist(), tl.tolist(),
+                                                   tt.tolist(), dictionary, theta, ratio,
+                                                   min_types))
+
+
+def test_calign_types_missing_from_the_dictionary_have_no_translation():
+    # Types 0 and 1 with a dictionary listing only type 0: m = 1/2.
+    result = calign([0, 0], [0, 1], [0, 0], [0, 1], {0: [0]}, theta_a=0.49)
+    assert [p.match for p in result.pairs] == [0.5]
+
+
+def test_calign_unknown_direction_is_refused():
+    with pytest.raises(ConceptError, match="direction='s<-t'"):
+        run(direction="s<-t")
+
+
+# --- COLAP -------------------------------------------------------------------------------
+
+def test_colap_score_worked_by_hand():
+    # c0: languages 0,0,0,1 -> shares 3/4, 1/4; c1: 0,1 -> 1/2, 1/2; c2: 1,1 -> 0, 1.
+    labels = [0, 0, 0, 0, 1, 1, 2, 2]
+    langs = [0, 0, 0, 1, 0, 1, 1, 1]
+    result = colap(labels, langs, theta_o=0.3)
+    assert result.overlapping.tolist() == [1]
+    assert result.score == pytest.approx(1 / 3)
+    assert result.shares.tolist() == [[0.75, 0.25], [0.5, 0.5], [0.0, 1.0]]
+
+
+def test_colap_share_exactly_at_theta_o_is_overlapping():
+    labels, langs = [0, 0, 0, 0], [0, 0, 0, 1]      # share of language 1 = 1/4
+    assert colap(labels, langs, theta_o=0.25).score == 1.0
+    assert colap(labels, langs, theta_o=0.2501).score == 0.0
+
+
+def test_colap_share_of_three_tenths_at_theta_three_tenths_is_overlapping():
+    labels, langs = [0] * 10, [0] * 7 + [1] * 3     # 3/10 >= 0.3 as written
+    assert colap(labels, langs, theta_o=0.3).score == 1.0
+
+
+def test_colap_every_language_must_reach_theta_o():
+    # Three languages: 4/8, 3/8, 1/8; theta 1/8 passes all, 0.2 fails language 2.
+    labels, langs = [0] * 8, [0] * 4 + [1] * 3 + [2]
+    assert colap(labels, langs, theta_o=0.125).score == 1.0
+    assert colap(labels, langs, theta_o=0.2).score == 0.0
+
+
+def test_colap_type_level_shares_count_distinct_types():
+    # Language 0: type 1 three times; language 1: types 2 and 3.
+    # Token shares 3/5, 2/5; type shares 1/3, 2/3.
+    labels, langs, types = [0] * 5, [0, 0, 0, 1, 1], [1, 1, 1, 2, 3]
+    token = colap(labels, langs, theta_o=0.35)
+    typed = colap(labels, langs, theta_o=0.35, level="type", types=types)
+    assert token.shares.tolist() == [[0.6, 0.4]]
+    assert typed.shares[0].tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert token.score == 1.0 and typed.score == 0.0
+
+
+def test_colap_min_cluster_size_is_inclusive():
+    labels, langs = [0, 0, 1, 1, 1, 1], [0, 1, 0, 1, 0, 1]   # sizes 2 and 4, both 50/50
+    assert colap(labels, langs, min_cluster_size=2).overlapping.tolist() == [0, 1]
+    assert colap(labels, langs, min_cluster_size=3).overlapping.tolist() == [1]
+
+
+def test_colap_empty_clusters_count_in_the_denominator():
+    result = colap([0, 0], [0, 1], n_clusters=4)
+    assert result.score == 0.25
+
+
+def test_colap_include_leaves_other_languages_out():
+    # Cluster 0: languages 0, 1, 2 once each; with include=(0, 1) the shares are 1/2, 1/2.
+    result = colap([0, 0, 0], [0, 1, 2], theta_o=0.5, include=[0, 1])
+    assert result.shares.tolist() == [[0.5, 0.5]]
+    assert result.score == 1.0
+
+
+def test_colap_matches_a_counting_oracle_on_random_clusters():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        labels, langs = rng.integers(0, 8, 60), rng.integers(0, 3, 60)
+        theta = float(rng.choice([0.1, 0.2, 0.3]))
+        expected = 0
+        for c in range(8):
+            members = [l for l, c2 in zip(langs.tolist(), labels.tolist()) if c2 == c]
+            if members and all(members.count(l) / len(members) >= theta for l in range(3)):
+                expected += 1
+        assert colap(labels, langs, theta_o=theta, n_clusters=8).score == expected / 8
+
+
+def test_colap_type_level_without_types_is_refused():
+    with pytest.raises(ConceptError, match="types"):
+        colap([0], [0], level="type")
+
+
+# --- dictionaries ------------------------------------------------------------------------
+
+def test_dictionary_from_translation_table_maps_tokens_of_the_same_square():
+    table = np.full((2, 64, 2), -1)
+    table[0, 19] = [1, -1]          # language 0: square 19 -> token 1
+    table[1, 19] = [5, 6]           # language 1: square 19 -> tokens 5, 6 (split)
+    table[0, 20] = [2, -1]
+    table[1, 20] = [7, -1]
+    d = dictionary_from_translation_table(table, 0, 1)
+    assert d[1].tolist() == [5, 6]
+    assert d[2].tolist() == [7, -1]
+    assert d[0].tolist() == [-1, -1]
+    back = dictionary_from_translation_table(table, 1, 0)
+    assert back[5].tolist() == [1] and back[6].tolist() == [1] and back[7].tolist() == [2]
+
+
+def test_dictionary_from_token_square_maps_tokens_of_the_same_square():
+    token_square = np.array([-1, 19, 20, 19, 20, 20])
+    token_language = np.array([-1, 0, 0, 1, 1, 1])
+    d = dictionary_from_token_square(token_square, token_language, 0, 1)
+    assert d[1].tolist() == [3, -1]
+    assert d[2].tolist() == [4, 5]
+
+
+def test_exact_dictionary_gives_full_alignment_for_identical_clusterings():
+    # The same squares clustered alike in two languages with disjoint token ids.
+    table = np.full((2, 64, 1), -1)
+    table[0, :60, 0] = np.arange(1, 61)
+    table[1, :60, 0] = np.arange(61, 121)
+    squares = np.arange(60)
+    labels = squares // 6                     # 10 clusters of 6 squares
+    d = dictionary_from_translation_table(table, 0, 1)
+    result = calign(labels, table[0, squares, 0], labels, table[1, squares, 0], d,
+                    theta_a=0.99, size_ratio=1.0)
+    assert result.score == 1.0
+
+
+# --- the report of a model ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def twin_model():
+    """A small GPT over two atomic languages whose tokens of the same square share one
+    embedding: every layer's activations are then identical in the two languages."""
+    import torch
+
+    from mothello_fast.languages import LanguageSet
+    from mothello_fast.model import GPT, GPTConfig
+
+    ls = LanguageSet.from_spec("atomic,atomic")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=ls.vocab_size, context_length=ls.context_length,
+                          n_layers=2, n_heads=2, d_model=32, d_mlp=64, dropout=0.0))
+    table = ls.translation_table
+    squares = np.nonzero(table[0, :, 0] >= 0)[0]
+    with torch.no_grad():
+        model.embed.weight[table[1, squares, 0]] = model.embed.weight[table[0, squares, 0]]
+    return model, ls
+
+
+def test_concept_report_gives_full_alignment_for_identical_languages(twin_model, tmp_path):
+    from mothello_fast.othello import generate_games
+
+    model, ls = twin_model
+    games = generate_games(12, seed=3)
+    out = concept_report(model, ls, games, layers=[1, 2], n_clusters=8, seed=0,
+                         progress=False, out_dir=tmp_path)
+    for row in out["per_layer"]:
+        assert row["calign_mean"] == 1.0           # identical clusterings, exact dictionary
+        shares = np.array(row["colap_detail"]["shares"], dtype=float)
+        non_empty = ~np.isnan(shares[:, 0])
+        assert np.allclose(shares[non_empty], 0.5)  # every cluster half one language
+        assert row["colap"] == non_empty.sum() / 8
+        assert row["unification"]["cross"] == pytest.approx(1.0)
+    geometry = out["embedding_geometry"]
+    assert geometry["translation_retrieval_at_1"] == {"L0->L1": 1.0, "L1->L0": 1.0}
+    assert np.allclose(geometry["canonical_angles"]["L0-L1"]["cosines"], 1.0)
+
+
+def test_concept_report_writes_json_and_plots(twin_model, tmp_path):
+    import json
+
+    from mothello_fast.othello import generate_games
+
+    model, ls = twin_model
+    concept_report(model, ls, generate_games(6, seed=4), layers=[0, 2], n_clusters=4,
+                   progress=False, out_dir=tmp_path)
+    written = json.loads((tmp_path / "concepts.json").read_text())
+    assert [row["layer"] for row in written["per_layer"]] == [0, 2]
+    for name in ("curves.png", "similarity_layer0.png", "similarity_layer2.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_concepts_command_writes_the_report(twin_model, tmp_path):
+    import json
+
+    from mothello_fast.checkpoint import save_checkpoint
+    from mothello_fast.cli import main
+
+    model, ls = twin_model
+    save_checkpoint(tmp_path / "ckpt", model=model, language_set=ls)
+    code = main(["concepts", str(tmp_path / "ckpt"), "--layers", "1", "--games", "8",
+                 "--clusters", "4", "--device", "cpu", "--quiet", "--out", str(tmp_path / "out")])
+    assert code == 0
+    written = json.loads((tmp_path / "out" / "concepts.json").read_text())
+    assert written["per_layer"][0]["calign_mean"] == 1.0

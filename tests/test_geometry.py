@@ -1,0 +1,149 @@
+"""Token-embedding geometry against constructed embeddings, numpy and scipy oracles."""
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from mothello_fast.errors import ConceptError
+from mothello_fast.geometry import (canonical_angles, cross_lingual_neighbors,
+                                    language_identification, nearest_neighbors,
+                                    neighbor_overlap, normalize_rows, random_canonical_cosines,
+                                    translation_retrieval)
+
+SQUARES = np.arange(60)
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_normalize_rows_gives_unit_rows_in_the_same_directions():
+    x = np.random.default_rng(0).normal(size=(10, 4))
+    assert np.allclose(normalize_rows(x).numpy(), unit(x), atol=1e-6)
+
+
+def test_nearest_neighbors_match_a_brute_force_cosine_ranking():
+    rng = np.random.default_rng(1)
+    q, c = rng.normal(size=(30, 8)), rng.normal(size=(50, 8))
+    expected = np.argsort(-(unit(q) @ unit(c).T), axis=1, kind="stable")[:, :5]
+    assert np.array_equal(nearest_neighbors(q, c, k=5, chunk_size=7), expected)
+
+
+def test_nearest_neighbors_exclude_self():
+    x = np.random.default_rng(2).normal(size=(40, 6))
+    sim = unit(x) @ unit(x).T
+    np.fill_diagonal(sim, -np.inf)
+    expected = np.argsort(-sim, axis=1, kind="stable")[:, :3]
+    assert np.array_equal(nearest_neighbors(x, k=3, exclude_self=True, chunk_size=9), expected)
+
+
+def test_identical_embeddings_give_retrieval_one():
+    e = np.random.default_rng(3).normal(size=(60, 16))
+    assert translation_retrieval(e, e.copy(), SQUARES, SQUARES) == 1.0
+
+
+def test_independent_embeddings_give_chance_retrieval():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(60, 64)), rng.normal(size=(60, 64))
+    # Chance at k=5 is 5/60; allow sampling noise.
+    assert translation_retrieval(a, b, SQUARES, SQUARES, k=5) < 0.25
+
+
+def test_retrieval_at_k_counts_the_translation_among_the_k_nearest():
+    # Source 0 = [1, 0]; targets by cosine: item 7 ([1, .1]), then item 0 ([1, .5]).
+    src = np.array([[1.0, 0.0]])
+    tgt = np.array([[1.0, 0.1], [1.0, 0.5], [0.0, 1.0]])
+    assert translation_retrieval(src, tgt, [0], [7, 0, 3], k=1) == 0.0
+    assert translation_retrieval(src, tgt, [0], [7, 0, 3], k=2) == 1.0
+
+
+def test_identical_embeddings_give_canonical_cosines_one():
+    e = np.random.default_rng(5).normal(size=(60, 12))
+    result = canonical_angles(e, e.copy(), baseline=False)
+    assert np.allclose(result.cosines, 1.0, atol=1e-10)
+
+
+def test_canonical_cosines_match_scipy_subspace_angles():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(100, 10)), rng.normal(size=(100, 7))
+    expected = np.sort(np.cos(scipy.linalg.subspace_angles(unit(a), unit(b))))[::-1]
+    got = canonical_angles(a, b, baseline=False).cosines
+    assert np.allclose(got, expected, atol=1e-10)
+
+
+def test_independent_random_embeddings_give_the_random_baseline():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(400, 20)), rng.normal(size=(400, 20))
+    result = canonical_angles(a, b, seed=1, n_trials=10)
+    assert result.mean == pytest.approx(result.baseline.mean(), abs=0.02)
+    assert result.mean < 0.3
+
+
+def test_random_baseline_matches_scipy_on_gaussian_matrices():
+    gen = np.random.default_rng(8)
+    runs = [np.cos(scipy.linalg.subspace_angles(gen.normal(size=(300, 10)),
+                                                gen.normal(size=(300, 10)))).mean()
+            for _ in range(20)]
+    assert random_canonical_cosines(300, 10, 10, n_trials=20).mean() == pytest.approx(
+        np.mean(runs), abs=0.01)
+
+
+def _separated(n_per_language=60, n_languages=3, d=32, spread=0.3, seed=9):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_languages, d))
+    langs = np.repeat(np.arange(n_languages), n_per_language)
+    return centres[langs] + spread * rng.normal(size=(len(langs), d)), langs
+
+
+def test_language_separated_embeddings_give_near_perfect_language_identification():
+    e, langs = _separated()
+    result = language_identification(e, langs, n_folds=5)
+    assert result.accuracy > 0.98
+    assert result.languages.tolist() == [0, 1, 2]
+
+
+def test_shuffled_languages_give_chance_language_identification():
+    e, langs = _separated()
+    rng = np.random.default_rng(10)
+    result = language_identification(rng.normal(size=e.shape), langs, n_folds=5)
+    assert 0.3 < result.accuracy < 0.7
+
+
+def test_cross_lingual_neighbors_is_one_for_separated_languages():
+    e, langs = _separated(spread=0.05)
+    assert cross_lingual_neighbors(e, langs, k=10) == 1.0
+
+
+def test_cross_lingual_neighbors_match_a_brute_force_count():
+    rng = np.random.default_rng(11)
+    e, langs = rng.normal(size=(50, 5)), rng.integers(0, 4, 50)
+    sim = unit(e) @ unit(e).T
+    np.fill_diagonal(sim, -np.inf)
+    nearest = np.argsort(-sim, axis=1, kind="stable")[:, :6]
+    expected = np.mean([len(set(langs[row].tolist())) for row in nearest])
+    assert cross_lingual_neighbors(e, langs, k=6) == pytest.approx(expected)
+
+
+def test_neighbor_overlap_is_one_under_a_rotation():
+    rng = np.random.default_rng(12)
+    e = rng.normal(size=(80, 16))
+    rotation, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    assert neighbor_overlap(e, e @ rotation, k=5) == 1.0
+
+
+def test_neighbor_overlap_matches_a_brute_force_count():
+    rng = np.random.default_rng(13)
+    a, b = rng.normal(size=(40, 4)), rng.normal(size=(40, 6))
+
+    def knn(x):
+        sim = unit(x) @ unit(x).T
+        np.fill_diagonal(sim, -np.inf)
+        return np.argsort(-sim, axis=1, kind="stable")[:, :5]
+
+    expected = np.mean([len(set(r) & set(s)) / 5 for r, s in zip(knn(a), knn(b))])
+    assert neighbor_overlap(torch.from_numpy(a), b, k=5) == pytest.approx(expected)
+
+
+def test_rows_that_differ_in_number_are_refused():
+    with pytest.raises(ConceptError, match="same rows"):
+        canonical_angles(np.ones((4, 2)), np.ones((5, 2)))

@@ -1,0 +1,113 @@
+"""KMeans (torch) against scikit-learn and numpy oracles."""
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans as SklearnKMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from mothello_fast.errors import ConceptError
+from mothello_fast.kmeans import KMeans
+
+
+@pytest.fixture(scope="module")
+def points():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(3000, 16)).astype(np.float32)
+
+
+def _sq_dists(x, centers):
+    return ((x[:, None, :].astype(np.float64) - centers[None].astype(np.float64)) ** 2).sum(-1)
+
+
+def test_reaches_sklearn_inertia_from_the_same_initial_centres(points):
+    init = points[np.random.default_rng(1).choice(len(points), 20, replace=False)]
+    ours = KMeans(20, init=init, max_iter=100, tol=1e-4, device="cpu").fit(points)
+    ref = SklearnKMeans(20, init=init, n_init=1, max_iter=100, tol=1e-4,
+                        algorithm="lloyd").fit(points)
+    assert abs(ours.inertia_ - ref.inertia_) <= 0.01 * ref.inertia_
+
+
+def test_iteration_count_matches_sklearn_from_the_same_initial_centres():
+    x, _ = make_blobs(3000, n_features=16, centers=30, cluster_std=2.0, random_state=1)
+    init = x[np.random.default_rng(2).choice(len(x), 25, replace=False)]
+    ours = KMeans(25, init=init, max_iter=300, device="cpu").fit(x)
+    ref = SklearnKMeans(25, init=init, n_init=1, max_iter=300, algorithm="lloyd").fit(x)
+    assert ours.n_iter_ == ref.n_iter_
+
+
+def test_kmeans_plusplus_reaches_sklearn_inertia_on_blobs():
+    x, _ = make_blobs(4000, n_features=8, centers=12, cluster_std=1.0, random_state=3)
+    ours = KMeans(12, n_init=4, seed=0, device="cpu").fit(x)
+    ref = SklearnKMeans(12, n_init=4, random_state=0).fit(x)
+    assert abs(ours.inertia_ - ref.inertia_) <= 0.01 * ref.inertia_
+
+
+def test_recovers_well_separated_blobs_exactly():
+    x, truth = make_blobs(2000, n_features=5, centers=6, cluster_std=0.05,
+                          center_box=(-50, 50), random_state=7)
+    labels = KMeans(6, n_init=3, seed=4, device="cpu").fit_predict(x)
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_same_seed_gives_the_same_clustering(points):
+    a = KMeans(10, n_init=2, max_iter=30, seed=5, device="cpu").fit(points)
+    b = KMeans(10, n_init=2, max_iter=30, seed=5, device="cpu").fit(points)
+    assert np.array_equal(a.labels_, b.labels_)
+    assert np.array_equal(a.cluster_centers_, b.cluster_centers_)
+
+
+def test_inertia_is_the_sum_of_squared_distances_to_the_closest_centre(points):
+    km = KMeans(8, max_iter=30, seed=0, device="cpu").fit(points)
+    d = _sq_dists(points, km.cluster_centers_)
+    assert km.inertia_ == pytest.approx(d.min(1).sum(), rel=1e-4)
+
+
+def test_predict_gives_the_closest_centre(points):
+    km = KMeans(8, seed=0, device="cpu").fit(points[:2000])
+    new = points[2000:]
+    d = _sq_dists(new, km.cluster_centers_)
+    predicted = km.predict(new)
+    assert np.allclose(d[np.arange(len(new)), predicted], d.min(1), rtol=1e-5, atol=1e-4)
+
+
+def test_fitted_centres_are_the_means_of_their_clusters():
+    x, _ = make_blobs(2000, n_features=8, centers=10, cluster_std=3.0, random_state=5)
+    km = KMeans(6, seed=2, max_iter=500, tol=0.0, device="cpu").fit(x)
+    means = np.stack([x[km.labels_ == c].mean(0) for c in range(6)])
+    assert np.allclose(km.cluster_centers_, means, atol=1e-4)
+
+
+def test_chunked_distances_give_the_same_result(points):
+    whole = KMeans(7, max_iter=20, seed=3, device="cpu", chunk_size=100_000).fit(points)
+    chunked = KMeans(7, max_iter=20, seed=3, device="cpu", chunk_size=97).fit(points)
+    assert np.array_equal(whole.labels_, chunked.labels_)
+    assert chunked.inertia_ == pytest.approx(whole.inertia_, rel=1e-5)
+
+
+def test_an_empty_cluster_is_relocated(points):
+    init = points[:5].copy()
+    init[4] = 1e4  # no point is closest to this centre at first
+    km = KMeans(5, init=init, device="cpu").fit(points)
+    assert np.bincount(km.labels_, minlength=5).min() > 0
+
+
+def test_accepts_torch_tensors_like_numpy_arrays(points):
+    a = KMeans(4, seed=1, device="cpu").fit(points)
+    b = KMeans(4, seed=1, device="cpu").fit(torch.from_numpy(points))
+    assert np.array_equal(a.labels_, b.labels_)
+
+
+def test_score_is_minus_the_inertia_of_the_points(points):
+    km = KMeans(5, seed=1, device="cpu").fit(points)
+    assert km.score(points) == pytest.approx(-km.inertia_, rel=1e-5)
+
+
+def test_more_clusters_than_points_is_refused():
+    with pytest.raises(ConceptError, match="n_clusters=5"):
+        KMeans(5, device="cpu").fit(np.zeros((3, 2)))
+
+
+def test_initial_centres_of_the_wrong_shape_are_refused(points):
+    with pytest.raises(ConceptError, match="initial centres"):
+        KMeans(3, init=points[:2], device="cpu").fit(points)
