@@ -1,0 +1,282 @@
+"""Checkpoints: a directory of safetensors files and a JSON manifest, written atomically.
+
+Layout of a checkpoint directory::
+
+    model.safetensors       the GPT's weights
+    optimizer.safetensors   optimizer state tensors and RNG states (training checkpoints)
+    checkpoint.json         format version, step, model/train configs, language set,
+                            optimizer hyper-parameters, byte size and sha256 of each file
+
+The directory is first written as ``DIR.partial/`` (each file fsynced) and renamed
+to ``DIR`` once ``checkpoint.json`` is in it, so a checkpoint directory that exists
+is whole. `load_checkpoint` still checks every file's size and sha256 against the
+manifest, and refuses with `CheckpointError` a checkpoint that is truncated,
+corrupted, or from a config that does not fit the model it is loaded into.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .datasets import _fsync_dir, atomic_write_json, sha256_file
+from .errors import CheckpointError
+from .model import GPT, GPTConfig, unwrap
+
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model",
+           "find_latest_checkpoint", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+MANIFEST = "checkpoint.json"
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+@dataclass
+class Checkpoint:
+    """What `load_checkpoint` read: the manifest's fields and the weights."""
+    path: Path
+    step: int
+    model_config: GPTConfig
+    language_set: object            # languages.LanguageSet
+    train_config: dict | None
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict | None = None   # torch optimizer state_dict
+    rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def build_model(self, device: str | torch.device = "cpu") -> GPT:
+        """A `GPT` with this checkpoint's config and weights, in eval mode on `device`."""
+        model = GPT(self.model_config)
+        load_weights(model, self.model_state, source=str(self.path))
+        return model.to(device).eval()
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    states = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"rng.cuda.{i}"] = state
+    return states
+
+
+def restore_rng_state(states: dict[str, torch.Tensor]) -> None:
+    """Set torch's (and CUDA's, where saved and present) RNG states from a `Checkpoint`."""
+    if "rng.torch" in states:
+        torch.set_rng_state(states["rng.torch"])
+    cuda_keys = sorted((k for k in states if k.startswith("rng.cuda.")),
+                       key=lambda k: int(k.rsplit(".", 1)[1]))
+    cuda = [states[k] for k in cuda_keys]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _optimizer_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into flat tensors and a JSON-able rest."""
+    tensors, scalars = {}, {}
+    for index, state in state_dict["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("state."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for index, values in meta.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(values)
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g)
+              for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _write_file(path: Path, data: bytes) -> dict:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return {"bytes": len(data), "sha256": sha256_file(path)}
+
+
+def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    train_config: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a checkpoint directory at `path` atomically (replacing one already there).
+
+    model: a `GPT` (compiled or DDP-wrapped is fine); language_set: its `LanguageSet`;
+    optimizer: saved with torch's RNG states when given (a training checkpoint);
+    train_config: the trainer's config as a dict; extra: any JSON-able metadata.
+    """
+    path = Path(path)
+    gpt = unwrap(model)
+    partial = path.with_name(path.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in gpt.state_dict().items()}
+    files = {MODEL_FILE: _write_file(partial / MODEL_FILE, st_save(weights))}
+    optimizer_meta = None
+    if optimizer is not None:
+        tensors, optimizer_meta = _optimizer_tensors(optimizer.state_dict())
+        tensors.update(_rng_state())
+        files[OPTIMIZER_FILE] = _write_file(partial / OPTIMIZER_FILE, st_save(tensors))
+    manifest = {"format": "mothello-checkpoint", "format_version": FORMAT_VERSION,
+                "step": int(step), "model_config": gpt.config.to_dict(),
+                "language_set": language_set.to_dict(), "train_config": train_config,
+                "optimizer": optimizer_meta, "extra": extra or {}, "files": files}
+    atomic_write_json(partial / MANIFEST, manifest)
+    _fsync_dir(partial)
+    if path.exists():
+        old = path.with_name(path.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(path, old)
+        os.replace(partial, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(partial, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _read_manifest(path: Path) -> dict:
+    if path.is_file() and path.name in (MODEL_FILE, OPTIMIZER_FILE, MANIFEST):
+        path = path.parent
+    manifest_path = path / MANIFEST
+    if not manifest_path.exists():
+        partial = path.with_name(path.name + ".partial")
+        hint = (f"; {str(partial)!r} holds an unfinished write" if partial.exists() else "")
+        raise CheckpointError(f"no checkpoint at {str(path)!r}: {MANIFEST} is missing{hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        version = manifest["format_version"]
+        required = ("step", "files", "model_config", "language_set")
+        missing = [k for k in required if k not in manifest]
+        if missing:
+            raise KeyError(f"missing {missing}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{str(manifest_path)!r} is truncated or not a checkpoint manifest "
+                              f"({type(exc).__name__}: {exc})") from None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {str(path)!r} has format version {version!r}; this "
+                              f"version of mothello-fast reads version {FORMAT_VERSION}")
+    return manifest
+
+
+def _read_file(directory: Path, name: str, meta: dict, verify: bool) -> dict[str, torch.Tensor]:
+    file = directory / name
+    if not file.exists():
+        raise CheckpointError(f"checkpoint {str(directory)!r}: {name} is missing")
+    size = file.stat().st_size
+    if size != meta["bytes"]:
+        raise CheckpointError(f"checkpoint {str(directory)!r}: {name} is truncated or corrupted: "
+                              f"{size} bytes, expected {meta['bytes']}")
+    data = file.read_bytes()
+    if verify:
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            raise CheckpointError(f"checkpoint {str(directory)!r}: {name} is corrupted: its "
+                                  "sha256 does not match checkpoint.json")
+    try:
+        return st_load(data)
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"checkpoint {str(directory)!r}: {name} is corrupted and cannot be "
+                              f"read ({exc})") from None
+
+
+def _config_differences(saved: dict, current: dict) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: checkpoint {saved.get(k)!r}, expected {current.get(k)!r}"
+            for k in keys if saved.get(k) != current.get(k)]
+
+
+def load_checkpoint(path, *, model: torch.nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    verify: bool = True, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read and check the checkpoint directory `path`.
+
+    With `model`, its config must equal the checkpoint's (else `CheckpointError`
+    listing the differing fields) and the weights are loaded into it; with
+    `optimizer`, the optimizer state too. RNG states are returned, not applied
+    (see `restore_rng_state`). `verify` checks each file's sha256.
+    """
+    from .languages import LanguageSet
+
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    manifest = _read_manifest(path)
+    files = manifest["files"]
+    if MODEL_FILE not in files:
+        raise CheckpointError(f"checkpoint {str(path)!r} lists no {MODEL_FILE}")
+    try:
+        config = GPTConfig.from_dict(manifest["model_config"])
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} has an invalid model config: "
+                              f"{exc}") from None
+    if model is not None:
+        diffs = _config_differences(config.to_dict(), unwrap(model).config.to_dict())
+        if diffs:
+            raise CheckpointError(f"checkpoint {str(path)!r} is from an incompatible model "
+                                  f"config: {'; '.join(diffs)}")
+    weights = _read_file(path, MODEL_FILE, files[MODEL_FILE], verify)
+    ckpt = Checkpoint(path=path, step=int(manifest["step"]), model_config=config,
+                      language_set=LanguageSet.from_dict(manifest["language_set"]),
+                      train_config=manifest.get("train_config"), model_state=weights,
+                      extra=manifest.get("extra") or {})
+    if OPTIMIZER_FILE in files:
+        tensors = _read_file(path, OPTIMIZER_FILE, files[OPTIMIZER_FILE], verify)
+        ckpt.rng_state = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+        ckpt.optimizer_state = _optimizer_state_dict(
+            {k: v for k, v in tensors.items() if k.startswith("state.")}, manifest["optimizer"])
+    if model is not None:
+        load_weights(model, weights, source=str(path))
+    if optimizer is not None:
+        if ckpt.optimizer_state is None:
+            raise CheckpointError(f"checkpoint {str(path)!r} holds no optimizer state (it is not "
+                                  "a training checkpoint)")
+        try:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {str(path)!r}: optimizer state does not fit this "
+                                  f"optimizer ({exc})") from None
+    return ckpt
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], *,
+                 source: str = "state dict") -> None:
+    """Copy `weights` (name -> tensor) into `model`, raising `CheckpointError` on a mismatch."""
+    gpt = unwrap(model)
+    try:
+        gpt.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source}: weights do not fit the model "
+                              f"({str(exc).splitlines()[0]} ...)") from None
+
+
+def load_model(path, *, device: str | torch.device = "cpu", verify: bool = True):
+    """Load a checkpoint's model for analysis: ``(GPT in eval mode on `device`, LanguageSet)``."""
+    ckpt = load_checkpoint(path, verify=verify)
+    return ckpt.build_model(device), ckpt.language_set
+
+
+def find_latest_checkpoint(directory) -> Path | None:
+    """The highest-step complete checkpoint ``step-*`` in `directory` (None if there is none)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    complete = [p for p in directory.glob("step-*") if p.is_dir() and (p / MANIFEST).exists()
+                and not p.name.endswith((".partial", ".old"))]
+    return max(complete, key=lambda p: int(p.name.split("-", 1)[1]), default=None)

@@ -1,0 +1,43 @@
+"""Legal-move accuracy (and loss) of a checkpoint, per language, on held-out games.
+
+Example:
+    mothello eval runs/atomic2/checkpoints/step-020000 --games 1000 --seed 7
+    mothello eval runs/atomic2/checkpoints/step-020000 --data val_games/ --out acc.json
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint directory")
+    parser.add_argument("--data", default=None, help="games dataset directory to evaluate on")
+    parser.add_argument("--games", type=int, default=1000,
+                        help="without --data: number of fresh random games to generate")
+    parser.add_argument("--seed", type=int, default=2024, help="seed of the fresh games")
+    parser.add_argument("--objective", choices=["standard", "unified"], default=None,
+                        help="default: the one the checkpoint was trained with")
+    parser.add_argument("--languages", default=None, help="comma-separated (default: all inputs)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default=None, help="also write the results to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ..datasets import atomic_write_json, load_games
+    from ..evaluate import evaluate_checkpoint
+    from ..othello import generate_games
+
+    games = (load_games(args.data)[:] if args.data is not None
+             else generate_games(args.games, seed=args.seed))
+    results = evaluate_checkpoint(args.checkpoint, games, objective=args.objective,
+                                  languages=args.languages.split(",") if args.languages else None,
+                                  device=args.device, batch_size=args.batch_size)
+    results = {"checkpoint": str(args.checkpoint), "n_games": int(len(games)), **results}
+    if args.out is not None:
+        atomic_write_json(Path(args.out), results)
+    print(json.dumps(results, indent=2))
+    return 0

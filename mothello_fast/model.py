@@ -1,0 +1,371 @@
+"""mOthelloGPT: a GPT-2-style decoder with TransformerLens hook names.
+
+Pre-LayerNorm blocks, learned positions, GELU MLP, untied unembedding, dropout
+0.1 (Othello-GPT and mOthello's shape). Every activation the analyses read passes
+through a `HookPoint` (an identity module) named as in TransformerLens:
+
+    hook_embed, hook_pos_embed,
+    blocks.{l}.hook_resid_pre, blocks.{l}.hook_attn_out, blocks.{l}.hook_resid_mid,
+    blocks.{l}.hook_mlp_out, blocks.{l}.hook_resid_post,
+    ln_final.hook_normalized
+
+A hook point without hooks is an identity call (and disappears under
+`torch.compile`); `GPT.run_with_cache` attaches hooks only for the duration of one
+forward pass.
+
+>>> model = GPT(GPTConfig(vocab_size=61, context_length=59, n_layers=2, d_model=64,
+...                       n_heads=4, d_mlp=256))
+>>> logits, cache = model.run_with_cache(torch.zeros(3, 59, dtype=torch.long),
+...                                      names_filter="blocks.1.hook_resid_post")
+>>> tuple(logits.shape), tuple(cache["blocks.1.hook_resid_post"].shape)
+((3, 59, 61), (3, 59, 64))
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import CheckpointError, MothelloError
+from .kernels.attention import attention
+
+__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "flops_per_token"]
+
+
+@dataclass
+class GPTConfig:
+    """Shape of a `GPT`. Defaults are Othello-GPT's (Li et al. 2023), which mOthello keeps."""
+    vocab_size: int          # from the language set (pad id 0 included)
+    context_length: int      # longest token sequence the model reads (positions learned)
+    n_layers: int = 8
+    n_heads: int = 8
+    d_model: int = 512
+    d_mlp: int = 2048        # 4 * d_model, as in GPT-2
+    dropout: float = 0.1     # embeddings, attention probabilities and both residual branches
+    attention_backend: str = "auto"  # passed to kernels.attention.attention as `backend`
+
+    def __post_init__(self):
+        for name in ("vocab_size", "context_length", "n_layers", "n_heads", "d_model", "d_mlp"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MothelloError(f"GPTConfig.{name}={value!r}: expected a positive integer")
+        if self.d_model % self.n_heads:
+            raise MothelloError(f"GPTConfig: d_model={self.d_model} is not divisible by "
+                                f"n_heads={self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise MothelloError(f"GPTConfig.dropout={self.dropout!r}: expected a value in [0, 1)")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> GPTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MothelloError(f"GPTConfig: unknown field(s) {unknown}; expected some of "
+                                f"{sorted(known)}")
+        return cls(**data)
+
+
+def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> float:
+    """Training FLOPs (forward + backward) per token: ``6 N + 12 L T d`` (PaLM's count),
+    N the weights in matrix multiplies (unembedding included, embeddings not), T the
+    sequence length (the context length by default)."""
+    T = config.context_length if seq_len is None else seq_len
+    d, L = config.d_model, config.n_layers
+    n_matmul = L * (4 * d * d + 2 * d * config.d_mlp) + d * config.vocab_size
+    return 6.0 * n_matmul + 12.0 * L * T * d
+
+
+class HookPoint(nn.Module):
+    """Identity module marking an activation; `GPT.run_with_cache` hooks it by name."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm whose affine output passes through ``hook_normalized``."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+        self.eps = eps
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hook_normalized(F.layer_norm(x, x.shape[-1:], self.weight, self.bias,
+                                                 self.eps))
+
+
+class Attention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.dropout = config.dropout
+        self.backend = config.attention_backend
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        # (B, T, C) -> (B, nh, T, hs)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        y = attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, causal=True,
+                      backend=self.backend)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.d_model, config.d_mlp)
+        self.proj = nn.Linear(config.d_mlp, config.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()  # registered in forward order, so hook_names lists them that way
+        self.hook_resid_pre = HookPoint()
+        self.ln1 = LayerNorm(config.d_model)
+        self.attn = Attention(config)
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.ln2 = LayerNorm(config.d_model)
+        self.mlp = MLP(config)
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.hook_resid_pre(x)
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.dropout(self.attn(self.ln1(x)))))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.dropout(self.mlp(self.ln2(x)))))
+
+
+class ActivationCache(dict):
+    """Hook name -> activation tensor. ``cache["resid_post", 3]`` is short for
+    ``cache["blocks.3.hook_resid_post"]``; `stack` gathers one hook over layers."""
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            name, layer = key
+            key = f"blocks.{layer}.hook_{name}"
+        return super().__getitem__(key)
+
+    def stack(self, name: str) -> torch.Tensor:
+        """``[n_layers, batch, T, d_model]``: ``blocks.{l}.hook_{name}`` for every cached l."""
+        layers = sorted(int(m.group(1)) for k in self
+                        if (m := re.fullmatch(rf"blocks\.(\d+)\.hook_{name}", k)))
+        if not layers:
+            raise KeyError(f"no blocks.*.hook_{name} in the cache; cached: {sorted(self)}")
+        return torch.stack([self[name, layer] for layer in layers])
+
+
+NamesFilter = None | str | Iterable[str] | Callable[[str], bool]
+
+
+class GPT(nn.Module):
+    """GPT-2-style decoder. ``model(tokens, targets=None) -> (logits, loss | None)``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.hook_embed = HookPoint()
+        self.pos_embed = nn.Embedding(config.context_length, config.d_model)
+        self.hook_pos_embed = HookPoint()
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_final = LayerNorm(config.d_model)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size)  # untied from `embed`
+        self.register_buffer("positions", torch.arange(config.context_length), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 initialisation: N(0, 0.02) weights, zero biases, residual output
+        projections scaled by 1/sqrt(2 n_layers)."""
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif p.ndim == 1:
+                nn.init.ones_(p)
+            else:
+                std = 0.02 / math.sqrt(2 * self.config.n_layers) if name.endswith(
+                    "proj.weight") else 0.02
+                nn.init.normal_(p, mean=0.0, std=std)
+
+    @property
+    def hook_names(self) -> list[str]:
+        """Every hook point's name, in the order of the forward pass."""
+        return [name for name, m in self.named_modules() if isinstance(m, HookPoint)]
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """tokens: int64 [B, T] (T <= context_length); targets: int64 [B, T] (-100 ignored).
+
+        Returns logits float [B, T, vocab_size] and the mean cross-entropy over the
+        targets that are not -100 (None without targets).
+        """
+        T = tokens.shape[-1]
+        if T > self.config.context_length:
+            raise MothelloError(f"tokens have length {T}; this model's context_length is "
+                                f"{self.config.context_length}")
+        x = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(
+            self.positions[:T]))
+        x = self.dropout(x)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.unembed(self.ln_final(x))  # (B, T, vocab)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return logits, loss
+
+    def _hook_points(self, names_filter: NamesFilter) -> dict[str, HookPoint]:
+        points = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
+        if names_filter is None:
+            return points
+        if callable(names_filter):
+            return {n: m for n, m in points.items() if names_filter(n)}
+        patterns = [names_filter] if isinstance(names_filter, str) else list(names_filter)
+        chosen = {}
+        for pattern in patterns:
+            matched = {n: m for n, m in points.items() if fnmatch.fnmatchcase(n, pattern)}
+            if not matched:
+                raise MothelloError(f"names_filter {pattern!r} matches no hook point; "
+                                    f"expected one of {list(points)} (or a glob pattern)")
+            chosen.update(matched)
+        return {n: m for n, m in points.items() if n in chosen}
+
+    def run_with_hooks(self, tokens: torch.Tensor, fwd_hooks: Iterable[tuple], *,
+                       targets: torch.Tensor | None = None):
+        """Forward pass with ``(name, fn)`` hooks attached; ``fn(activation, name)``
+        may return a replacement tensor. ``name`` may be a glob pattern."""
+        handles = []
+        try:
+            for pattern, fn in fwd_hooks:
+                for name, point in self._hook_points(pattern).items():
+                    handles.append(point.register_forward_hook(
+                        lambda _m, _inp, out, fn=fn, name=name: fn(out, name)))
+            return self(tokens, targets)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def run_with_cache(self, tokens: torch.Tensor, names_filter: NamesFilter = None, *,
+                       detach: bool = True) -> tuple[torch.Tensor, ActivationCache]:
+        """Forward pass that also returns the activations at the hook points chosen by
+        `names_filter` (None: all; a name or glob pattern; a list of them; or a
+        predicate on names). tokens: int64 [B, T] -> (logits [B, T, vocab], cache
+        name -> [B, T, d_model])."""
+        cache = ActivationCache()
+
+        def save(activation: torch.Tensor, name: str) -> None:
+            cache[name] = activation.detach() if detach else activation
+
+        names = list(self._hook_points(names_filter))
+        logits, _ = self.run_with_hooks(tokens, [(name, save) for name in names])
+        return logits, ActivationCache((name, cache[name]) for name in names)
+
+    @classmethod
+    def from_transformer_lens(cls, state_dict: Mapping[str, torch.Tensor], *,
+                              n_heads: int | None = None, dropout: float = 0.0) -> GPT:
+        """Build a model from a TransformerLens state dict (e.g. the public Othello-GPT
+        checkpoint: vocab 61, context 59, 8 layers, 8 heads, d_model 512).
+
+        Keys: ``embed.W_E [vocab, d]``, ``pos_embed.W_pos [ctx, d]``,
+        ``blocks.{l}.ln1.w/b``, ``blocks.{l}.attn.W_Q/W_K/W_V [heads, d, d_head]``,
+        ``b_Q/b_K/b_V [heads, d_head]``, ``W_O [heads, d_head, d]``, ``b_O [d]``,
+        ``blocks.{l}.ln2.w/b``, ``blocks.{l}.mlp.W_in [d, d_mlp]``, ``b_in``,
+        ``W_out [d_mlp, d]``, ``b_out``, ``ln_final.w/b``, ``unembed.W_U [d, vocab]``,
+        ``b_U``. Missing LayerNorm weights (a folded checkpoint) load as w=1, b=0;
+        buffers such as ``attn.mask`` and ``attn.IGNORE`` are ignored.
+
+        The Othello-GPT vocabulary (pad 0, the 60 playable squares in ascending order
+        as 1..60) is this toolkit's ``LanguageSet.from_spec("atomic")``; that set
+        encodes 60 tokens a game, of which the model reads the first 59.
+        """
+        sd = {k: torch.as_tensor(v).detach().float() for k, v in state_dict.items()}
+
+        def get(key: str) -> torch.Tensor:
+            if key not in sd:
+                raise CheckpointError(f"TransformerLens state dict has no key {key!r}")
+            return sd[key]
+
+        W_E, W_pos, W_U = get("embed.W_E"), get("pos_embed.W_pos"), get("unembed.W_U")
+        n_layers = 1 + max((int(m.group(1)) for k in sd
+                            if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+        W_Q0 = get("blocks.0.attn.W_Q")
+        heads = W_Q0.shape[0]
+        if n_heads is not None and n_heads != heads:
+            raise CheckpointError(f"n_heads={n_heads} but blocks.0.attn.W_Q has shape "
+                                  f"{tuple(W_Q0.shape)} ([n_heads, d_model, d_head])")
+        if W_U.shape[1] != W_E.shape[0]:
+            raise CheckpointError(f"unembed.W_U has {W_U.shape[1]} outputs but embed.W_E has "
+                                  f"{W_E.shape[0]} tokens; expected the same vocabulary")
+        config = GPTConfig(vocab_size=W_E.shape[0], context_length=W_pos.shape[0],
+                           n_layers=n_layers, n_heads=heads, d_model=W_E.shape[1],
+                           d_mlp=get("blocks.0.mlp.W_in").shape[1], dropout=dropout)
+        d = config.d_model
+        ours = {"embed.weight": W_E, "pos_embed.weight": W_pos, "unembed.weight": W_U.T,
+                "unembed.bias": sd.get("unembed.b_U", torch.zeros(W_E.shape[0]))}
+
+        def layer_norm(tl: str, name: str) -> None:
+            ours[f"{name}.weight"] = sd.get(f"{tl}.w", torch.ones(d))
+            ours[f"{name}.bias"] = sd.get(f"{tl}.b", torch.zeros(d))
+
+        layer_norm("ln_final", "ln_final")
+        for l in range(n_layers):
+            tl, me = f"blocks.{l}", f"blocks.{l}"
+            layer_norm(f"{tl}.ln1", f"{me}.ln1")
+            layer_norm(f"{tl}.ln2", f"{me}.ln2")
+            # W_X [h, d, dh] -> Linear rows h*dh + j
+            ours[f"{me}.attn.qkv.weight"] = torch.cat(
+                [get(f"{tl}.attn.W_{x}").permute(0, 2, 1).reshape(d, d) for x in "QKV"])
+            ours[f"{me}.attn.qkv.bias"] = torch.cat(
+                [sd.get(f"{tl}.attn.b_{x}", torch.zeros(d)).reshape(d) for x in "QKV"])
+            ours[f"{me}.attn.proj.weight"] = get(f"{tl}.attn.W_O").reshape(d, d).T  # [d, h*dh]
+            ours[f"{me}.attn.proj.bias"] = sd.get(f"{tl}.attn.b_O", torch.zeros(d))
+            ours[f"{me}.mlp.fc.weight"] = get(f"{tl}.mlp.W_in").T
+            ours[f"{me}.mlp.fc.bias"] = sd.get(f"{tl}.mlp.b_in", torch.zeros(config.d_mlp))
+            ours[f"{me}.mlp.proj.weight"] = get(f"{tl}.mlp.W_out").T
+            ours[f"{me}.mlp.proj.bias"] = sd.get(f"{tl}.mlp.b_out", torch.zeros(d))
+        model = cls(config)
+        try:
+            model.load_state_dict({k: v.contiguous() for k, v in ours.items()})
+        except RuntimeError as exc:
+            raise CheckpointError(f"TransformerLens state dict does not fit {config}: "
+                                  f"{exc}") from None
+        return model.eval()
+
+
+def unwrap(model: nn.Module) -> GPT:
+    """The `GPT` inside a compiled (``_orig_mod``) and/or DDP (``module``) wrapper."""
+    while not isinstance(model, GPT):
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(model, "module", None)
+        if inner is None:
+            raise MothelloError(f"expected a GPT (possibly compiled or DDP-wrapped); got "
+                                f"{type(model).__name__}")
+        model = inner
+    return model

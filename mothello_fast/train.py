@@ -1,0 +1,519 @@
+"""Training mOthelloGPT: AdamW, warm-up + cosine schedule, compiled, bf16, resumable, DDP.
+
+``train(config, train_games=..., val_games=..., out_dir=...)`` writes into `out_dir`:
+
+    config.json                 the TrainConfig and the language set
+    metrics.jsonl               one JSON record per logging / evaluation step
+    checkpoints/step-NNNNNN/    checkpoints (see `checkpoint`)
+
+Determinism: batch ``s`` is a pure function of ``(seed, s)`` (`corpus.Corpus`) and
+dropout is reseeded from ``(seed, s, rank)`` before every step, so a run resumed
+from a checkpoint continues exactly as the uninterrupted run (on CPU; on CUDA up
+to non-deterministic kernels).
+
+Multi-GPU: launched by ``torchrun --nproc_per_node N``, every process builds the
+same global batch of `batch_size` games and trains on its ``1/N`` slice under
+DistributedDataParallel; the loss is normalised by the global number of targets,
+so the update equals single-process training on the global batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .checkpoint import (find_latest_checkpoint, load_checkpoint, load_weights,
+                         restore_rng_state, save_checkpoint)
+from .datasets import atomic_write_bytes, atomic_write_json
+from .errors import CheckpointError, ConfigError
+from .evaluate import evaluate_languages
+from .model import GPT, GPTConfig
+from .othello import validate_games
+
+__all__ = ["TrainConfig", "TrainResult", "train", "train_on_dataset", "load_train_config",
+           "learning_rate", "make_optimizer", "train_step"]
+
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Defaults follow mOthello (PROTOCOLS.md)."""
+    # languages (see languages.LanguageSet.from_spec)
+    languages: str = "atomic,atomic"
+    n_anchors: int = 0
+    objective: str = "standard"           # "standard" or "unified" (needs an output language)
+    language_seed: int = 0                # fixed apart from `seed`: same languages across seeds
+    language_weights: list[float] | None = None   # sampling weight of each language (None: equal)
+    # model (vocabulary and context come from the language set)
+    n_layers: int = 8
+    n_heads: int = 8
+    d_model: int = 512
+    d_mlp: int = 2048
+    dropout: float = 0.1
+    attention_backend: str = "auto"
+    # optimisation
+    batch_size: int = 1024                # games per step, over all processes
+    lr: float = 5e-4
+    warmup_steps: int = 500
+    max_steps: int = 20_000               # ~one epoch of 20M games at batch 1024
+    weight_decay: float = 0.1             # on linear-layer weights only
+    grad_clip: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    min_lr_ratio: float = 0.1             # cosine decay ends at 10% of lr
+    # evaluation, logging, checkpoints
+    eval_every: int = 1000                # 0: only at the end
+    eval_games: int = 500                 # held-out games used by each evaluation
+    log_every: int = 10
+    checkpoint_every: int = 1000          # 0: only at the end
+    keep_checkpoints: int | None = None   # keep the newest k (None: all)
+    # runtime
+    seed: int = 0
+    device: str = "auto"                  # "auto": cuda if available
+    compile: bool | None = None           # None: on for CUDA
+    compile_mode: str | None = None       # passed to torch.compile (e.g. "max-autotune")
+    bf16: bool | None = None              # bf16 autocast; None: on for CUDA
+    tf32: bool = True                     # allow TF32 matmuls on CUDA (for fp32 work)
+    wandb: bool = False
+    wandb_project: str = "mothello"
+
+    # fields that may change when resuming (they do not change the loss curve)
+    RUNTIME_FIELDS = ("eval_every", "eval_games", "log_every", "checkpoint_every",
+                      "keep_checkpoints", "device", "compile", "compile_mode", "bf16", "tf32",
+                      "wandb", "wandb_project")
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        if self.objective not in ("standard", "unified"):
+            raise ConfigError(f"objective={self.objective!r}: expected 'standard' or 'unified'")
+        for name in ("batch_size", "max_steps", "n_layers", "n_heads", "d_model", "d_mlp",
+                     "log_every", "eval_games"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"TrainConfig.{name}={value!r}: expected a positive integer")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"TrainConfig.{name}={value!r}: expected an integer >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"TrainConfig.min_lr_ratio={self.min_lr_ratio!r}: expected [0, 1]")
+        if len(self.betas) != 2:
+            raise ConfigError(f"TrainConfig.betas={self.betas!r}: expected two numbers")
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig field(s) {unknown}; expected some of "
+                              f"{sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"bad TrainConfig: {exc}") from None
+
+    def model_config(self, vocab_size: int, context_length: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, context_length=context_length,
+                         n_layers=self.n_layers, n_heads=self.n_heads, d_model=self.d_model,
+                         d_mlp=self.d_mlp, dropout=self.dropout,
+                         attention_backend=self.attention_backend)
+
+
+def load_train_config(path=None, overrides=()) -> TrainConfig:
+    """A `TrainConfig` from a JSON or YAML file (or the defaults) and ``key=value``
+    overrides (values parsed as YAML: ``lr=1e-3``, ``betas=[0.9,0.99]``, ``compile=true``)."""
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        text = Path(path).read_text()
+        try:
+            data = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid JSON/YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(path)!r} holds {type(data).__name__}; expected a "
+                              "mapping of TrainConfig fields")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value")
+        data[key.strip()] = yaml.safe_load(value)
+    return TrainConfig.from_dict(data)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Learning rate of step `step` (0-based): linear warm-up over `warmup_steps`, then
+    cosine decay to ``min_lr_ratio * lr`` at `max_steps`."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: GPT, config: TrainConfig, *, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW with weight decay on the linear layers' weights only (not on embeddings,
+    LayerNorms or biases), as in minGPT and mOthello's code."""
+    decay = {f"{name}.weight" for name, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear)}
+    params = dict(model.named_parameters())
+    groups = [{"params": [p for n, p in params.items() if n in decay],
+               "weight_decay": config.weight_decay},
+              {"params": [p for n, p in params.items() if n not in decay], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=fused or None)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokens: torch.Tensor,
+               targets: torch.Tensor, *, autocast=None, grad_clip: float | None = 1.0,
+               loss_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on tokens/targets int64 [B, T] (targets -100 ignored).
+
+    model: a GPT, possibly compiled and/or DDP-wrapped; autocast: a context manager
+    (e.g. ``torch.autocast("cuda", dtype=torch.bfloat16)``) or None; loss_scale
+    multiplies the loss before backward (DDP normalisation). Returns the detached
+    loss and the gradient norm before clipping, as tensors (no device sync).
+    """
+    with autocast if autocast is not None else nullcontext():
+        _, loss = model(tokens, targets)
+    if loss_scale is not None:
+        loss = loss * loss_scale
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach(), grad_norm
+
+
+@dataclass
+class TrainResult:
+    model: GPT                     # the trained model (eval mode, unwrapped)
+    language_set: object
+    metrics: list[dict] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step) * 4096 + rank & (2**63 - 1)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owned: bool = False      # this call initialised the process group
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_type: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return _Dist(rank=dist.get_rank(), world=dist.get_world_size(),
+                 local_rank=int(os.environ.get("LOCAL_RANK", "0")), owned=owned)
+
+
+def _resolve_device(config: TrainConfig, ddp: _Dist) -> torch.device:
+    name = config.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", ddp.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if up_to_step is not None:
+        records = [r for r in records if r["step"] <= up_to_step]
+    return records
+
+
+class _Log:
+    """Appends metric records to metrics.jsonl (and wandb), on the main process only."""
+
+    def __init__(self, out_dir: Path, config: TrainConfig, enabled: bool, records: list[dict]):
+        self.path = out_dir / METRICS
+        self.enabled = enabled
+        self.records = records
+        self.wandb = None
+        if enabled and config.wandb:
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("wandb=True needs the wandb package (pip install "
+                                  "'mothello-fast[wandb]')") from None
+            self.wandb = wandb.init(project=config.wandb_project, config=config.to_dict(),
+                                    dir=str(out_dir), name=out_dir.name)
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.records.append(record)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.wandb is not None:
+            self.wandb.log(record, step=record["step"])
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool):
+    """The checkpoint to resume from (None for a fresh run); refuses to mix runs."""
+    latest = find_latest_checkpoint(out_dir / CHECKPOINTS)
+    if resume:
+        return latest
+    if latest is not None or (out_dir / METRICS).exists():
+        raise CheckpointError(f"{str(out_dir)!r} already holds a training run; pass resume=True "
+                              "(--resume) to continue it, or choose another out_dir")
+    return None
+
+
+def _check_resume_config(ckpt, config: TrainConfig) -> None:
+    saved = dict(ckpt.train_config or {})
+    current = config.to_dict()
+    diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in current
+             if k not in TrainConfig.RUNTIME_FIELDS and saved.get(k) != current[k]]
+    if diffs:
+        raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: its training config "
+                              f"differs ({'; '.join(diffs)})")
+
+
+def _keep_newest(directory: Path, keep: int | None) -> None:
+    if keep is None:
+        return
+    steps = sorted((p for p in directory.glob("step-*") if p.is_dir()
+                    and not p.name.endswith((".partial", ".old"))),
+                   key=lambda p: int(p.name.split("-", 1)[1]))
+    for old in steps[:-keep] if keep > 0 else steps:
+        shutil.rmtree(old)
+
+
+def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=None,
+          language_games=None, init_from=None, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train a GPT on `train_games` (int8 [n, 60]) written in the config's languages.
+
+    val_games: int8 [m, 60], held out; the first `eval_games` are used to measure
+    legal-move accuracy and loss per language every `eval_every` steps.
+    language_set: use this `LanguageSet` instead of building one from the config
+    (on resume or with `init_from`, the checkpoint's is used by default).
+    language_games: per-language game arrays, passed to `corpus.Corpus`.
+    init_from: a checkpoint whose weights start the run (fine-tuning); the optimizer
+    and the step start afresh. resume: continue from the newest checkpoint in
+    `out_dir` (a fresh start if there is none).
+    """
+    train_games = validate_games(train_games, name="train_games")
+    val_games = validate_games(val_games, name="val_games")
+    ddp = _setup_distributed("cuda" if config.device != "cpu" and torch.cuda.is_available()
+                             else "cpu")
+    try:
+        return _train(config, ddp, train_games=train_games, val_games=val_games,
+                      out_dir=Path(out_dir), language_set=language_set,
+                      language_games=language_games, init_from=init_from, resume=resume,
+                      progress=progress)
+    finally:
+        if ddp.owned:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: Path,
+           language_set, language_games, init_from, resume: bool, progress: bool) -> TrainResult:
+    from .corpus import Corpus
+    from .languages import LanguageSet
+
+    device = _resolve_device(config, ddp)
+    cuda = device.type == "cuda"
+    if config.batch_size % ddp.world:
+        raise ConfigError(f"batch_size={config.batch_size} is not divisible by the "
+                          f"{ddp.world} processes")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
+
+    resume_from = _prepare_out_dir(out_dir, resume)
+    if ddp.world > 1:
+        dist.barrier()  # every process has looked at out_dir before rank 0 writes into it
+    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
+    init = load_checkpoint(init_from) if init_from is not None else None
+    if language_set is None:
+        source = ckpt or init
+        language_set = source.language_set if source is not None else LanguageSet.from_spec(
+            config.languages, n_anchors=config.n_anchors, unified=config.objective == "unified",
+            seed=config.language_seed)
+    elif ckpt is not None and language_set.to_dict() != ckpt.language_set.to_dict():
+        raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: it was trained with "
+                              "another language set")
+
+    torch.manual_seed(config.seed)
+    model_config = config.model_config(language_set.vocab_size, language_set.context_length)
+    model = GPT(model_config).to(device)
+    optimizer = make_optimizer(model, config, fused=cuda)
+    start_step = 0
+    if ckpt is not None:
+        _check_resume_config(ckpt, config)
+        load_weights(model, ckpt.model_state, source=str(ckpt.path))
+        if ckpt.optimizer_state is None:
+            raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: it holds no "
+                                  "optimizer state")
+        try:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+        except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: its optimizer state "
+                                  f"does not fit ({exc})") from None
+        restore_rng_state(ckpt.rng_state)
+        start_step = ckpt.step
+    elif init is not None:
+        if init.model_config != model_config:
+            raise CheckpointError(f"init_from={str(init.path)!r} has model config "
+                                  f"{init.model_config}; this run builds {model_config}")
+        load_weights(model, init.model_state, source=str(init.path))
+
+    ddp_model = model
+    if ddp.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    compiled = config.compile if config.compile is not None else cuda
+    step_model = torch.compile(ddp_model, mode=config.compile_mode) if compiled else ddp_model
+    bf16 = config.bf16 if config.bf16 is not None else cuda
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext())
+
+    corpus = Corpus(train_games, language_set, batch_size=config.batch_size,
+                    objective=config.objective, weights=config.language_weights,
+                    language_games=language_games, seed=config.seed, device=str(device))
+    eval_games = val_games[:config.eval_games]
+    if ddp.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "config.json", {"train_config": config.to_dict(),
+                                                    "model_config": model_config.to_dict(),
+                                                    "language_set": language_set.to_dict(),
+                                                    "world_size": ddp.world})
+        # keep the records up to the checkpoint we resume from (none for a fresh start)
+        records = _read_metrics(out_dir / METRICS, up_to_step=start_step) if ckpt else []
+        atomic_write_bytes(out_dir / METRICS,
+                           "".join(json.dumps(r) + "\n" for r in records).encode())
+    else:
+        records = []
+    log = _Log(out_dir, config, ddp.main, records)
+    checkpoint_path = ckpt.path if ckpt is not None else None
+    per_rank = config.batch_size // ddp.world
+    T = language_set.context_length
+
+    def evaluate(step: int) -> None:
+        if ddp.main and len(eval_games):
+            record = {"step": step, **evaluate_languages(model, language_set, eval_games,
+                                                         objective=config.objective)}
+            log.write(record)
+            if bar is not None:
+                postfix.update({k.replace("legal_acc/", "acc/"): f"{v:.3f}"
+                                for k, v in record.items() if k.startswith("legal_acc")})
+                bar.set_postfix(postfix, refresh=False)
+
+    def save(step: int) -> Path:
+        path = out_dir / CHECKPOINTS / f"step-{step:06d}"
+        if ddp.main:
+            save_checkpoint(path, model=model, language_set=language_set, step=step,
+                            optimizer=optimizer, train_config=config.to_dict())
+            _keep_newest(out_dir / CHECKPOINTS, config.keep_checkpoints)
+        return path
+
+    bar, postfix = None, {}
+    if progress and ddp.main:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.max_steps, initial=start_step, unit="step", desc="training")
+    if start_step == 0 and config.eval_every:
+        evaluate(0)
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    window, window_start = 0, time.perf_counter()
+    try:
+        for step in range(start_step, config.max_steps):
+            lr = learning_rate(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = corpus.batch(step)
+            rows = slice(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
+            tokens = torch.as_tensor(batch.tokens[rows], device=device)
+            targets = torch.as_tensor(batch.targets[rows], device=device)
+            torch.manual_seed(_step_seed(config.seed, step, ddp.rank))
+            scale = None
+            if ddp.world > 1:  # mean over the global batch's targets, whatever the split
+                n_global = (torch.as_tensor(batch.targets, device=device) != -100).sum()
+                scale = (targets != -100).sum() * ddp.world / n_global
+            loss, grad_norm = train_step(step_model, optimizer, tokens, targets,
+                                         autocast=autocast, grad_clip=config.grad_clip,
+                                         loss_scale=scale)
+            loss_sum += loss
+            window += 1
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+            if done % config.log_every == 0 or done == config.max_steps:
+                if ddp.world > 1:
+                    dist.all_reduce(loss_sum)
+                    loss_sum /= ddp.world
+                elapsed = time.perf_counter() - window_start
+                record = {"step": done, "loss": loss_sum.item() / window, "lr": lr,
+                          "grad_norm": float(grad_norm),
+                          "tokens_per_s": window * config.batch_size * T / elapsed}
+                log.write(record)
+                if bar is not None:
+                    postfix["loss"] = f"{record['loss']:.4f}"
+                    bar.set_postfix(postfix, refresh=False)
+                loss_sum.zero_()
+                window, window_start = 0, time.perf_counter()
+            if (config.eval_every and done % config.eval_every == 0) or done == config.max_steps:
+                evaluate(done)
+            if (config.checkpoint_every and done % config.checkpoint_every == 0) \
+                    or done == config.max_steps:
+                checkpoint_path = save(done)
+                if ddp.world > 1:
+                    dist.barrier()
+            if done % config.log_every == 0:
+                window_start = time.perf_counter()  # exclude evaluation and checkpoint time
+    finally:
+        if bar is not None:
+            bar.close()
+        log.close()
+    return TrainResult(model=model.eval(), language_set=language_set, metrics=log.records,
+                       checkpoint=checkpoint_path)
+
+
+def train_on_dataset(config: TrainConfig, data, *, out_dir, val_fraction: float = 0.01,
+                     split_seed: int = 0, **kwargs) -> TrainResult:
+    """`train` on a games dataset directory `data`, split at random (`split_games`) into
+    training and held-out games; other keyword arguments go to `train`."""
+    from .datasets import load_games
+
+    train_games, val_games = load_games(data).split(val_fraction=val_fraction, seed=split_seed)
+    return train(config, train_games=train_games, val_games=val_games, out_dir=out_dir, **kwargs)

@@ -1,0 +1,130 @@
+"""Checkpoints: round trips, and refusal of truncated, corrupted or incompatible ones."""
+import json
+
+import pytest
+import torch
+
+from mothello_fast.checkpoint import (find_latest_checkpoint, load_checkpoint, load_model,
+                                      save_checkpoint)
+from mothello_fast.errors import CheckpointError
+from mothello_fast.languages import LanguageSet
+from mothello_fast.model import GPT, GPTConfig
+from mothello_fast.train import TrainConfig, make_optimizer
+
+
+@pytest.fixture(scope="module")
+def language_set():
+    return LanguageSet.from_spec("atomic,split", seed=3)
+
+
+def make_model(language_set, d_model=32):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=language_set.vocab_size,
+                         context_length=language_set.context_length, n_layers=2, n_heads=4,
+                         d_model=d_model, d_mlp=64))
+
+
+def trained_pair(language_set):
+    """A model and an AdamW optimizer that has taken two steps (so it has state)."""
+    model = make_model(language_set)
+    optimizer = make_optimizer(model, TrainConfig())
+    tokens = torch.randint(1, language_set.vocab_size, (4, 20), generator=torch.Generator()
+                           .manual_seed(1))
+    for _ in range(2):
+        model(tokens, tokens)[1].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model, optimizer, tokens
+
+
+def test_loaded_model_gives_the_same_logits_in_eval_mode(tmp_path, language_set):
+    model, optimizer, tokens = trained_pair(language_set)
+    save_checkpoint(tmp_path / "ck", model=model, language_set=language_set, step=2,
+                    optimizer=optimizer)
+    loaded, loaded_languages = load_model(tmp_path / "ck")
+    assert not loaded.training
+    model.eval()
+    assert torch.equal(loaded(tokens)[0], model(tokens)[0])
+    assert loaded_languages.to_dict() == language_set.to_dict()
+
+
+def test_optimizer_state_and_step_round_trip(tmp_path, language_set):
+    model, optimizer, _ = trained_pair(language_set)
+    save_checkpoint(tmp_path / "ck", model=model, language_set=language_set, step=7,
+                    optimizer=optimizer, train_config={"lr": 0.1})
+    fresh_model = make_model(language_set)
+    fresh = make_optimizer(fresh_model, TrainConfig())
+    ckpt = load_checkpoint(tmp_path / "ck", model=fresh_model, optimizer=fresh)
+    assert (ckpt.step, ckpt.train_config) == (7, {"lr": 0.1})
+    want, got = optimizer.state_dict(), fresh.state_dict()
+    assert want["param_groups"] == got["param_groups"]
+    assert set(want["state"]) == set(got["state"])
+    for index, state in want["state"].items():
+        for key, value in state.items():
+            assert torch.equal(got["state"][index][key], value), (index, key)
+
+
+def test_truncated_weights_are_refused(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors is truncated"):
+        load_model(path)
+
+
+def test_corrupted_weights_are_refused(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
+    data = bytearray((path / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        load_model(path)
+
+
+def test_truncated_manifest_is_refused(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
+    text = (path / "checkpoint.json").read_text()
+    (path / "checkpoint.json").write_text(text[:len(text) // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a checkpoint manifest"):
+        load_model(path)
+
+
+def test_unfinished_write_is_not_a_checkpoint(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    save_checkpoint(tmp_path / "step-000004", model=model, language_set=language_set, step=4)
+    (tmp_path / "step-000008.partial").mkdir()
+    (tmp_path / "step-000008.partial" / "model.safetensors").write_bytes(b"half")
+    assert find_latest_checkpoint(tmp_path) == tmp_path / "step-000004"
+    with pytest.raises(CheckpointError, match="checkpoint.json is missing.*unfinished write"):
+        load_model(tmp_path / "step-000008")
+
+
+def test_checkpoint_from_another_model_config_is_refused(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
+    with pytest.raises(CheckpointError, match="d_model: checkpoint 32, expected 64"):
+        load_checkpoint(path, model=make_model(language_set, d_model=64))
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
+    manifest = json.loads((path / "checkpoint.json").read_text())
+    manifest["model_config"]["d_mlp"] = 128
+    (path / "checkpoint.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="weights do not fit the model"):
+        load_model(path)
+
+
+def test_saving_over_a_checkpoint_replaces_it(tmp_path, language_set):
+    first, _, tokens = trained_pair(language_set)
+    save_checkpoint(tmp_path / "ck", model=make_model(language_set), language_set=language_set,
+                    step=1)
+    save_checkpoint(tmp_path / "ck", model=first, language_set=language_set, step=2)
+    loaded, _ = load_model(tmp_path / "ck")
+    assert load_checkpoint(tmp_path / "ck").step == 2
+    assert torch.equal(loaded(tokens)[0], first.eval()(tokens)[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]

@@ -1,0 +1,54 @@
+"""Data-parallel training: two gloo CPU processes launched by torchrun train the same
+model as one process on the same global batch (dropout off, so the only difference
+is the order of floating-point sums)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import torch
+
+from mothello_fast.checkpoint import load_model
+from mothello_fast.othello import generate_games
+from mothello_fast.train import TrainConfig, train
+
+CONFIG = dict(languages="atomic,split", n_layers=1, n_heads=2, d_model=32, d_mlp=64,
+              dropout=0.0, batch_size=16, warmup_steps=2, max_steps=4, eval_every=0,
+              eval_games=8, log_every=1, checkpoint_every=0, compile=False, device="cpu", seed=4)
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from mothello_fast.train import TrainConfig, train
+    config = TrainConfig(**json.loads(sys.argv[1]))
+    train(config, train_games=np.load(sys.argv[2]), val_games=np.load(sys.argv[3]),
+          out_dir=sys.argv[4], progress=False)
+""")
+
+
+def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
+    train_games, val_games = generate_games(500, seed=1), generate_games(8, seed=2)
+    np.save(tmp_path / "train.npy", train_games)
+    np.save(tmp_path / "val.npy", val_games)
+    (tmp_path / "worker.py").write_text(WORKER)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+              "--nproc_per_node", "2", str(tmp_path / "worker.py"), json.dumps(CONFIG),
+              str(tmp_path / "train.npy"), str(tmp_path / "val.npy"), str(tmp_path / "ddp")]
+    done = subprocess.run(launch, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
+
+    single = train(TrainConfig(**CONFIG), train_games=train_games, val_games=val_games,
+                   out_dir=tmp_path / "single", progress=False)
+    ddp_model, _ = load_model(tmp_path / "ddp" / "checkpoints" / "step-000004")
+    for (name, a), b in zip(single.model.state_dict().items(), ddp_model.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=2e-6, rtol=1e-5, msg=name)
+    ddp_losses = [json.loads(line)["loss"] for line in
+                  (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+                  if "loss" in json.loads(line)]
+    single_losses = [r["loss"] for r in single.metrics if "loss" in r]
+    np.testing.assert_allclose(ddp_losses, single_losses, rtol=1e-5)
+    assert len(single_losses) == 4

@@ -1,0 +1,261 @@
+"""GPT: shapes, loss, hook names, cache contents, TransformerLens loader, torch.compile.
+
+The oracle is `tl_forward`, a TransformerLens-style forward pass written here with
+einsums over a TransformerLens-format state dict (W_Q ``[heads, d_model, d_head]``,
+...): a model loaded with `GPT.from_transformer_lens` must reproduce its logits and
+its residual stream at every layer.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mothello_fast.errors import CheckpointError, MothelloError
+from mothello_fast.model import GPT, GPTConfig, flops_per_token
+
+VOCAB, CTX, LAYERS, HEADS, D, D_MLP = 61, 59, 2, 4, 32, 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and do not fight other tests for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tl_state_dict(seed=0, vocab=VOCAB, ctx=CTX, layers=LAYERS, heads=HEADS, d=D, d_mlp=D_MLP):
+    """A random state dict with TransformerLens's key names and shapes (Othello-GPT style)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=0.2):
+        return torch.randn(*shape, generator=g) * scale
+
+    dh = d // heads
+    sd = {"embed.W_E": r(vocab, d, scale=1.0), "pos_embed.W_pos": r(ctx, d, scale=0.5),
+          "unembed.W_U": r(d, vocab), "unembed.b_U": r(vocab),
+          "ln_final.w": 1 + r(d), "ln_final.b": r(d)}
+    for l in range(layers):
+        p = f"blocks.{l}."
+        sd.update({p + "ln1.w": 1 + r(d), p + "ln1.b": r(d), p + "ln2.w": 1 + r(d),
+                   p + "ln2.b": r(d),
+                   p + "attn.W_Q": r(heads, d, dh), p + "attn.W_K": r(heads, d, dh),
+                   p + "attn.W_V": r(heads, d, dh), p + "attn.W_O": r(heads, dh, d),
+                   p + "attn.b_Q": r(heads, dh), p + "attn.b_K": r(heads, dh),
+                   p + "attn.b_V": r(heads, dh), p + "attn.b_O": r(d),
+                   p + "attn.mask": torch.ones(ctx, ctx).tril().bool(),
+                   p + "attn.IGNORE": torch.tensor(-1e5),
+                   p + "mlp.W_in": r(d, d_mlp), p + "mlp.b_in": r(d_mlp),
+                   p + "mlp.W_out": r(d_mlp, d), p + "mlp.b_out": r(d)})
+    return sd
+
+
+def tl_forward(sd, tokens):
+    """Independent forward pass over a TL state dict: (logits, {hook name: activation})."""
+    def ln(x, w, b):
+        x = x - x.mean(-1, keepdim=True)
+        return x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * w + b
+
+    T = tokens.shape[1]
+    acts = {"hook_embed": sd["embed.W_E"][tokens], "hook_pos_embed": sd["pos_embed.W_pos"][:T]}
+    x = acts["hook_embed"] + acts["hook_pos_embed"]
+    l = 0
+    while f"blocks.{l}.attn.W_Q" in sd:
+        p = f"blocks.{l}."
+        acts[p + "hook_resid_pre"] = x
+        h = ln(x, sd[p + "ln1.w"], sd[p + "ln1.b"])
+        q, k, v = (torch.einsum("btd,hde->bhte", h, sd[p + f"attn.W_{n}"])
+                   + sd[p + f"attn.b_{n}"][None, :, None, :] for n in "QKV")
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        scores = scores.masked_fill(torch.ones(T, T).triu(1).bool(), float("-inf"))
+        z = scores.softmax(-1) @ v
+        attn_out = torch.einsum("bhte,hed->btd", z, sd[p + "attn.W_O"]) + sd[p + "attn.b_O"]
+        acts[p + "hook_attn_out"] = attn_out
+        x = x + attn_out
+        acts[p + "hook_resid_mid"] = x
+        h = ln(x, sd[p + "ln2.w"], sd[p + "ln2.b"])
+        mlp_out = F.gelu(h @ sd[p + "mlp.W_in"] + sd[p + "mlp.b_in"]) @ sd[p + "mlp.W_out"] \
+            + sd[p + "mlp.b_out"]
+        acts[p + "hook_mlp_out"] = mlp_out
+        x = x + mlp_out
+        acts[p + "hook_resid_post"] = x
+        l += 1
+    acts["ln_final.hook_normalized"] = ln(x, sd["ln_final.w"], sd["ln_final.b"])
+    return acts["ln_final.hook_normalized"] @ sd["unembed.W_U"] + sd["unembed.b_U"], acts
+
+
+def small_config(**kw):
+    return GPTConfig(**{"vocab_size": VOCAB, "context_length": CTX, "n_layers": LAYERS,
+                        "n_heads": HEADS, "d_model": D, "d_mlp": D_MLP, **kw})
+
+
+def tokens(batch=3, T=CTX, seed=1):
+    return torch.randint(1, VOCAB, (batch, T), generator=torch.Generator().manual_seed(seed))
+
+
+def test_logits_have_shape_batch_positions_vocab_and_no_loss_without_targets():
+    model = GPT(small_config()).eval()
+    logits, loss = model(tokens(batch=3, T=17))
+    assert logits.shape == (3, 17, VOCAB)
+    assert loss is None
+
+
+def test_loss_is_mean_cross_entropy_over_targets_not_minus_100():
+    model = GPT(small_config()).eval()
+    x = tokens()
+    targets = tokens(seed=2)
+    targets[:, ::3] = -100
+    logits, loss = model(x, targets)
+    logp = logits.log_softmax(-1)
+    keep = targets != -100
+    expected = -logp[keep].gather(-1, targets[keep][:, None]).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_tokens_longer_than_context_are_refused():
+    model = GPT(small_config())
+    with pytest.raises(MothelloError, match="context_length is 59"):
+        model(torch.zeros(1, CTX + 1, dtype=torch.long))
+
+
+def test_hook_names_follow_transformer_lens_in_forward_order():
+    names = GPT(small_config()).hook_names
+    expected = ["hook_embed", "hook_pos_embed"]
+    for l in range(LAYERS):
+        expected += [f"blocks.{l}.hook_resid_pre", f"blocks.{l}.ln1.hook_normalized",
+                     f"blocks.{l}.hook_attn_out", f"blocks.{l}.hook_resid_mid",
+                     f"blocks.{l}.ln2.hook_normalized", f"blocks.{l}.hook_mlp_out",
+                     f"blocks.{l}.hook_resid_post"]
+    assert names == expected + ["ln_final.hook_normalized"]
+
+
+def test_transformer_lens_loader_reproduces_independent_logits():
+    sd = tl_state_dict()
+    model = GPT.from_transformer_lens(sd)
+    assert (model.config.vocab_size, model.config.context_length, model.config.n_layers,
+            model.config.n_heads, model.config.d_model, model.config.d_mlp) == \
+        (VOCAB, CTX, LAYERS, HEADS, D, D_MLP)
+    x = tokens()
+    expected, _ = tl_forward(sd, x)
+    torch.testing.assert_close(model(x)[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_transformer_lens_loader_treats_missing_layernorm_weights_as_identity():
+    sd = {k: v for k, v in tl_state_dict().items() if not k.endswith((".w", ".b"))
+          or not k.split(".")[-2].startswith("ln")}
+    folded = dict(sd)
+    d = sd["embed.W_E"].shape[1]
+    for name in ["ln_final"] + [f"blocks.{l}.ln{i}" for l in range(LAYERS) for i in (1, 2)]:
+        folded[f"{name}.w"], folded[f"{name}.b"] = torch.ones(d), torch.zeros(d)
+    x = tokens()
+    expected, _ = tl_forward(folded, x)
+    torch.testing.assert_close(GPT.from_transformer_lens(sd)(x)[0], expected, atol=1e-4,
+                               rtol=1e-4)
+
+
+def test_transformer_lens_loader_refuses_wrong_head_count():
+    with pytest.raises(CheckpointError, match="n_heads=8"):
+        GPT.from_transformer_lens(tl_state_dict(), n_heads=8)
+
+
+def test_cache_holds_the_residual_stream_of_every_layer():
+    sd = tl_state_dict()
+    model = GPT.from_transformer_lens(sd)
+    x = tokens()
+    logits, cache = model.run_with_cache(x)
+    _, expected = tl_forward(sd, x)
+    assert list(cache) == model.hook_names
+    for name, value in expected.items():
+        torch.testing.assert_close(cache[name].expand_as(value) if name == "hook_pos_embed"
+                                   else cache[name], value, atol=1e-4, rtol=1e-4, msg=name)
+    torch.testing.assert_close(logits, model(x)[0])
+
+
+@pytest.mark.parametrize("names_filter, expected", [
+    ("blocks.1.hook_resid_post", ["blocks.1.hook_resid_post"]),
+    ("blocks.*.hook_resid_mid", ["blocks.0.hook_resid_mid", "blocks.1.hook_resid_mid"]),
+    (["ln_final.hook_normalized", "hook_embed"], ["hook_embed", "ln_final.hook_normalized"]),
+    (lambda name: name.endswith("mlp_out"), ["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"]),
+])
+def test_names_filter_selects_cached_hooks(names_filter, expected):
+    _, cache = GPT(small_config()).eval().run_with_cache(tokens(), names_filter=names_filter)
+    assert list(cache) == expected
+
+
+def test_names_filter_matching_no_hook_is_refused():
+    with pytest.raises(MothelloError, match="matches no hook point"):
+        GPT(small_config()).run_with_cache(tokens(), names_filter="blocks.9.hook_resid_post")
+
+
+def test_run_with_cache_leaves_no_hooks_attached():
+    model = GPT(small_config()).eval()
+    model.run_with_cache(tokens())
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+
+
+def test_cache_tuple_keys_and_stack_over_layers():
+    model = GPT(small_config()).eval()
+    _, cache = model.run_with_cache(tokens(), names_filter="blocks.*.hook_resid_post")
+    stacked = cache.stack("resid_post")
+    assert stacked.shape == (LAYERS, 3, CTX, D)
+    for l in range(LAYERS):
+        assert torch.equal(stacked[l], cache["resid_post", l])
+        assert torch.equal(cache["resid_post", l], cache[f"blocks.{l}.hook_resid_post"])
+
+
+def test_hook_return_value_replaces_the_activation():
+    model = GPT(small_config()).eval()
+    x = tokens()
+    zeroed, _ = model.run_with_hooks(x, [("blocks.*.hook_attn_out",
+                                          lambda act, name: torch.zeros_like(act))])
+    # with every attention output zeroed, each position is an MLP-only stack on its embedding
+    h = model.embed.weight[x] + model.pos_embed.weight[:CTX]
+    for block in model.blocks:
+        h = h + block.mlp(block.ln2(h))
+    torch.testing.assert_close(zeroed, model.unembed(model.ln_final(h)), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(zeroed, model(x)[0], atol=1e-3)
+
+
+def test_dropout_is_off_in_eval_mode_and_on_in_train_mode():
+    model = GPT(small_config(dropout=0.5))
+    x = tokens()
+    model.eval()
+    assert torch.equal(model(x)[0], model(x)[0])
+    model.train()
+    assert not torch.equal(model(x)[0], model(x)[0])
+
+
+def test_flops_per_token_counts_linear_weights_and_attention():
+    model = GPT(GPTConfig(vocab_size=61, context_length=59))
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert flops_per_token(model.config) == 6 * linear + 12 * 8 * 59 * 512
+
+
+def test_config_round_trips_through_dict():
+    config = small_config(dropout=0.0, attention_backend="reference")
+    assert GPTConfig.from_dict(config.to_dict()) == config
+
+
+def test_config_rejects_width_not_divisible_by_heads():
+    with pytest.raises(MothelloError, match="not divisible by n_heads=3"):
+        GPTConfig(vocab_size=10, context_length=8, d_model=32, n_heads=3)
+
+
+def test_reference_attention_backend_gives_the_same_logits():
+    sdpa = GPT(small_config(dropout=0.0)).eval()
+    ref = GPT(small_config(dropout=0.0, attention_backend="reference")).eval()
+    ref.load_state_dict(sdpa.state_dict())
+    x = tokens()
+    torch.testing.assert_close(ref(x)[0], sdpa(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_model_gives_eager_logits_and_loss():
+    model = GPT(small_config(n_layers=1)).eval()
+    compiled = torch.compile(model)
+    x, targets = tokens(), tokens(seed=3)
+    eager_logits, eager_loss = model(x, targets)
+    logits, loss = compiled(x, targets)
+    torch.testing.assert_close(logits, eager_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, eager_loss, atol=1e-5, rtol=1e-5)
