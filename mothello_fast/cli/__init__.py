@@ -17,6 +17,13 @@ from ..errors import MothelloError
 # Subcommand name -> module in this package.
 COMMANDS = {
     "gen": "gen",
+    "train": "train",
+    "eval": "eval",
+    "concepts": "concepts",
+    "probe": "probe",
+    "align": "align",
+    "transfer": "transfer",
+    "study": "study",
 }
 
 

@@ -1,0 +1,74 @@
+"""Board-probe training: all 64 squares of one layer on 60k positions, our LinearProbe
+(protocol defaults: Adam lr 1e-3, batch 1024, 16 epochs) against scikit-learn's
+multinomial LogisticRegression fitted square by square (lbfgs, standardised inputs, the
+64 fits spread over every core with joblib), measured in the same run; both are scored
+on the same held-out 20%.
+
+    python -m pytest benchmarks/test_bench_probes.py --benchmark-enable -q -s
+
+Hidden states: a random linear map of the one-hot board (d_model 512) plus strong
+Gaussian noise, so that neither reaches 100% and the accuracies can be compared.
+"""
+import numpy as np
+import pytest
+from joblib import Parallel, delayed
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from conftest import median_seconds
+from mothello_fast.othello import generate_games, replay
+from mothello_fast.probes import LinearProbe, default_device
+
+N_POSITIONS = 60_000
+D_MODEL = 512
+NOISE = 8.0
+
+
+@pytest.fixture(scope="module")
+def data():
+    labels = replay(generate_games(1100, seed=0))
+    boards = labels.board[labels.player > 0][:N_POSITIONS]
+    rng = np.random.default_rng(1)
+    one_hot = np.eye(3, dtype=np.float32)[boards].reshape(len(boards), -1)
+    projection = rng.standard_normal((one_hot.shape[1], D_MODEL)).astype(np.float32)
+    X = one_hot @ projection + NOISE * rng.standard_normal((len(boards), D_MODEL),
+                                                             dtype=np.float32)
+    n_train = int(0.8 * len(boards))
+    return X[:n_train], boards[:n_train], X[n_train:], boards[n_train:]
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {}
+
+
+def sklearn_per_square(X, y):
+    scaler = StandardScaler().fit(X)
+    Z = scaler.transform(X)
+    fit = delayed(lambda s: LogisticRegression(max_iter=100).fit(Z, y[:, s]))
+    return scaler, Parallel(n_jobs=-1)(fit(s) for s in range(64))
+
+
+def test_sklearn_logistic_regression(benchmark, report, results, data):
+    X, y, X_test, y_test = data
+    scaler, models = benchmark.pedantic(sklearn_per_square, args=(X, y), rounds=1, iterations=1)
+    Z = scaler.transform(X_test)
+    pred = np.stack([m.predict(Z) for m in models], axis=1)
+    results["sklearn"] = (median_seconds(benchmark), float((pred == y_test).mean()))
+    report("probe training (60k x 512)", "sklearn LogisticRegression s", results["sklearn"][0], "s")
+    report("probe training (60k x 512)", "sklearn test accuracy", results["sklearn"][1])
+
+
+def test_linear_probe(benchmark, report, results, data):
+    X, y, X_test, y_test = data
+    probe = benchmark.pedantic(lambda: LinearProbe(seed=0).fit(X, y), rounds=1, iterations=1)
+    seconds, accuracy = median_seconds(benchmark), probe.score(X_test, y_test)
+    section = "probe training (60k x 512)"
+    report(section, f"LinearProbe ({default_device()}) s", seconds, "s")
+    report(section, "LinearProbe test accuracy", accuracy)
+    if "sklearn" in results:
+        ref_seconds, ref_accuracy = results["sklearn"]
+        report(section, "speed-up over sklearn", ref_seconds / seconds, "x")
+        print(f"\nLinearProbe {seconds:.2f} s, accuracy {accuracy:.4f}; sklearn "
+              f"{ref_seconds:.2f} s, accuracy {ref_accuracy:.4f}; ratio {ref_seconds / seconds:.1f}x")
+        assert accuracy >= ref_accuracy

@@ -1,0 +1,302 @@
+"""Hidden states of a model at every move of a set of games, with the engine's labels.
+
+`collect_activations` runs a model (in eval mode: dropout off) over games written
+in one language and keeps the residual stream at the last sub-token of every move
+(``Encoded.move_end``), row by row aligned with the labels of the position after
+that move: the board (absolute and relative), the legal next moves and the player.
+
+Layers are hook names (``"blocks.5.hook_resid_post"``) or integers counted as in
+Othello-GPT's probe tables: layer 0 is the embeddings (``blocks.0.hook_resid_pre``)
+and layer ``l >= 1`` the residual stream after block ``l``
+(``blocks.{l-1}.hook_resid_post``), so "layer 6" is the output of the sixth block.
+
+With ``out_dir``, the collection streams to disk instead of filling memory: one
+safetensors shard per `shard_games` games, each written atomically, and an
+``index.json`` written last; re-running the same collection skips finished shards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .datasets import atomic_write_bytes, atomic_write_json, sha256_file
+from .errors import DatasetError, LanguageError, ProbeError
+from .model import unwrap
+from .othello import replay, validate_games
+
+__all__ = ["Activations", "ActivationStore", "collect_activations", "load_activations",
+           "hook_name"]
+
+INDEX = "index.json"
+PARAMS = "params.json"
+_FORMAT = "mothello-activations/1"
+_LABELS = ("board", "relative", "legal_next", "player", "game", "move")
+
+
+def hook_name(layer: int | str, n_layers: int) -> str:
+    """Hook name of `layer`: a hook name is returned as is; an integer ``l`` names the
+    residual stream after ``l`` blocks (0: the embeddings).
+
+    >>> hook_name(0, 8), hook_name(6, 8), hook_name("blocks.2.hook_mlp_out", 8)
+    ('blocks.0.hook_resid_pre', 'blocks.5.hook_resid_post', 'blocks.2.hook_mlp_out')
+    """
+    if isinstance(layer, str):
+        return layer
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) \
+            or not 0 <= layer <= n_layers:
+        raise ProbeError(f"layer={layer!r}: expected a hook name or an integer 0..{n_layers} "
+                         "(0 the embeddings, l the output of block l)")
+    return "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{int(layer) - 1}.hook_resid_post"
+
+
+@dataclass
+class Activations:
+    """Hidden states and labels of P positions (one per move), row-aligned.
+
+    hidden: hook name -> ``float32 [P, d_model]``; board: ``int8 [P, 64]`` (0 empty,
+    1 black, 2 white); relative: ``int8 [P, 64]`` (0 empty, 1 mine, 2 theirs, for the
+    side to move next); legal_next: ``bool [P, 64]``; player: ``uint8 [P]`` (who played
+    the move); game: ``int64 [P]`` (row in the games array); move: ``int64 [P]`` (ply).
+    """
+    language: str
+    hidden: dict[str, np.ndarray]
+    board: np.ndarray
+    relative: np.ndarray
+    legal_next: np.ndarray
+    player: np.ndarray
+    game: np.ndarray
+    move: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.game)
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.hidden)
+
+    def labels(self, kind: str = "absolute") -> np.ndarray:
+        """Probe labels ``int8 [P, 64]``: "absolute" (the board) or "relative"."""
+        if kind == "absolute":
+            return self.board
+        if kind == "relative":
+            return self.relative
+        raise ProbeError(f"labels={kind!r}: expected 'absolute' or 'relative'")
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Activations]) -> Activations:
+        if not parts:
+            raise ProbeError("no activations to concatenate")
+        hidden = {k: np.concatenate([p.hidden[k] for p in parts]) for k in parts[0].hidden}
+        return cls(parts[0].language, hidden,
+                   *(np.concatenate([getattr(p, f) for p in parts]) for f in _LABELS))
+
+
+def _numpy(array) -> np.ndarray:
+    return array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
+def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: list[str],
+                   first_game: int, device: torch.device) -> Activations:
+    encoded = language_set.encode(games, language)
+    context = gpt.config.context_length
+    tokens = _numpy(encoded.tokens)[:, :context]
+    move_end = _numpy(encoded.move_end)[:, :context]
+    move_index = _numpy(encoded.move_index)[:, :context]
+    rows, cols = np.nonzero(move_end)  # game-major, then position order
+    moves = move_index[rows, cols].astype(np.int64)
+    _, cache = gpt.run_with_cache(torch.as_tensor(tokens, device=device), names_filter=hooks)
+    rows_t, cols_t = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
+    hidden = {h: cache[h][rows_t, cols_t].float().cpu().numpy() for h in hooks}
+    labels = replay(games)
+    board = labels.board[rows, moves]
+    relative = labels.relative_board()[rows, moves]
+    return Activations(language, hidden, board, relative, labels.legal_next[rows, moves],
+                       labels.player[rows, moves], rows.astype(np.int64) + first_game, moves)
+
+
+def _shard_tensors(part: Activations) -> dict[str, torch.Tensor]:
+    tensors = {f"hidden.{k}": torch.from_numpy(np.ascontiguousarray(v))
+               for k, v in part.hidden.items()}
+    for name in _LABELS:
+        array = getattr(part, name)
+        tensors[name] = torch.from_numpy(np.ascontiguousarray(
+            array.view(np.uint8) if array.dtype == np.bool_ else array))
+    return tensors
+
+
+def _read_shard(path: Path, language: str, layers: Sequence[str] | None) -> Activations:
+    from safetensors.numpy import load_file
+
+    data = load_file(str(path))
+    hidden_keys = [k[len("hidden."):] for k in data if k.startswith("hidden.")]
+    wanted = hidden_keys if layers is None else list(layers)
+    missing = sorted(set(wanted) - set(hidden_keys))
+    if missing:
+        raise DatasetError(f"activation shard {str(path)!r} has no layer(s) {missing}; "
+                           f"it holds {sorted(hidden_keys)}")
+    labels = {name: data[name] for name in _LABELS}
+    labels["legal_next"] = labels["legal_next"].view(np.bool_)
+    return Activations(language, {k: data[f"hidden.{k}"] for k in wanted}, **labels)
+
+
+class ActivationStore:
+    """A collection written by ``collect_activations(..., out_dir=DIR)``: shards and an index.
+
+    Iterating yields one `Activations` per shard; `load` concatenates them.
+    """
+
+    def __init__(self, path: Path, index: dict):
+        self.path = Path(path)
+        self.index = index
+
+    @property
+    def language(self) -> str:
+        return self.index["language"]
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.index["layers"])
+
+    def __len__(self) -> int:
+        return int(self.index["n_positions"])
+
+    def __iter__(self) -> Iterator[Activations]:
+        return (_read_shard(self.path / s["file"], self.language, None)
+                for s in self.index["shards"])
+
+    def load(self, layers: Sequence[str] | None = None) -> Activations:
+        """Every shard in memory, concatenated (optionally only some layers)."""
+        return Activations.concatenate([_read_shard(self.path / s["file"], self.language, layers)
+                                        for s in self.index["shards"]])
+
+    def __repr__(self) -> str:
+        return (f"ActivationStore({str(self.path)!r}, language={self.language!r}, "
+                f"positions={len(self)}, layers={self.layers})")
+
+
+def load_activations(path, *, verify: bool = True) -> ActivationStore:
+    """Open a collection written by `collect_activations` with ``out_dir``; with `verify`,
+    every shard's sha256 is checked against the index."""
+    path = Path(path)
+    try:
+        index = json.loads((path / INDEX).read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{str(path)!r} has no {INDEX}: not a finished activation "
+                           "collection") from None
+    if index.get("format") != _FORMAT:
+        raise DatasetError(f"{str(path / INDEX)!r} has format {index.get('format')!r}; "
+                           f"expected {_FORMAT!r}")
+    if verify:
+        for shard in index["shards"]:
+            file = path / shard["file"]
+            if not file.exists() or sha256_file(file) != shard["sha256"]:
+                raise DatasetError(f"activation shard {str(file)!r} is missing or corrupted "
+                                   "(sha256 does not match the index)")
+    return ActivationStore(path, index)
+
+
+def _check_positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ProbeError(f"{name}={value!r}: expected a positive integer")
+    return int(value)
+
+
+@torch.no_grad()
+def collect_activations(model, language_set, games, *, language: str,
+                        layers: Sequence[int | str] | int | str = (6,), batch_size: int = 256,
+                        progress: bool = True, out_dir=None, shard_games: int = 4096
+                        ) -> Activations | ActivationStore:
+    """Residual stream at the last sub-token of every move of `games` written in `language`.
+
+    games: int8 [n, 60]. layers: hook names or integers (see `hook_name`). The model
+    runs in eval mode (dropout off) on its own device, `batch_size` games at a time;
+    its training mode is restored afterwards. Returns `Activations` in memory, or with
+    `out_dir` an `ActivationStore` of safetensors shards of `shard_games` games
+    (re-running the same collection into the same directory skips finished shards).
+    """
+    games = validate_games(games)
+    batch_size = _check_positive("batch_size", batch_size)
+    if language not in language_set.names:
+        raise LanguageError(f"language={language!r}: expected one of {list(language_set.names)}")
+    gpt = unwrap(model)
+    layers = [layers] if isinstance(layers, (int, str, np.integer)) else list(layers)
+    hooks = list(dict.fromkeys(hook_name(layer, gpt.config.n_layers) for layer in layers))
+    if not hooks:
+        raise ProbeError("layers is empty: expected at least one layer or hook name")
+    device = next(gpt.parameters()).device
+    was_training = gpt.training
+    gpt.eval()
+    try:
+        if out_dir is None:
+            parts = [_collect_batch(gpt, language_set, games[s:s + batch_size], language, hooks,
+                                    s, device)
+                     for s in tqdm(range(0, len(games), batch_size), desc=f"activations {language}",
+                                   disable=not progress, leave=False)]
+            if not parts:
+                raise ProbeError("games is empty: expected at least one game")
+            return Activations.concatenate(parts)
+        return _collect_to_disk(gpt, language_set, games, language, hooks, batch_size,
+                                _check_positive("shard_games", shard_games), progress,
+                                Path(out_dir), device)
+    finally:
+        gpt.train(was_training)
+
+
+def _fingerprint(gpt, games: np.ndarray) -> dict:
+    weights = hashlib.sha256()
+    for name, tensor in sorted(gpt.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().float().cpu().numpy().tobytes())
+    return {"games_sha256": hashlib.sha256(np.ascontiguousarray(games).tobytes()).hexdigest(),
+            "model_sha256": weights.hexdigest()}
+
+
+def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shard_games,
+                     progress, out_dir: Path, device) -> ActivationStore:
+    from safetensors.torch import save
+
+    params = {"format": _FORMAT, "language": language, "layers": hooks, "n_games": len(games),
+              "shard_games": shard_games, **_fingerprint(gpt, games)}
+    if (out_dir / INDEX).exists():
+        store = load_activations(out_dir, verify=False)
+        if {k: store.index.get(k) for k in params} == params:
+            return store
+        raise DatasetError(f"{str(out_dir)!r} already holds another activation collection; "
+                           "expected an empty directory or the same collection")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / PARAMS).exists() and json.loads((out_dir / PARAMS).read_text()) != params:
+        raise DatasetError(f"{str(out_dir)!r} holds an unfinished collection of other games, "
+                           "model or layers; expected an empty directory or the same collection")
+    atomic_write_json(out_dir / PARAMS, params)
+    shards = []
+    bar = tqdm(total=len(games), desc=f"activations {language}", unit="game",
+               disable=not progress, leave=False)
+    for number, start in enumerate(range(0, len(games), shard_games)):
+        stop = min(start + shard_games, len(games))
+        file = out_dir / f"shard-{number:05d}.safetensors"
+        record_file = out_dir / f"shard-{number:05d}.json"
+        if file.exists() and record_file.exists():
+            record = json.loads(record_file.read_text())
+        else:
+            part = Activations.concatenate(
+                [_collect_batch(gpt, language_set, games[s:min(s + batch_size, stop)], language,
+                                hooks, s, device) for s in range(start, stop, batch_size)])
+            atomic_write_bytes(file, save(_shard_tensors(part)))
+            record = {"file": file.name, "games": [start, stop], "n_positions": len(part),
+                      "sha256": sha256_file(file)}
+            atomic_write_json(record_file, record)
+        shards.append(record)
+        bar.update(stop - start)
+    bar.close()
+    d_model = gpt.config.d_model
+    index = {**params, "d_model": d_model, "n_positions": sum(s["n_positions"] for s in shards),
+             "shards": shards}
+    atomic_write_json(out_dir / INDEX, index)
+    return ActivationStore(out_dir, index)

@@ -1,0 +1,35 @@
+"""Cross-lingual alignment matrix of a checkpoint: probes trained in one language, tested
+in every other, at each layer.
+
+Example:
+    mothello align --checkpoint runs/x/checkpoints/step-020000 --games 1000 --seed 1 \
+        --layers 6 --out alignment.json
+"""
+from __future__ import annotations
+
+import argparse
+
+from .probe import add_model_arguments, model_inputs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--languages", nargs="+", default=None,
+                        help="languages to compare (default: every input language)")
+    parser.add_argument("--out", required=True, help="JSON file for the matrices and curves")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..alignment import model_alignment
+    from ..datasets import atomic_write_json
+
+    model, language_set, games, layers, params = model_inputs(args)
+    result = model_alignment(model, language_set, games, languages=args.languages,
+                             layers=layers, labels=args.labels, probe=args.kind,
+                             probe_params=params, test_fraction=args.test_fraction,
+                             seed=args.seed, progress=not args.quiet)
+    atomic_write_json(args.out, {"labels": args.labels, "probe": args.kind, **result.to_dict()})
+    for layer, matrix in zip(result.layers, result.matrices):
+        print(f"layer {layer}: in-distribution {matrix.in_distribution.mean():.4f}, "
+              f"cross-lingual {matrix.cross_lingual:.4f}")
+    return 0

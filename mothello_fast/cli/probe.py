@@ -1,0 +1,70 @@
+"""Train board-state probes on a checkpoint's hidden states, one per layer.
+
+Example:
+    mothello probe --checkpoint runs/x/checkpoints/step-020000 --games 1000 --seed 1 \
+        --language L0 --layers 0 1 2 3 4 5 6 7 8 --kind mlp --out probes/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by the commands that analyse a checkpoint over a set of games."""
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="games dataset directory (mothello gen)")
+    source.add_argument("--games", type=int, help="number of fresh random games to generate")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the fresh games, the split and the probes")
+    parser.add_argument("--layers", nargs="+", default=["6"],
+                        help="layers: integers (0 embeddings, l after block l) or hook names")
+    parser.add_argument("--kind", choices=["mlp", "linear"], default="mlp", help="probe kind")
+    parser.add_argument("--labels", choices=["absolute", "relative"], default="absolute")
+    parser.add_argument("--hidden", type=int, default=512, help="MLP probe hidden units")
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=1024, help="probe batch size")
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def model_inputs(args: argparse.Namespace):
+    """(model, language set, games, layers, probe parameters) from the shared arguments."""
+    import numpy as np
+    import torch
+
+    from ..checkpoint import load_model
+    from ..datasets import load_games
+    from ..othello import generate_games
+
+    device = args.device if args.device != "auto" else (
+        "cuda" if torch.cuda.is_available() else "cpu")
+    model, language_set = load_model(args.checkpoint, device=device)
+    games = (np.asarray(load_games(args.data)) if args.data is not None
+             else generate_games(args.games, seed=args.seed))
+    layers = [int(x) if x.isdigit() else x for x in args.layers]
+    params = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+              **({"hidden": args.hidden} if args.kind == "mlp" else {})}
+    return model, language_set, games, layers, params
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--language", required=True, help="language the games are written in")
+    parser.add_argument("--out", default=None, help="directory for the probes and probes.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..probes import probe_model
+
+    model, language_set, games, layers, params = model_inputs(args)
+    result = probe_model(model, language_set, games, language=args.language, layers=layers,
+                         kind=args.kind, labels=args.labels, probe_params=params,
+                         test_fraction=args.test_fraction, seed=args.seed, out_dir=args.out,
+                         progress=not args.quiet)
+    print(json.dumps({str(layer): round(acc, 4)
+                      for layer, acc in zip(result["layers"], result["accuracy"])}))
+    return 0

@@ -1,0 +1,383 @@
+"""Board-state probes: 64 squares x 3 classes read from a model's hidden states.
+
+Two estimators in scikit-learn style, `LinearProbe` and `MLPProbe` (one hidden
+ReLU layer, 512 units by default). Both train every square at once with Adam
+(lr 1e-3, batch 1024, 16 epochs: the mOthello protocol) on the GPU when there is
+one; their last layer goes through `mothello_fast.kernels.probe.probe_loss`. Inputs
+are standardised with the training set's mean and deviation, the last layer's bias
+starts at each square's class log-frequencies, and Adam carries a light L2 penalty
+(``weight_decay=1e-4``, about scikit-learn's default C=1 at 50k positions).
+Labels are classes 0..2 per square, absolute (empty / black / white) or relative
+(empty / mine / theirs), as the engine's `Replay` gives them.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> y = rng.integers(0, 3, size=(1000, 64))
+>>> X = np.eye(3)[y].reshape(1000, -1) + 0.1 * rng.standard_normal((1000, 192))
+>>> LinearProbe(lr=1e-2, batch_size=128, epochs=10, seed=0).fit(X, y).score(X, y) > 0.99
+True
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .datasets import atomic_write_bytes
+from .errors import ProbeError
+from .kernels.probe import probe_loss
+
+__all__ = ["N_SQUARES", "N_CLASSES", "LinearProbe", "MLPProbe", "load_probe", "probe_model",
+           "default_device"]
+
+N_SQUARES = 64
+N_CLASSES = 3
+_PREDICT_CHUNK = 65536  # rows per forward pass at predict time
+_FORMAT = "mothello-probe/1"
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _features(X, device) -> torch.Tensor:
+    """X: float ``[N, d]`` (numpy or torch) -> float32 tensor on `device`."""
+    X = torch.as_tensor(X)
+    if X.ndim != 2:
+        raise ProbeError(f"X has shape {tuple(X.shape)}: expected [n_positions, d_model]")
+    if not (X.is_floating_point() or X.dtype in (torch.int8, torch.int16, torch.int32,
+                                                 torch.int64, torch.uint8)):
+        raise ProbeError(f"X has dtype {X.dtype}: expected a float array")
+    return X.to(device=device, dtype=torch.float32)
+
+
+def _labels(y, n: int, device) -> torch.Tensor:
+    """y: int ``[N, 64]`` with classes 0..2 -> int64 tensor on `device`."""
+    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+    if y.ndim != 2 or y.shape[1] != N_SQUARES:
+        raise ProbeError(f"y has shape {tuple(y.shape)}: expected [n_positions, 64]")
+    if y.shape[0] != n:
+        raise ProbeError(f"y has {y.shape[0]} rows but X has {n}: expected one label row "
+                         "per position")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise ProbeError(f"y has dtype {y.dtype}: expected integer classes 0..2")
+    y = y.to(device=device, dtype=torch.int64)
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= N_CLASSES):
+        raise ProbeError(f"y holds classes {int(y.min())}..{int(y.max())}: expected 0..2")
+    return y
+
+
+def _uniform(shape, fan_in: int, generator: torch.Generator) -> torch.Tensor:
+    """nn.Linear's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), seeded."""
+    bound = 1.0 / max(fan_in, 1) ** 0.5
+    return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+
+
+class _BoardProbe:
+    """Shared training and inference for the board probes; subclasses define the layers."""
+
+    _kind = ""
+
+    def __init__(self, *, lr: float = 1e-3, batch_size: int = 1024, epochs: int = 16,
+                 weight_decay: float = 1e-4, standardize: bool = True, seed: int = 0,
+                 device: str | None = None, progress: bool = False):
+        self.lr = lr
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.weight_decay = weight_decay
+        self.standardize = standardize
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+
+    # -- parameters --------------------------------------------------------------------
+    def _param_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _init_params(self, d: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _last_layer_input(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Hidden representation fed to the last (probe) layer: ``[N, d_last]``."""
+        raise NotImplementedError
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters (scikit-learn's contract)."""
+        names = ("lr", "batch_size", "epochs", "weight_decay", "standardize", "seed", "device",
+                 "progress") + self._extra_params()
+        return {name: getattr(self, name) for name in names}
+
+    def _extra_params(self) -> tuple[str, ...]:
+        return ()
+
+    def set_params(self, **params):
+        for name, value in params.items():
+            if name not in self.get_params():
+                raise ProbeError(f"{name!r} is not a parameter of {type(self).__name__}; "
+                                 f"expected one of {sorted(self.get_params())}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- fitting -----------------------------------------------------------------------
+    def _check_hyperparameters(self) -> None:
+        for name in ("batch_size", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ProbeError(f"{name}={value!r}: expected a positive integer")
+        if not self.lr > 0:
+            raise ProbeError(f"lr={self.lr!r}: expected a positive number")
+
+    def fit(self, X, y):
+        """Train on X: float ``[N, d]`` (hidden states) and y: int ``[N, 64]`` (classes 0..2).
+
+        Returns self, with fitted ``params_`` (name -> float32 tensor on CPU), ``mean_`` and
+        ``scale_`` (``[d]``, the input standardisation), ``n_features_in_`` and
+        ``loss_curve_`` (mean training loss of each epoch).
+        """
+        self._check_hyperparameters()
+        device = torch.device(self.device or default_device())
+        x = _features(X, device)
+        labels = _labels(y, x.shape[0], device)
+        if x.shape[0] == 0:
+            raise ProbeError("X has no rows: expected at least one position to fit on")
+        n, d = x.shape
+        if self.standardize:
+            mean, std = x.mean(0), x.std(0, unbiased=False)
+            scale = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant features: 1
+        else:
+            mean, scale = torch.zeros(d, device=device), torch.ones(d, device=device)
+        generator = torch.Generator().manual_seed(int(self.seed))
+        params = self._init_params(d, generator)
+        # start the last layer at each square's class log-frequencies: Adam moves a bias by
+        # about lr a step, too slowly to reach a rare class's prior (corner squares) otherwise
+        counts = torch.stack([(labels == c).sum(0) for c in range(N_CLASSES)], -1).float().cpu()
+        params["bias"] = torch.log((counts + 1) / (counts.sum(-1, keepdim=True) + N_CLASSES))
+        params = {k: v.to(device).requires_grad_(True) for k, v in params.items()}
+        optimizer = torch.optim.Adam(params.values(), lr=self.lr,
+                                     weight_decay=self.weight_decay)
+        curve = []
+        bar = tqdm(range(self.epochs), desc=f"{self._kind} probe", disable=not self.progress,
+                   leave=False)
+        for _ in bar:
+            order = torch.randperm(n, generator=generator).to(device)
+            total = torch.zeros((), device=device)
+            for start in range(0, n, self.batch_size):
+                rows = order[start:start + self.batch_size]
+                xb = (x[rows] - mean) / scale
+                loss, _ = probe_loss(self._last_layer_input(params, xb), params["weight"],
+                                     params["bias"], labels[rows])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(rows)
+            curve.append(float(total) / n)
+            bar.set_postfix(loss=f"{curve[-1]:.4f}")
+        self.params_ = {k: v.detach().cpu() for k, v in params.items()}
+        self.mean_, self.scale_ = mean.cpu(), scale.cpu()
+        self.n_features_in_ = d
+        self.loss_curve_ = curve
+        return self
+
+    # -- inference ---------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise ProbeError(f"this {type(self).__name__} is not fitted yet: call fit(X, y) "
+                             "or load a saved probe first")
+
+    @torch.no_grad()
+    def _logits(self, X) -> torch.Tensor:
+        """Logits ``float32 [N, 64, 3]`` on CPU."""
+        self._check_fitted()
+        device = torch.device(self.device or default_device())
+        x = _features(X, "cpu")
+        if x.shape[1] != self.n_features_in_:
+            raise ProbeError(f"X has {x.shape[1]} features: expected {self.n_features_in_}, "
+                             "as in fit")
+        params = {k: v.to(device) for k, v in self.params_.items()}
+        mean, scale = self.mean_.to(device), self.scale_.to(device)
+        out = []
+        for start in range(0, x.shape[0], _PREDICT_CHUNK):
+            xb = (x[start:start + _PREDICT_CHUNK].to(device) - mean) / scale
+            h = self._last_layer_input(params, xb)
+            out.append((torch.einsum("nd,dsc->nsc", h, params["weight"]) + params["bias"]).cpu())
+        return torch.cat(out) if out else torch.empty(0, N_SQUARES, N_CLASSES)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """X: float ``[N, d]`` -> class probabilities ``float32 [N, 64, 3]``."""
+        return torch.softmax(self._logits(X), -1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """X: float ``[N, d]`` -> predicted classes ``int8 [N, 64]``."""
+        return self._logits(X).argmax(-1).to(torch.int8).numpy()
+
+    def per_square_accuracy(self, X, y) -> np.ndarray:
+        """Accuracy of each square, ``float64 [64]``, on X: float ``[N, d]``, y: int ``[N, 64]``."""
+        pred = torch.from_numpy(self.predict(X)).long()
+        labels = _labels(y, pred.shape[0], "cpu")
+        if labels.shape[0] == 0:
+            raise ProbeError("X has no rows: expected at least one position to score")
+        return (pred == labels).double().mean(0).numpy()
+
+    def score(self, X, y) -> float:
+        """Mean accuracy over positions and squares."""
+        return float(self.per_square_accuracy(X, y).mean())
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the fitted probe to `path` (one safetensors file; its metadata holds the
+        constructor parameters as JSON). Atomic: `path` is the old file or the new one."""
+        from safetensors.torch import save
+
+        self._check_fitted()
+        tensors = {f"param.{k}": v.contiguous() for k, v in self.params_.items()}
+        tensors["mean"], tensors["scale"] = self.mean_.contiguous(), self.scale_.contiguous()
+        meta = {"format": _FORMAT, "class": type(self).__name__,
+                "params": json.dumps({k: v for k, v in self.get_params().items()
+                                      if k not in ("device", "progress")}),
+                "loss_curve": json.dumps(self.loss_curve_)}
+        path = Path(path)
+        atomic_write_bytes(path, save(tensors, metadata=meta))
+        return path
+
+    @classmethod
+    def load(cls, path, *, device: str | None = None):
+        """Read a probe written by `save`; raises `ProbeError` if it is another kind."""
+        probe = load_probe(path, device=device)
+        if not isinstance(probe, cls):
+            raise ProbeError(f"{str(path)!r} holds a {type(probe).__name__}: expected a "
+                             f"{cls.__name__}")
+        return probe
+
+
+class LinearProbe(_BoardProbe):
+    """Linear board probe: logits = x W + b, W ``[d, 64, 3]``, b ``[64, 3]``.
+
+    Fitted attributes: ``params_`` ({"weight", "bias"}), ``mean_``, ``scale_``,
+    ``n_features_in_``, ``loss_curve_``; ``coef_`` and ``intercept_`` view the weight
+    and bias in the standardised input space.
+    """
+
+    _kind = "linear"
+
+    def _init_params(self, d, generator):
+        return {"weight": _uniform((d, N_SQUARES, N_CLASSES), d, generator),
+                "bias": _uniform((N_SQUARES, N_CLASSES), d, generator)}
+
+    def _last_layer_input(self, params, x):
+        return x
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """``float32 [d, 64, 3]``."""
+        self._check_fitted()
+        return self.params_["weight"].numpy()
+
+    @property
+    def intercept_(self) -> np.ndarray:
+        """``float32 [64, 3]``."""
+        self._check_fitted()
+        return self.params_["bias"].numpy()
+
+
+class MLPProbe(_BoardProbe):
+    """Two-layer board probe: logits = relu(x W1 + b1) W + b, hidden `hidden` units (512).
+
+    Fitted attributes as `LinearProbe`; ``params_`` holds "hidden_weight" ``[d, hidden]``,
+    "hidden_bias" ``[hidden]``, "weight" ``[hidden, 64, 3]``, "bias" ``[64, 3]``.
+    """
+
+    _kind = "mlp"
+
+    def __init__(self, *, hidden: int = 512, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = hidden
+
+    def _extra_params(self):
+        return ("hidden",)
+
+    def _check_hyperparameters(self):
+        super()._check_hyperparameters()
+        if isinstance(self.hidden, bool) or not isinstance(self.hidden, (int, np.integer)) \
+                or self.hidden < 1:
+            raise ProbeError(f"hidden={self.hidden!r}: expected a positive integer")
+
+    def _init_params(self, d, generator):
+        h = int(self.hidden)
+        return {"hidden_weight": _uniform((d, h), d, generator),
+                "hidden_bias": _uniform((h,), d, generator),
+                "weight": _uniform((h, N_SQUARES, N_CLASSES), h, generator),
+                "bias": _uniform((N_SQUARES, N_CLASSES), h, generator)}
+
+    def _last_layer_input(self, params, x):
+        return torch.relu(x @ params["hidden_weight"] + params["hidden_bias"])  # (N, hidden)
+
+
+_PROBE_CLASSES = {"LinearProbe": LinearProbe, "MLPProbe": MLPProbe}
+
+
+def load_probe(path, *, device: str | None = None) -> LinearProbe | MLPProbe:
+    """Read a probe written by ``probe.save(path)``, whichever its class."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as exc:
+        raise ProbeError(f"{str(path)!r} is not a readable probe file: {exc}") from exc
+    cls = _PROBE_CLASSES.get(meta.get("class", ""))
+    if meta.get("format") != _FORMAT or cls is None:
+        raise ProbeError(f"{str(path)!r} has format {meta.get('format')!r} and class "
+                         f"{meta.get('class')!r}: expected {_FORMAT!r} and one of "
+                         f"{sorted(_PROBE_CLASSES)}")
+    probe = cls(**json.loads(meta["params"]), device=device)
+    probe.params_ = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
+    probe.mean_, probe.scale_ = tensors["mean"], tensors["scale"]
+    probe.n_features_in_ = int(probe.mean_.shape[0])
+    probe.loss_curve_ = json.loads(meta.get("loss_curve", "[]"))
+    return probe
+
+
+def probe_model(model, language_set, games, *, language: str, layers=(6,), kind: str = "mlp",
+                labels: str = "absolute", probe_params: dict | None = None,
+                test_fraction: float = 0.2, seed: int = 0, batch_size: int = 256,
+                out_dir=None, progress: bool = True) -> dict:
+    """Train a board probe at each of `layers` on `model`'s hidden states over `games`
+    (int8 [n, 60]) written in `language`, on a seeded random 80/20 split by position.
+
+    Returns ``{"layers": [...], "accuracy": [...], "per_square": [[64 floats], ...],
+    "n_train", "n_test", ...}``; with `out_dir`, also writes each probe
+    (``probe-<hook name>.safetensors``) and this dict (``probes.json``) there.
+    """
+    from .activations import collect_activations
+    from .alignment import make_probe
+    from .datasets import atomic_write_json, split_games
+
+    acts = collect_activations(model, language_set, games, language=language, layers=layers,
+                               batch_size=batch_size, progress=progress)
+    y = acts.labels(labels)
+    train, test = split_games(len(acts), val_fraction=test_fraction, seed=seed)
+    result = {"language": language, "kind": kind, "labels": labels, "layers": list(layers),
+              "hooks": acts.layers, "accuracy": [], "per_square": [], "n_train": len(train),
+              "n_test": len(test)}
+    for hook in acts.layers:
+        probe = make_probe(kind, **{"seed": seed, "progress": progress, **(probe_params or {})})
+        probe.fit(acts.hidden[hook][train], y[train])
+        per_square = probe.per_square_accuracy(acts.hidden[hook][test], y[test])
+        result["accuracy"].append(float(per_square.mean()))
+        result["per_square"].append(per_square.tolist())
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            probe.save(Path(out_dir) / f"probe-{hook}.safetensors")
+    if out_dir is not None:
+        atomic_write_json(Path(out_dir) / "probes.json", result)
+    return result

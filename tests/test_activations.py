@@ -1,0 +1,155 @@
+"""Activations: hidden states at the last sub-token of every move, row-aligned with the
+position after that move, in eval mode, in memory or streamed to disk."""
+import numpy as np
+import pytest
+import torch
+
+from mothello_fast.activations import collect_activations, hook_name, load_activations
+from mothello_fast.errors import DatasetError, LanguageError, ProbeError
+from mothello_fast.languages import LanguageSet
+from mothello_fast.model import GPT, GPTConfig
+from mothello_fast.othello import Board, generate_games
+
+
+@pytest.fixture(scope="module")
+def language_set():
+    return LanguageSet.from_spec("atomic,split:3", seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(language_set):
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=language_set.vocab_size,
+                       context_length=language_set.context_length, n_layers=2, n_heads=2,
+                       d_model=32, d_mlp=64, dropout=0.5)
+    return GPT(config).eval()
+
+
+@pytest.fixture(scope="module")
+def games():
+    return generate_games(6, seed=3)
+
+
+def move_end_positions(language_set, language: str, game: np.ndarray) -> list[int]:
+    """Token position of the last sub-token of each move, by walking the game's codes."""
+    codes = language_set.token_ids(language)
+    positions, t = [], -1
+    for square in game[game >= 0]:
+        t += int((codes[square] >= 0).sum())
+        positions.append(t)
+    return [p for p in positions if p < language_set.context_length]
+
+
+@pytest.mark.parametrize("language", ["L0", "L1"])
+def test_rows_are_the_residual_stream_at_each_move_end(model, language_set, games, language):
+    acts = collect_activations(model, language_set, games, language=language, layers=[2],
+                               progress=False)
+    tokens = torch.as_tensor(language_set.encode(games, language).tokens)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter="blocks.1.hook_resid_post")
+    expected = np.concatenate([cache["blocks.1.hook_resid_post"][g, move_end_positions(
+        language_set, language, games[g])].numpy() for g in range(len(games))])
+    np.testing.assert_allclose(acts.hidden["blocks.1.hook_resid_post"], expected, atol=1e-5)
+
+
+def test_labels_are_the_position_after_each_move(model, language_set, games):
+    acts = collect_activations(model, language_set, games, language="L1", layers=[1],
+                               progress=False)
+    for row in range(0, len(acts), 7):
+        g, i = acts.game[row], acts.move[row]
+        board = Board.from_moves(games[g][:i + 1])
+        np.testing.assert_array_equal(acts.board[row], board.board())
+        if not board.is_game_over():
+            mine = (board.board() == board.turn) & (board.board() > 0)
+            np.testing.assert_array_equal(acts.relative[row] == 1, mine)
+            np.testing.assert_array_equal(np.flatnonzero(acts.legal_next[row]),
+                                          board.legal_moves)
+
+
+def test_every_move_of_every_game_has_one_row(model, language_set, games):
+    acts = collect_activations(model, language_set, games, language="L0", layers=[0],
+                               batch_size=4, progress=False)
+    expected = [(g, i) for g in range(len(games)) for i in range(int((games[g] >= 0).sum()))]
+    assert list(zip(acts.game.tolist(), acts.move.tolist())) == expected
+
+
+def test_layer_zero_is_token_plus_position_embedding(model, language_set, games):
+    acts = collect_activations(model, language_set, games[:1], language="L0", layers=[0],
+                               progress=False)
+    tokens = language_set.encode(games[:1], "L0").tokens[0]
+    positions = move_end_positions(language_set, "L0", games[0])
+    expected = (model.embed.weight[tokens[positions]] + model.pos_embed.weight[positions])
+    np.testing.assert_allclose(acts.hidden["blocks.0.hook_resid_pre"], expected.detach().numpy(),
+                               atol=1e-6)
+
+
+def test_collection_turns_dropout_off_and_restores_training_mode(model, language_set, games):
+    expected = collect_activations(model, language_set, games, language="L0", layers=[2],
+                                   progress=False).hidden["blocks.1.hook_resid_post"]
+    model.train()
+    try:
+        got = collect_activations(model, language_set, games, language="L0", layers=[2],
+                                  progress=False).hidden["blocks.1.hook_resid_post"]
+        assert model.training
+    finally:
+        model.eval()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_integer_layers_count_blocks_from_the_embeddings():
+    assert [hook_name(layer, 8) for layer in (0, 1, 8)] == [
+        "blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.7.hook_resid_post"]
+    with pytest.raises(ProbeError, match="0..8"):
+        hook_name(9, 8)
+
+
+def test_unknown_language_is_refused(model, language_set, games):
+    with pytest.raises(LanguageError, match="L7"):
+        collect_activations(model, language_set, games, language="L7", progress=False)
+
+
+def test_streamed_collection_equals_the_in_memory_one(tmp_path, model, language_set, games):
+    memory = collect_activations(model, language_set, games, language="L1", layers=[1, 2],
+                                 batch_size=2, progress=False)
+    store = collect_activations(model, language_set, games, language="L1", layers=[1, 2],
+                                batch_size=2, shard_games=4, out_dir=tmp_path / "acts",
+                                progress=False)
+    assert len(store.index["shards"]) == 2 and len(store) == len(memory)
+    loaded = load_activations(tmp_path / "acts").load()
+    for name in memory.hidden:
+        np.testing.assert_array_equal(loaded.hidden[name], memory.hidden[name])
+    for field in ("board", "relative", "legal_next", "player", "game", "move"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(memory, field))
+
+
+def test_rerunning_a_streamed_collection_skips_finished_shards(tmp_path, model, language_set,
+                                                                games):
+    out = tmp_path / "acts"
+    collect_activations(model, language_set, games, language="L0", layers=[1], shard_games=3,
+                        out_dir=out, progress=False)
+    shard = out / "shard-00000.safetensors"
+    before = shard.stat().st_mtime_ns
+    (out / "index.json").unlink()           # an interrupted run: shards written, no index
+    store = collect_activations(model, language_set, games, language="L0", layers=[1],
+                                shard_games=3, out_dir=out, progress=False)
+    assert shard.stat().st_mtime_ns == before and len(store.index["shards"]) == 2
+
+
+def test_a_corrupted_shard_is_named(tmp_path, model, language_set, games):
+    out = tmp_path / "acts"
+    collect_activations(model, language_set, games, language="L0", layers=[1], shard_games=3,
+                        out_dir=out, progress=False)
+    shard = out / "shard-00001.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(DatasetError, match="shard-00001"):
+        load_activations(out)
+
+
+def test_another_collection_in_the_same_directory_is_refused(tmp_path, model, language_set,
+                                                             games):
+    out = tmp_path / "acts"
+    collect_activations(model, language_set, games, language="L0", layers=[1], out_dir=out,
+                        progress=False)
+    with pytest.raises(DatasetError, match="another activation collection"):
+        collect_activations(model, language_set, games, language="L1", layers=[1], out_dir=out,
+                            progress=False)

@@ -1,0 +1,132 @@
+"""Cross-lingual alignment matrices, from arrays and from models whose languages share
+(or do not share) their embeddings."""
+import numpy as np
+import pytest
+import torch
+
+from mothello_fast.alignment import (alignment_by_layer, alignment_matrix, make_probe,
+                                     model_alignment)
+from mothello_fast.datasets import split_games
+from mothello_fast.errors import ProbeError
+from mothello_fast.othello import generate_games, replay
+
+FAST = {"lr": 1e-2, "batch_size": 256, "epochs": 4, "device": "cpu"}
+
+
+def linear_code(boards: np.ndarray, d: int, seed: int) -> np.ndarray:
+    """float32 [P, d]: a random linear map (chosen by `seed`) of the one-hot board + noise."""
+    rng = np.random.default_rng(seed)
+    one_hot = np.eye(3, dtype=np.float32)[boards].reshape(len(boards), -1)
+    return one_hot @ rng.standard_normal((192, d)).astype(np.float32) \
+        + 0.1 * rng.standard_normal((len(boards), d)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def boards():
+    labels = replay(generate_games(150, seed=11))
+    return labels.board[labels.player > 0]
+
+
+def test_languages_with_the_same_code_align_off_the_diagonal(boards):
+    X = linear_code(boards, 128, seed=0)
+    result = alignment_matrix({"a": X, "b": X.copy()}, boards, probe="linear",
+                              probe_params=FAST)
+    assert result.accuracy.min() > 0.97
+    np.testing.assert_allclose(result.accuracy[0, 1], result.accuracy[0, 0])
+
+
+def test_languages_with_unrelated_codes_do_not_align(boards):
+    hidden = {"a": linear_code(boards, 128, seed=0), "b": linear_code(boards, 128, seed=1)}
+    result = alignment_matrix(hidden, boards, probe="linear", probe_params=FAST)
+    assert result.in_distribution.min() > 0.97
+    # a probe read through the wrong code does no better than guessing each square's
+    # most frequent class
+    _, test = split_games(len(boards), val_fraction=0.2, seed=0)
+    majority = np.array([np.bincount(boards[:, s], minlength=3).argmax() for s in range(64)])
+    baseline = (boards[test] == majority).mean()
+    assert result.cross_lingual < baseline + 0.05
+
+
+def test_matrix_rows_are_the_training_language(boards):
+    # language "noise" carries no board information: a probe trained on it is near
+    # chance everywhere, while the probe trained on "code" reads "code" perfectly
+    code = linear_code(boards, 192, seed=0)
+    noise = np.random.default_rng(5).standard_normal(code.shape).astype(np.float32)
+    result = alignment_matrix({"code": code, "noise": noise}, boards, probe="linear",
+                              probe_params=FAST)
+    assert result.accuracy[0, 0] > 0.97
+    assert result.accuracy[1, 1] < 0.9 and result.accuracy[1, 0] < 0.9
+
+
+def test_entries_are_probe_scores_on_the_held_out_positions(boards):
+    hidden = {"a": linear_code(boards, 64, seed=0), "b": linear_code(boards, 64, seed=2)}
+    result = alignment_matrix(hidden, boards, probe="mlp", probe_params={**FAST, "hidden": 32},
+                              seed=3)
+    train, test = split_games(len(boards), val_fraction=0.2, seed=3)
+    probe = make_probe("mlp", **FAST, hidden=32, seed=3).fit(hidden["a"][train], boards[train])
+    assert result.accuracy[0, 1] == pytest.approx(probe.score(hidden["b"][test], boards[test]))
+    assert (result.n_train, result.n_test) == (len(train), len(test))
+
+
+def test_by_layer_curves_are_the_diagonal_and_off_diagonal_means(boards):
+    same = linear_code(boards, 64, seed=0)
+    hidden = {1: {"a": same, "b": same}, 2: {"a": same, "b": linear_code(boards, 64, seed=4)}}
+    curves = alignment_by_layer(hidden, boards, probe="linear", probe_params=FAST)
+    assert curves.layers == (1, 2)
+    for i, matrix in enumerate(curves.matrices):
+        np.testing.assert_allclose(curves.in_distribution[i], np.diag(matrix.accuracy))
+        assert curves.cross_lingual[i] == pytest.approx(
+            (matrix.accuracy[0, 1] + matrix.accuracy[1, 0]) / 2)
+    assert curves.cross_lingual[0] > curves.cross_lingual[1] + 0.2
+
+
+def test_languages_with_different_numbers_of_positions_are_refused(boards):
+    X = linear_code(boards, 16, seed=0)
+    with pytest.raises(ProbeError, match="positions"):
+        alignment_matrix({"a": X, "b": X[:-1]}, boards, probe="linear", probe_params=FAST)
+
+
+def small_model(language_set, seed: int):
+    from mothello_fast.model import GPT, GPTConfig
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=language_set.vocab_size,
+                         context_length=language_set.context_length, n_layers=1, n_heads=2,
+                         d_model=32, d_mlp=64)).eval()
+
+
+@pytest.fixture(scope="module")
+def two_atomic():
+    from mothello_fast.languages import LanguageSet
+    return LanguageSet.from_spec("atomic,atomic", seed=0), generate_games(100, seed=5)
+
+
+def test_model_whose_languages_share_embeddings_is_aligned_off_the_diagonal(two_atomic):
+    language_set, games = two_atomic
+    model = small_model(language_set, seed=0)
+    first, second = language_set.token_ids("L0")[:, 0], language_set.token_ids("L1")[:, 0]
+    playable = first >= 0
+    with torch.no_grad():   # language L1 writes each square with L0's embedding
+        model.embed.weight[torch.as_tensor(second[playable])] = \
+            model.embed.weight[torch.as_tensor(first[playable])]
+    result = model_alignment(model, language_set, games, layers=[1], probe="linear",
+                             probe_params=FAST, progress=False)[1]
+    np.testing.assert_allclose(result.accuracy[0, 1], result.accuracy[0, 0])
+    np.testing.assert_allclose(result.accuracy[1, 0], result.accuracy[1, 1])
+
+
+def test_two_unrelated_random_models_are_not_aligned(two_atomic):
+    from mothello_fast.activations import collect_activations
+
+    language_set, games = two_atomic
+    first = collect_activations(small_model(language_set, seed=0), language_set, games,
+                                language="L0", layers=[1], progress=False)
+    second = collect_activations(small_model(language_set, seed=1), language_set, games,
+                                 language="L1", layers=[1], progress=False)
+    hook = "blocks.0.hook_resid_post"
+    result = alignment_matrix({"first": first.hidden[hook], "second": second.hidden[hook]},
+                              first.board, probe="linear", probe_params=FAST)
+    _, test = split_games(len(first.board), val_fraction=0.2, seed=0)
+    majority = np.array([np.bincount(first.board[:, s], minlength=3).argmax()
+                         for s in range(64)])
+    assert result.cross_lingual < (first.board[test] == majority).mean()
+    assert result.cross_lingual < result.in_distribution.min() - 0.05

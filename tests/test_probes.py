@@ -1,0 +1,158 @@
+"""Board probes: accuracy on synthetic hidden states whose board content is known,
+agreement with scikit-learn's logistic regression, determinism and persistence."""
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from mothello_fast.errors import ProbeError
+from mothello_fast.othello import generate_games, replay
+from mothello_fast.probes import LinearProbe, MLPProbe, load_probe
+
+FAST = {"lr": 1e-2, "batch_size": 256, "epochs": 6, "device": "cpu"}
+
+
+def board_labels(n_games: int, seed: int) -> np.ndarray:
+    """Absolute boards int8 [P, 64] of every position of `n_games` random games."""
+    labels = replay(generate_games(n_games, seed=seed))
+    return labels.board[labels.player > 0]
+
+
+def linear_features(boards: np.ndarray, d: int, seed: int, noise: float = 0.1) -> np.ndarray:
+    """float32 [P, d]: a random linear map of the one-hot board, plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    one_hot = np.eye(3, dtype=np.float32)[boards].reshape(len(boards), -1)  # (P, 192)
+    projection = rng.standard_normal((one_hot.shape[1], d)).astype(np.float32)
+    return one_hot @ projection + noise * rng.standard_normal((len(boards), d)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    boards = board_labels(300, seed=1)        # ~18k positions
+    X = linear_features(boards, d=256, seed=2)
+    n_train = int(0.8 * len(boards))
+    return X[:n_train], boards[:n_train], X[n_train:], boards[n_train:]
+
+
+def majority_accuracy(y_train: np.ndarray, y_test: np.ndarray) -> float:
+    """Accuracy of predicting each square's most frequent training class."""
+    majority = np.array([np.bincount(y_train[:, s], minlength=3).argmax() for s in range(64)])
+    return float((y_test == majority).mean())
+
+
+def test_linear_probe_reads_a_board_that_is_linear_in_the_features(synthetic):
+    X, y, X_test, y_test = synthetic
+    assert LinearProbe(**FAST, seed=0).fit(X, y).score(X_test, y_test) > 0.98
+
+
+def test_mlp_probe_reads_a_board_that_is_linear_in_the_features(synthetic):
+    X, y, X_test, y_test = synthetic
+    assert MLPProbe(hidden=256, **{**FAST, "epochs": 4}, seed=0).fit(X, y).score(X_test, y_test) > 0.97
+
+
+def test_probe_on_shuffled_labels_is_at_chance(synthetic):
+    X, y, X_test, y_test = synthetic
+    shuffled = y[np.random.default_rng(0).permutation(len(y))]
+    score = LinearProbe(**FAST, seed=0).fit(X, shuffled).score(X_test, y_test)
+    assert score < majority_accuracy(shuffled, y_test) + 0.02
+
+
+def test_linear_probe_matches_sklearn_logistic_regression_per_square():
+    rng = np.random.default_rng(3)
+    n, d, squares = 4000, 12, 64
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    true_w = rng.standard_normal((d, squares, 3)) * 1.5
+    logits = np.einsum("nd,dsc->nsc", X, true_w)
+    y = (logits + rng.gumbel(size=logits.shape)).argmax(-1)   # multinomial logit labels
+    X_tr, y_tr, X_te, y_te = X[:3000], y[:3000], X[3000:], y[3000:]
+    ours = LinearProbe(lr=1e-2, batch_size=128, epochs=20, device="cpu", seed=0).fit(X_tr, y_tr)
+    ours_acc = ours.per_square_accuracy(X_te, y_te)
+    ref_pred = np.stack([LogisticRegression(max_iter=1000).fit(X_tr, y_tr[:, s]).predict(X_te)
+                         for s in range(squares)], axis=1)
+    ref_acc = (ref_pred == y_te).mean(0)
+    assert abs(ours_acc.mean() - ref_acc.mean()) < 0.01
+    assert (ours.predict(X_te) == ref_pred).mean() > 0.95
+
+
+def test_predict_proba_is_the_softmax_of_the_standardised_linear_map(synthetic):
+    X, y, X_test, _ = synthetic
+    probe = LinearProbe(**FAST, seed=0).fit(X[:2000], y[:2000])
+    z = (X_test[:50] - X[:2000].mean(0)) / X[:2000].std(0)
+    logits = np.einsum("nd,dsc->nsc", z, probe.coef_) + probe.intercept_
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(probe.predict_proba(X_test[:50]), expected, atol=1e-4)
+
+
+def test_per_square_accuracy_counts_correct_predictions_of_each_square(synthetic):
+    X, y, X_test, y_test = synthetic
+    probe = MLPProbe(hidden=32, **FAST, seed=0).fit(X[:1000], y[:1000])
+    pred = probe.predict(X_test)
+    expected = [(pred[:, s] == y_test[:, s]).sum() / len(y_test) for s in range(64)]
+    np.testing.assert_allclose(probe.per_square_accuracy(X_test, y_test), expected)
+    assert probe.score(X_test, y_test) == pytest.approx(np.mean(expected))
+
+
+def test_fit_is_deterministic_for_a_seed(synthetic):
+    X, y, _, _ = synthetic
+    first = MLPProbe(hidden=16, **FAST, seed=5).fit(X[:1500], y[:1500]).params_
+    second = MLPProbe(hidden=16, **FAST, seed=5).fit(X[:1500], y[:1500]).params_
+    other = MLPProbe(hidden=16, **FAST, seed=6).fit(X[:1500], y[:1500]).params_
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not torch.equal(first["weight"], other["weight"])
+
+
+def test_fit_returns_the_estimator_with_fitted_attributes(synthetic):
+    X, y, _, _ = synthetic
+    probe = LinearProbe(**{**FAST, "epochs": 2})
+    assert probe.fit(X[:500], y[:500]) is probe
+    assert probe.n_features_in_ == X.shape[1] and len(probe.loss_curve_) == 2
+    assert probe.coef_.shape == (X.shape[1], 64, 3)
+
+
+@pytest.mark.parametrize("cls", [LinearProbe, MLPProbe])
+def test_saved_probe_loads_with_the_same_predictions(tmp_path, synthetic, cls):
+    X, y, X_test, _ = synthetic
+    probe = cls(**{**FAST, "epochs": 2}, seed=0).fit(X[:1000], y[:1000])
+    path = probe.save(tmp_path / "probe.safetensors")
+    loaded = load_probe(path)
+    assert type(loaded) is cls and loaded.get_params()["epochs"] == 2
+    np.testing.assert_array_equal(loaded.predict(X_test), probe.predict(X_test))
+
+
+def test_loading_a_probe_as_the_wrong_class_is_refused(tmp_path, synthetic):
+    X, y, _, _ = synthetic
+    probe = LinearProbe(**{**FAST, "epochs": 1}).fit(X[:300], y[:300])
+    path = probe.save(tmp_path / "p.safetensors")
+    with pytest.raises(ProbeError, match="LinearProbe"):
+        MLPProbe.load(path)
+
+
+def test_labels_outside_the_three_classes_are_refused(synthetic):
+    X, y, _, _ = synthetic
+    bad = y[:100].astype(np.int64).copy()
+    bad[3, 7] = 3
+    with pytest.raises(ProbeError, match="0..2"):
+        LinearProbe(**FAST).fit(X[:100], bad)
+
+
+def test_labels_with_another_number_of_rows_are_refused(synthetic):
+    X, y, _, _ = synthetic
+    with pytest.raises(ProbeError, match="rows"):
+        LinearProbe(**FAST).fit(X[:100], y[:99])
+
+
+def test_predicting_before_fit_is_refused(synthetic):
+    with pytest.raises(ProbeError, match="not fitted"):
+        LinearProbe().predict(synthetic[0][:10])
+
+
+def test_a_feature_constant_in_training_does_not_blow_up_predictions(synthetic):
+    X, y, X_test, y_test = synthetic
+    X = X[:3000].copy()
+    X[:, 0] = 0.0                              # constant while fitting
+    X_test = X_test.copy()
+    X_test[:, 0] = 1.0                         # an ordinary value at test time
+    probe = LinearProbe(**FAST, seed=0).fit(X, y[:3000])
+    assert probe.scale_[0] == 1.0
+    assert probe.score(X_test, y_test) > 0.97

@@ -1,0 +1,125 @@
+"""The tiny study end to end on CPU: every results.json field present and plausible,
+plots and report written, and a second run resuming instead of recomputing; plus the
+transfer protocol's bookkeeping and the `mothello study` command line."""
+import json
+
+import numpy as np
+import pytest
+
+from mothello_fast.cli import build_parser
+from mothello_fast.errors import ConfigError
+from mothello_fast.study import SCALES, parse_setting, run_study
+from mothello_fast.transfer import TransferResult, _curves
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    results = run_study(setting="naive", languages="atomic,atomic", scale="tiny", out_dir=out,
+                        device="cpu", progress=False)
+    return out, results
+
+
+def test_results_json_is_what_the_study_returns(study):
+    out, results = study
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+
+
+def test_results_describe_the_run(study):
+    _, results = study
+    assert (results["setting"], results["scale"], results["languages"]) == (
+        "naive", "tiny", "atomic,atomic")
+    assert results["language_names"] == ["L0", "L1"]
+    assert results["model"]["step"] == SCALES["tiny"].max_steps
+
+
+def test_legal_move_accuracy_beats_a_random_square(study):
+    # a uniformly random playable square is legal ~ 8 / 60 of the time mid-game
+    _, results = study
+    for language in ("L0", "L1"):
+        assert 0.2 < results["model"]["legal_move_accuracy"][language] <= 1.0
+        assert 0.0 < results["model"]["val_loss"][language] < np.log(121)
+
+
+def test_probe_curves_cover_every_layer_and_are_accuracies(study):
+    _, results = study
+    probe = results["probe"]
+    assert probe["layers"] == [0, 1, 2]
+    in_dist = np.array(probe["in_distribution"])
+    assert in_dist.shape == (3, 2)
+    # better than knowing nothing (a third) and below perfection for this tiny model
+    assert ((in_dist > 0.4) & (in_dist <= 1.0)).all()
+    assert all(0.0 <= c <= 1.0 for c in probe["cross_lingual"])
+
+
+def test_alignment_matrix_diagonal_is_the_in_distribution_curve(study):
+    _, results = study
+    alignment, probe = results["alignment"], results["probe"]
+    matrix = np.array(alignment["matrix"])
+    layer_row = probe["layers"].index(alignment["layer"])
+    np.testing.assert_allclose(np.diag(matrix), probe["in_distribution"][layer_row])
+    assert alignment["cross_lingual"] == pytest.approx((matrix[0, 1] + matrix[1, 0]) / 2)
+    # naive training: reading one language's probe in the other is worse than in its own
+    assert alignment["cross_lingual"] < alignment["in_distribution"]
+
+
+def test_transfer_curves_start_at_the_pretrained_model(study):
+    _, results = study
+    transfer = results["transfer"]
+    assert transfer["finetune_language"] == "L0"
+    assert transfer["steps"][0] == 0 and transfer["steps"][-1] == SCALES["tiny"].finetune_steps
+    for language, curve in transfer["accuracy"].items():
+        assert len(curve) == len(transfer["steps"])
+        assert all(0.0 <= a <= 1.0 for a in curve)
+        assert transfer["gain"][language] == pytest.approx(curve[-1] - curve[0])
+    # the fine-tuned language learns the full distribution
+    assert transfer["gain"]["L0"] > 0
+
+
+def test_plots_and_report_are_written(study):
+    out, results = study
+    for name in ("probe_by_layer.png", "alignment.png", "transfer.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert f"{results['alignment']['cross_lingual']:.4f}" in report
+
+
+def test_rerunning_the_study_skips_finished_steps(study):
+    out, results = study
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "model.json", out / "probes.json",
+                                                 out / "transfer.json")}
+    again = run_study(setting="naive", languages="atomic,atomic", scale="tiny", out_dir=out,
+                      device="cpu", progress=False)
+    assert again == results
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+@pytest.mark.parametrize("setting, expected", [("naive", (0, "standard")),
+                                               ("anchors:8", (8, "standard")),
+                                               ("unified", (0, "unified"))])
+def test_settings_name_anchors_and_objective(setting, expected):
+    assert parse_setting(setting) == expected
+
+
+@pytest.mark.parametrize("setting", ["anchors", "anchors:0", "anchors:x", "shared"])
+def test_unknown_settings_are_refused(setting):
+    with pytest.raises(ConfigError, match="naive"):
+        parse_setting(setting)
+
+
+def test_transfer_curves_read_the_evaluation_records():
+    metrics = [{"step": 0, "legal_acc/A": 0.5, "legal_acc/B": 0.4, "val_loss/A": 2.0},
+               {"step": 5, "loss": 1.0},
+               {"step": 10, "legal_acc/A": 0.7, "legal_acc/B": 0.45, "val_loss/A": 1.0}]
+    result = _curves(metrics, "A")
+    assert result.steps == [0, 10]
+    assert result.accuracy == {"A": [0.5, 0.7], "B": [0.4, 0.45]}
+    assert result.gain == pytest.approx({"A": 0.2, "B": 0.05})
+    assert TransferResult.from_dict(result.to_dict()) == result
+
+
+def test_study_command_line_parses_the_documented_options():
+    args = build_parser().parse_args(["study", "--setting", "anchors:4", "--languages",
+                                      "atomic,split:3", "--scale", "tiny", "--out", "d"])
+    assert (args.setting, args.languages, args.scale, args.out) == (
+        "anchors:4", "atomic,split:3", "tiny", "d")
