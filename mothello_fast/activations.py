@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .datasets import atomic_write_bytes, atomic_write_json, sha256_file
+from .storage import atomic_write_bytes, atomic_write_json, sha256_file
 from .errors import DatasetError, LanguageError, ProbeError
 from .model import unwrap
 from .othello import replay, validate_games

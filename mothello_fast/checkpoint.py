@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .datasets import _fsync_dir, atomic_write_json, sha256_file
+from .storage import atomic_write_json, replace_directory, sha256_file
 from .errors import CheckpointError
 from .model import GPT, GPTConfig, unwrap
 
@@ -138,17 +138,7 @@ def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0
                 "language_set": language_set.to_dict(), "train_config": train_config,
                 "optimizer": optimizer_meta, "extra": extra or {}, "files": files}
     atomic_write_json(partial / MANIFEST, manifest)
-    _fsync_dir(partial)
-    if path.exists():
-        old = path.with_name(path.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
-        os.replace(partial, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(partial, path)
-    _fsync_dir(path.parent)
+    replace_directory(partial, path)
     return path
 
 

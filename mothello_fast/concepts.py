@@ -477,7 +477,7 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
     from tqdm.auto import tqdm
 
     from .activations import collect_activations
-    from .datasets import atomic_write_json
+    from .storage import atomic_write_json
     from .kmeans import KMeans
     from .model import unwrap
     from .unification import plot_similarity_matrix, similarity_matrix, unification_score

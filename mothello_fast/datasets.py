@@ -13,7 +13,6 @@ missing, truncated or corrupted shard raises `DatasetError` naming it.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import numpy as np
 from . import _engine
 from .errors import DatasetError
 from .othello import GAME_PLIES, Board, generate_games, validate_games
+from .storage import atomic_write_json, replace_directory, sha256_file
 
 __all__ = ["FORMAT_VERSION", "GameDataset", "generate_dataset", "write_games", "load_games",
            "split_games", "deduplicate"]
@@ -33,38 +33,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"  # in DIR.partial/: parameters and finished shards
 DEFAULT_SHARD_SIZE = 1_000_000
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that `path` is either the old file or the whole new one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_shard(path: Path, games: np.ndarray) -> str:
@@ -124,17 +92,7 @@ def _finish(out: Path, partial: Path, manifest: dict) -> None:
     """Write the manifest and move the finished directory into place."""
     atomic_write_json(partial / MANIFEST, manifest)
     (partial / PROGRESS).unlink(missing_ok=True)
-    _fsync_dir(partial)
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-        os.replace(partial, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(partial, out)
-    _fsync_dir(out.parent)
+    replace_directory(partial, out)
 
 
 def _manifest(n_games: int, shards: list[dict], shard_size: int, extra: dict) -> dict:

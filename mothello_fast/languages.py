@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _engine
-from .datasets import atomic_write_json
+from .storage import atomic_write_json
 from .errors import GameArrayError, InvalidSquareError, LanguageError
 from .othello import (GAME_PLIES, PLAYABLE_SQUARES, _run_chunks, _threads, generate_games,
                       parse_square, square_name)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .datasets import atomic_write_bytes
+from .storage import atomic_write_bytes
 from .errors import ProbeError
 from .kernels.probe import probe_loss
 
@@ -360,7 +360,8 @@ def probe_model(model, language_set, games, *, language: str, layers=(6,), kind:
     """
     from .activations import collect_activations
     from .alignment import make_probe
-    from .datasets import atomic_write_json, split_games
+    from .datasets import split_games
+    from .storage import atomic_write_json
 
     acts = collect_activations(model, language_set, games, language=language, layers=layers,
                                batch_size=batch_size, progress=progress)

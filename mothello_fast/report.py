@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import atomic_write_bytes
+from .storage import atomic_write_bytes
 
 __all__ = ["plot_probe_by_layer", "plot_alignment", "plot_transfer", "study_markdown",
            "write_study_report"]

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import atomic_write_json, generate_dataset, load_games
+from .datasets import generate_dataset, load_games
+from .storage import atomic_write_json
 from .errors import ConfigError
 from .othello import square_name
 

@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from .checkpoint import (find_latest_checkpoint, load_checkpoint, load_weights,
                          restore_rng_state, save_checkpoint)
-from .datasets import atomic_write_bytes, atomic_write_json
+from .storage import atomic_write_bytes, atomic_write_json
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate_languages
 from .model import GPT, GPTConfig

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..alignment import model_alignment
-    from ..datasets import atomic_write_json
+    from ..storage import atomic_write_json
 
     model, language_set, games, layers, params = model_inputs(args)
     result = model_alignment(model, language_set, games, languages=args.languages,

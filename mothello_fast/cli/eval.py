@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..datasets import atomic_write_json, load_games
+    from ..datasets import load_games
+    from ..storage import atomic_write_json
     from ..evaluate import evaluate_checkpoint
     from ..othello import generate_games
 

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets import atomic_write_json
+    from ..storage import atomic_write_json
     from ..othello import generate_games
     from ..train import load_train_config
     from ..transfer import TRANSFER_PREFIX, run_transfer
