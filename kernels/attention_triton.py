@@ -7,10 +7,13 @@ the block: rows and columns past T are masked.
 Layout of the work:
 
 - forward: one program per (block of BLOCK_M queries, group of HEADS heads); keys in blocks of
-  BLOCK_N with an online softmax; the log-sum-exp of every row (base 2) is kept for backward.
+  BLOCK_N with an online softmax, or, when one block holds all keys (T <= BLOCK_N), a plain
+  softmax without a loop (about half the registers, so more heads in flight per SM); the
+  log-sum-exp of every row (base 2) is kept for backward.
 - backward, whole sequence in one tile (``T <= FUSED_MAX_T[d_head]``, the mOthello case): one
   program per group of heads holds all of a head's K and V, walks the queries in blocks of
-  BLOCK_M and writes dq, dk and dv in a single pass (delta = rowsum(dO * O) computed in place).
+  BLOCK_M (straight-line code when one block holds them all) and writes dq, dk and dv in a
+  single pass (delta = rowsum(dO * O) computed in place).
 - backward, longer sequences: a dk/dv kernel (one program per key block) and a dq kernel (one
   program per query block), with delta computed beforehand.
 
@@ -37,20 +40,31 @@ FUSED_MAX_T = {16: 128, 32: 128, 64: 128, 128: 64}
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def _configs(blocks, heads, warps, stages):
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "HEADS": h}, num_warps=w, num_stages=s)
+def _configs(blocks, heads, warps, stages, maxnreg=None):
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "HEADS": h}, num_warps=w, num_stages=s,
+                          maxnreg=maxnreg)
             for m, n in blocks for h in heads for w in warps for s in stages]
 
 
-# Candidate launch configurations, pruned per (T bucket, d_head) by `configs_for`.
-FWD_CONFIGS = _configs([(32, 64), (64, 64), (64, 128), (128, 64), (128, 128)], [1, 4], [4, 8],
-                       [2])
-BWD_FUSED_CONFIGS = _configs([(16, 0), (32, 0), (64, 0)], [1, 2], [4, 8], [2])
+# Candidate launch configurations for sequences longer than 64 (a T <= 64 runs as one tile per
+# head, see `_one_tile_configs`), pruned per (T bucket, d_head) by `configs_for`. One head per
+# program (a loop over heads spills registers); ``maxnreg`` variants where capping ptxas costs
+# no spill at d_head 64 and lets more warps share an SM (sm_90).
+FWD_CONFIGS = (_configs([(64, 64), (128, 64), (64, 128), (128, 128)], [1], [4, 8], [2])
+               + _configs([(32, 64)], [1], [4], [2])
+               + _configs([(64, 64)], [1], [8], [2], maxnreg=128)
+               + _configs([(128, 64), (64, 128)], [1], [8], [2], maxnreg=168))
+BWD_FUSED_CONFIGS = (_configs([(16, 0), (32, 0), (64, 0)], [1], [4, 8], [2])
+                     + _configs([(16, 0)], [1], [8], [2], maxnreg=168))
 BWD_DKDV_CONFIGS = _configs([(32, 64), (64, 64), (32, 128), (64, 128)], [1], [4, 8], [2])
 BWD_DQ_CONFIGS = _configs([(64, 32), (64, 64), (128, 32), (128, 64)], [1], [4, 8], [2])
 # Autotune over the candidates on CUDA; when False (or under the interpreter) the first
 # candidate is used, which keeps wide correctness sweeps from compiling every candidate.
 AUTOTUNE = True
+# Autotuning times every candidate over this many milliseconds (after AUTOTUNE_WARMUP_MS of
+# warm-up): the kernels run ~0.1 ms, and candidates differ by a few percent.
+AUTOTUNE_WARMUP_MS = 25
+AUTOTUNE_REP_MS = 250
 
 
 def t_bucket(T: int) -> int:
@@ -63,16 +77,40 @@ def uses_fused_backward(T: int, head_dim: int) -> bool:
     return T <= FUSED_MAX_T[head_dim]
 
 
+def _one_tile_configs(kind: str, tb: int, head_dim: int) -> list[triton.Config]:
+    """T <= 64: the whole sequence is one tile (BLOCK_N = T bucket), no pipelining to gain
+    (one iteration). The kernels are latency-bound there (a head's work is a short chain of
+    loads, products and stores), so candidates trade registers per thread for resident
+    warps: ``maxnreg`` caps ptxas (128 with 8 warps lets two programs share an SM, 168 with
+    4 warps three), and 32-row passes of the fused backward need fewer live registers. One
+    head per program: looping over heads in a program spills (sm_90, d_head 64)."""
+    if kind == "fwd":
+        shapes = [(tb, 4, None), (tb, 8, None), (min(32, tb), 4, None), (min(32, tb), 8, None)]
+    else:  # bwd_fused
+        shapes = [(tb, 8, None), (tb, 8, 128), (min(32, tb), 8, None), (min(32, tb), 8, 128),
+                  (min(32, tb), 4, None)]
+        if head_dim >= 128:  # K and V of a 128-wide head take the registers: 32-row passes
+            shapes = [(min(32, m), w, r) for m, w, r in shapes]
+    configs = {}
+    for m, w, r in shapes:
+        configs.setdefault((m, w, r), triton.Config({"BLOCK_M": m, "BLOCK_N": tb, "HEADS": 1},
+                                                    num_warps=w, num_stages=1, maxnreg=r))
+    return list(configs.values())
+
+
 def configs_for(kind: str, T: int, head_dim: int) -> list[triton.Config]:
     """Launch configurations worth trying for one kernel ('fwd', 'bwd_fused', 'bwd_dkdv',
-    'bwd_dq') at sequence length T and head dim ``head_dim``: blocks no bigger than the
-    sequence, tiles small enough for the registers at large head dims."""
+    'bwd_dq') at sequence length T and head dim ``head_dim``: one tile per head up to T = 64,
+    else blocks no bigger than the sequence, tiles small enough for the registers at large
+    head dims."""
     tb = t_bucket(T)
+    if tb <= 64 and kind in ("fwd", "bwd_fused"):
+        return _one_tile_configs(kind, tb, head_dim)
     if kind == "bwd_fused":
         keep = [c for c in BWD_FUSED_CONFIGS if c.kwargs["BLOCK_M"] <= tb
                 and (head_dim < 128 or c.kwargs["BLOCK_M"] <= 32)]
         return [triton.Config({**c.kwargs, "BLOCK_N": tb}, num_warps=c.num_warps,
-                              num_stages=c.num_stages) for c in keep]
+                              num_stages=c.num_stages, maxnreg=c.maxnreg) for c in keep]
     pool = {"fwd": FWD_CONFIGS, "bwd_dkdv": BWD_DKDV_CONFIGS, "bwd_dq": BWD_DQ_CONFIGS}[kind]
     keep = [c for c in pool
             if c.kwargs["BLOCK_M"] <= max(32, tb) and c.kwargs["BLOCK_N"] <= max(32, tb)
@@ -82,6 +120,21 @@ def configs_for(kind: str, T: int, head_dim: int) -> list[triton.Config]:
         smallest = min(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] for c in pool)
         keep = [c for c in pool if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] == smallest]
     return keep
+
+
+def describe_config(config: triton.Config) -> dict:
+    """A launch configuration's contents (what a benchmark log should show)."""
+    return {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages,
+            "maxnreg": config.maxnreg}
+
+
+def launch_options(config: triton.Config) -> dict:
+    """Keyword arguments that launch a kernel with ``config`` (its meta-parameters, warps,
+    stages and register cap)."""
+    options = {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+    if config.maxnreg is not None:
+        options["maxnreg"] = config.maxnreg
+    return options
 
 
 # --------------------------------------------------------------------------- kernels
@@ -110,10 +163,12 @@ def _store_rows(ptr, offs, stride_t, ok, value, HEAD_DIM: tl.constexpr):
 @triton.jit(do_not_specialize=["seed", "T"])
 def _attn_fwd_kernel(Q, K, V, O, LSE, seed, sm_scale, dropout_p,
                      sqb, sqh, sqt, skb, skh, skt, svb, svh, svt, sob, soh, sot,
-                     H, T, BH, T_BUCKET,
+                     H, T, BH, T_BUCKET: tl.constexpr,
                      HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
                      DOT_PRECISION: tl.constexpr,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr):
+    """With all keys in one block (BLOCK_N >= T_BUCKET) a plain softmax, no loop: half the
+    registers of the online-softmax loop (sm_90), so more heads run at once per SM."""
     start_m = tl.program_id(0) * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     row_ok = offs_m < T
@@ -128,11 +183,8 @@ def _attn_fwd_kernel(Q, K, V, O, LSE, seed, sm_scale, dropout_p,
             b = bh // H
             h = bh % H
             q = _load_rows(Q + b * sqb + h * sqh, offs_m, sqt, row_ok, HEAD_DIM)
-            m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-            l_i = tl.zeros([BLOCK_M], tl.float32)
-            acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-            for start_n in range(0, hi, BLOCK_N):
-                offs_n = start_n + tl.arange(0, BLOCK_N)
+            if BLOCK_N >= T_BUCKET:
+                offs_n = tl.arange(0, BLOCK_N)
                 col_ok = offs_n < T
                 k = _load_rows(K + b * skb + h * skh, offs_n, skt, col_ok, HEAD_DIM)
                 v = _load_rows(V + b * svb + h * svh, offs_n, svt, col_ok, HEAD_DIM)
@@ -141,17 +193,19 @@ def _attn_fwd_kernel(Q, K, V, O, LSE, seed, sm_scale, dropout_p,
                 if CAUSAL:
                     valid = valid & (offs_m[:, None] >= offs_n[None, :])
                 s = tl.where(valid, s, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(s, 1))
-                p = tl.exp2(s - m_new[:, None])
-                alpha = tl.exp2(m_i - m_new)
-                l_i = l_i * alpha + tl.sum(p, 1)
-                acc = acc * alpha[:, None]
+                m_i = tl.max(s, 1)
+                p = tl.exp2(s - m_i[:, None])
+                l_i = tl.sum(p, 1)
                 if DROPOUT:
                     keep = _dropout_keep(seed, bh, offs_m[:, None] * T + offs_n[None, :],
                                          dropout_p)
                     p = tl.where(keep, p, 0.0)
-                acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
-                m_i = m_new
+                acc = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+            else:
+                m_i, l_i, acc = _online_softmax_rows(
+                    q, K + b * skb + h * skh, V + b * svb + h * svh, skt, svt, offs_m, hi, T,
+                    seed, bh, qk_scale, dropout_p, HEAD_DIM, CAUSAL, DROPOUT, DOT_PRECISION,
+                    BLOCK_M, BLOCK_N)
             out = acc / l_i[:, None]
             if DROPOUT:
                 out = out * (1.0 / (1.0 - dropout_p))
@@ -159,11 +213,86 @@ def _attn_fwd_kernel(Q, K, V, O, LSE, seed, sm_scale, dropout_p,
             tl.store(LSE + bh * T + offs_m, m_i + tl.log2(l_i), mask=row_ok)
 
 
+@triton.jit
+def _online_softmax_rows(q, K, V, skt, svt, offs_m, hi, T, seed, bh, qk_scale, dropout_p,
+                         HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
+                         DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                         BLOCK_N: tl.constexpr):
+    """Forward over key blocks of one head (K, V: that head's base pointers) with an online
+    softmax: row max, row sum (base 2) and the unnormalised output ``[BLOCK_M, HEAD_DIM]``."""
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    for start_n in range(0, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        col_ok = offs_n < T
+        k = _load_rows(K, offs_n, skt, col_ok, HEAD_DIM)
+        v = _load_rows(V, offs_n, svt, col_ok, HEAD_DIM)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        valid = col_ok[None, :]
+        if CAUSAL:
+            valid = valid & (offs_m[:, None] >= offs_n[None, :])
+        s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        p = tl.exp2(s - m_new[:, None])
+        alpha = tl.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        if DROPOUT:
+            keep = _dropout_keep(seed, bh, offs_m[:, None] * T + offs_n[None, :], dropout_p)
+            p = tl.where(keep, p, 0.0)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
+        m_i = m_new
+    return m_i, l_i, acc
+
+
+@triton.jit
+def _bwd_query_block(Q, DO, O, DQ, LSE, DELTA, k, v, dk, dv, offs_n, col_ok, start_m, seed, bh,
+                     sm_scale, qk_scale, dropout_p, T, sqt, sdot, sot, sdqt,
+                     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
+                     DOT_PRECISION: tl.constexpr, FUSED: tl.constexpr, BLOCK_M: tl.constexpr):
+    """One block of BLOCK_M queries against a head's key block (k, v ``[BLOCK_N, HEAD_DIM]``;
+    Q, DO, O, DQ, LSE, DELTA: that head's base pointers): returns dk and dv with this block's
+    share added; with FUSED also writes the block's dq (delta from dO and O)."""
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    row_ok = offs_m < T
+    q = _load_rows(Q, offs_m, sqt, row_ok, HEAD_DIM)
+    do = _load_rows(DO, offs_m, sdot, row_ok, HEAD_DIM)
+    if FUSED:
+        o = _load_rows(O, offs_m, sot, row_ok, HEAD_DIM)
+        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+    else:
+        delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)
+    lse = tl.load(LSE + offs_m, mask=row_ok, other=0.0)
+    s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * qk_scale  # [N, M]
+    valid = row_ok[None, :] & col_ok[:, None]
+    if CAUSAL:
+        valid = valid & (offs_m[None, :] >= offs_n[:, None])
+    p_t = tl.exp2(tl.where(valid, s_t - lse[None, :], float("-inf")))
+    # dv before dp: fewer [BLOCK_N, BLOCK_M] tiles alive at once
+    if DROPOUT:
+        keep_scale = 1.0 / (1.0 - dropout_p)
+        keep = _dropout_keep(seed, bh, offs_m[None, :] * T + offs_n[:, None], dropout_p)
+        dv = tl.dot(tl.where(keep, p_t * keep_scale, 0.0).to(do.dtype), do, dv,
+                    input_precision=DOT_PRECISION)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
+        dp_t = tl.where(keep, dp_t * keep_scale, 0.0)
+    else:
+        dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
+    ds_t = p_t * (dp_t - delta[None, :])
+    dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PRECISION)
+    if FUSED:
+        dq = tl.dot(tl.trans(ds_t).to(k.dtype), k, input_precision=DOT_PRECISION)
+        _store_rows(DQ, offs_m, sdqt, row_ok, dq * sm_scale, HEAD_DIM)
+    return dk, dv
+
+
 @triton.jit(do_not_specialize=["seed", "T"])
 def _attn_bwd_dkdv_kernel(Q, K, V, O, DO, DQ, DK, DV, LSE, DELTA, seed, sm_scale, dropout_p,
                           sqb, sqh, sqt, skb, skh, skt, svb, svh, svt, sob, soh, sot,
                           sdob, sdoh, sdot, sdqb, sdqh, sdqt, sdkb, sdkh, sdkt, sdvb, sdvh, sdvt,
-                          H, T, BH, T_BUCKET,
+                          H, T, BH, T_BUCKET: tl.constexpr,
                           HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
                           DOT_PRECISION: tl.constexpr, FUSED: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr):
@@ -186,38 +315,19 @@ def _attn_bwd_dkdv_kernel(Q, K, V, O, DO, DQ, DK, DV, LSE, DELTA, seed, sm_scale
             v = _load_rows(V + b * svb + h * svh, offs_n, svt, col_ok, HEAD_DIM)
             dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
             dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-            for start_m in range(lo, T, BLOCK_M):
-                offs_m = start_m + tl.arange(0, BLOCK_M)
-                row_ok = offs_m < T
-                q = _load_rows(Q + b * sqb + h * sqh, offs_m, sqt, row_ok, HEAD_DIM)
-                do = _load_rows(DO + b * sdob + h * sdoh, offs_m, sdot, row_ok, HEAD_DIM)
-                if FUSED:
-                    o = _load_rows(O + b * sob + h * soh, offs_m, sot, row_ok, HEAD_DIM)
-                    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
-                else:
-                    delta = tl.load(DELTA + bh * T + offs_m, mask=row_ok, other=0.0)
-                lse = tl.load(LSE + bh * T + offs_m, mask=row_ok, other=0.0)
-                s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * qk_scale  # [N, M]
-                valid = row_ok[None, :] & col_ok[:, None]
-                if CAUSAL:
-                    valid = valid & (offs_m[None, :] >= offs_n[:, None])
-                p_t = tl.exp2(tl.where(valid, s_t - lse[None, :], float("-inf")))
-                dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
-                if DROPOUT:
-                    keep_scale = 1.0 / (1.0 - dropout_p)
-                    keep = _dropout_keep(seed, bh, offs_m[None, :] * T + offs_n[:, None],
-                                         dropout_p)
-                    pd_t = tl.where(keep, p_t * keep_scale, 0.0)
-                    dp_t = tl.where(keep, dp_t * keep_scale, 0.0)
-                else:
-                    pd_t = p_t
-                dv = tl.dot(pd_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
-                ds_t = p_t * (dp_t - delta[None, :])
-                dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PRECISION)
-                if FUSED:
-                    dq = tl.dot(tl.trans(ds_t).to(k.dtype), k, input_precision=DOT_PRECISION)
-                    _store_rows(DQ + b * sdqb + h * sdqh, offs_m, sdqt, row_ok, dq * sm_scale,
-                                HEAD_DIM)
+            heads = (Q + b * sqb + h * sqh, DO + b * sdob + h * sdoh, O + b * sob + h * soh,
+                     DQ + b * sdqb + h * sdqh, LSE + bh * T, DELTA + bh * T)
+            if FUSED and BLOCK_M >= T_BUCKET:  # one query block: no loop, fewer registers
+                dk, dv = _bwd_query_block(*heads, k, v, dk, dv, offs_n, col_ok, 0, seed, bh,
+                                          sm_scale, qk_scale, dropout_p, T, sqt, sdot, sot,
+                                          sdqt, HEAD_DIM, CAUSAL, DROPOUT, DOT_PRECISION, FUSED,
+                                          BLOCK_M)
+            else:
+                for start_m in range(lo, T, BLOCK_M):
+                    dk, dv = _bwd_query_block(*heads, k, v, dk, dv, offs_n, col_ok, start_m,
+                                              seed, bh, sm_scale, qk_scale, dropout_p, T, sqt,
+                                              sdot, sot, sdqt, HEAD_DIM, CAUSAL, DROPOUT,
+                                              DOT_PRECISION, FUSED, BLOCK_M)
             _store_rows(DK + b * sdkb + h * sdkh, offs_n, sdkt, col_ok, dk * sm_scale, HEAD_DIM)
             _store_rows(DV + b * sdvb + h * sdvh, offs_n, sdvt, col_ok, dv, HEAD_DIM)
 
@@ -282,12 +392,42 @@ def _dropout_mask_kernel(KEEP, seed, dropout_p, T, BLOCK_M: tl.constexpr, BLOCK:
 
 # --------------------------------------------------------------------------- launching
 
+def _autotune_bench(fn, quantiles=None):
+    from triton.testing import do_bench
+    return do_bench(fn, warmup=AUTOTUNE_WARMUP_MS, rep=AUTOTUNE_REP_MS, quantiles=quantiles)
+
+
 @lru_cache(maxsize=None)
 def _autotuned(kind: str, tb: int, head_dim: int):
     kernel = {"fwd": _attn_fwd_kernel, "bwd_fused": _attn_bwd_dkdv_kernel,
               "bwd_dkdv": _attn_bwd_dkdv_kernel, "bwd_dq": _attn_bwd_dq_kernel}[kind]
-    return triton.autotune(configs=configs_for(kind, tb, head_dim),
-                           key=["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"])(kernel)
+    options = dict(configs=configs_for(kind, tb, head_dim),
+                   key=["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"])
+    try:
+        return triton.autotune(**options, do_bench=_autotune_bench)(kernel)
+    except TypeError:  # a Triton without the do_bench option: its default timing
+        return triton.autotune(**options)(kernel)
+
+
+def tuner_report(tuner) -> dict:
+    """An autotuner's choices: ``{"chosen": {tuning key: config contents}, "last tuning, ms
+    per candidate": [(config contents, median ms), ...]}`` (empty before the first call)."""
+    if not tuner.cache:
+        return {}
+    timings = getattr(tuner, "configs_timings", None) or {}
+    return {"chosen": {str(k): describe_config(c) for k, c in tuner.cache.items()},
+            "last tuning, ms per candidate": [
+                (describe_config(c), round(float(t[0] if isinstance(t, (list, tuple)) else t), 4))
+                for c, t in timings.items()]}
+
+
+def tuned_configs(T: int, head_dim: int) -> dict:
+    """`tuner_report` of every kernel tuned so far at sequence length T and head dim
+    ``head_dim``: ``{kind: report}``."""
+    kinds = (("fwd", "bwd_fused") if uses_fused_backward(T, head_dim)
+             else ("fwd", "bwd_dkdv", "bwd_dq"))
+    reports = {kind: tuner_report(_autotuned(kind, t_bucket(T), head_dim)) for kind in kinds}
+    return {kind: r for kind, r in reports.items() if r}
 
 
 def _launch(kind: str, kernel, grid_rows: int, T: int, BH: int, head_dim: int, args: tuple,
@@ -305,8 +445,7 @@ def _launch(kind: str, kernel, grid_rows: int, T: int, BH: int, head_dim: int, a
     if config is None:
         _autotuned(kind, t_bucket(T), head_dim)[grid](*args, **constexprs)
     else:
-        kernel[grid(config.kwargs)](*args, **constexprs, **config.kwargs,
-                                    num_warps=config.num_warps, num_stages=config.num_stages)
+        kernel[grid(config.kwargs)](*args, **constexprs, **launch_options(config))
 
 
 def _dot_precision(dtype: torch.dtype) -> str:

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-pytest.importorskip("triton")
+triton = pytest.importorskip("triton")
 
 from mothello_fast.errors import KernelError  # noqa: E402
 from mothello_fast.kernels import probe_triton as pt  # noqa: E402
@@ -37,13 +37,13 @@ def _loss_and_grads(fn, x, w, b, labels, grad_scale=1.0):
     return loss.detach(), correct, grads
 
 
-def _assert_matches_reference(x, w, b, labels, *, config=None, grad_scale=1.0):
+def _assert_matches_reference(x, w, b, labels, *, config=None, grad_scale=1.0, programs=None):
     if config is None:
         got = _loss_and_grads(lambda *a: probe_loss(*a, backend="triton"), x, w, b, labels,
                               grad_scale)
     else:  # one launch configuration: the launcher directly, gradients scaled by hand
         totals, dx, buf = pt.probe_forward(x.detach(), w.detach(), b.detach(), labels,
-                                           grad=True, config=config)
+                                           grad=True, config=config, programs=programs)
         dw, db = pt.split_buffer(buf, x.shape[1])
         count = totals[1].float()
         got = (totals[0].float() / count, totals[2], (dx / count, dw / count, db / count))
@@ -65,6 +65,26 @@ def test_every_launch_config_matches_reference():
     inputs = _inputs(70, 72, seed=3)
     for config in distinct.values():
         _assert_matches_reference(*inputs, config=config)
+
+
+@pytest.mark.parametrize("programs", [1, 3])
+def test_split_d_programs_walking_several_row_blocks_match_reference(programs):
+    """Few programs: each walks several row blocks (ragged last one) and keeps its d chunk of
+    dW in registers; 130 rows, d = 200 (a ragged last chunk)."""
+    config = next(c for c in pt.PROBE_CONFIGS if c.kwargs["SPLIT_D"]
+                  and c.kwargs["BLOCK_C"] == 64)
+    grid = pt.probe_grid(130, 200, config.kwargs, grad=True, programs=programs)
+    assert grid[1] == 4 and triton.cdiv(130, config.kwargs["BLOCK_N"]) > grid[0]
+    _assert_matches_reference(*_inputs(130, 200, seed=9), config=config, programs=programs)
+
+
+def test_forward_only_config_matches_reference():
+    x, w, b, labels = (t.detach() if t.is_floating_point() else t for t in _inputs(70, 40))
+    totals, dx, _ = pt.probe_forward(x, w, b, labels, grad=False,
+                                     config=pt.PROBE_FORWARD_CONFIG)
+    loss, correct = probe_loss_reference(x, w, b, labels)
+    torch.testing.assert_close((totals[0] / totals[1]).float(), loss, rtol=1e-5, atol=0)
+    assert totals[2].item() == correct.item() and dx.numel() == 0
 
 
 def test_mostly_ignored_labels_and_fully_ignored_rows_match_reference():
@@ -139,3 +159,19 @@ def test_weight_in_another_memory_layout_is_read_through_its_strides():
     w_class_major = w.detach().permute(2, 0, 1).contiguous().permute(1, 2, 0).requires_grad_()
     assert not w_class_major.is_contiguous()
     _assert_matches_reference(x, w_class_major, b, labels)
+
+
+def test_half_precision_activations_match_reference_with_the_weight_rounded_alike():
+    """fp16 x: the kernel multiplies in fp16 (weight rounded to it), accumulates in fp32."""
+    x, w, b, labels = _inputs(90, 48, seed=10)
+    x16 = x.detach().half().requires_grad_()
+    loss, correct = probe_loss(x16, w, b, labels, backend="triton")
+    grads = torch.autograd.grad(loss, (x16, w, b))
+    ref_loss, ref_correct = probe_loss_reference(x16, w.half(), b, labels)
+    ref_grads = torch.autograd.grad(ref_loss, (x16, w, b))
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=0)
+    assert correct.item() == ref_correct.item()
+    for name, g, r in zip(("dx", "dW", "db"), grads, ref_grads):
+        assert g.dtype == r.dtype, name
+        torch.testing.assert_close(g.float(), r.float(), atol=1e-5, rtol=1e-2,
+                                   msg=lambda m, n=name: f"{n}: {m}")

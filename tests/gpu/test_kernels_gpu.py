@@ -2,8 +2,9 @@
 shared mask, torch.compile with the Triton backend, the probe kernel at probe-training size,
 and a short GPT training run whose loss curve with the Triton kernel follows the SDPA run.
 
-Run: ``python -m pytest tests/gpu/test_kernels_gpu.py -v -s`` (``-s`` prints the errors and the
-loss curves, for diagnosis).
+Run: ``python -m pytest tests/gpu/test_kernels_gpu.py -v -s --timeout 300`` (``-s`` prints the
+errors, the launch configurations and the loss curves, for diagnosis; ``-k probe`` or
+``-k "not probe"`` runs one half).
 """
 import pytest
 import torch
@@ -57,6 +58,7 @@ def _compare(B, H, T, D, dtype, *, dropout_p=0.0, causal=True, seed=None):
 @pytest.mark.parametrize("T", [59, 125])
 def test_autotuned_kernels_match_reference_at_mothello_lengths(T, dtype):
     _compare(64, 8, T, 64, dtype)
+    print(f"  autotuned: {at.tuned_configs(T, 64)}")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -78,21 +80,22 @@ def test_dropout_matches_reference_with_the_same_mask(T, D, monkeypatch):
     _compare(4, 8, T, D, torch.bfloat16, dropout_p=0.1, seed=2024)
 
 
-def test_every_forward_and_fused_backward_config_compiles_and_matches_reference():
-    B, H, T, D, dtype = 8, 8, 125, 64, torch.bfloat16
+@pytest.mark.parametrize("T", [59, 125])
+def test_every_forward_and_fused_backward_config_compiles_and_matches_reference(T):
+    B, H, D, dtype = 8, 8, 64, torch.bfloat16
     q, k, v, do = (_randn((B, H, T, D), i, dtype) for i in range(4))
     q32, k32, v32 = (t.float().requires_grad_() for t in (q, k, v))
     ref_o = attention_reference(q32, k32, v32)
     ref = torch.autograd.grad(ref_o, (q32, k32, v32), do.float())
     for config in at.configs_for("fwd", T, D):
         o, _ = at.attention_forward(q, k, v, dropout_p=0.0, causal=True, seed=0, config=config)
-        _check(f"out {config}", o, ref_o, dtype)
+        _check(f"out {at.describe_config(config)}", o, ref_o, dtype)
     o, lse = at.attention_forward(q, k, v, dropout_p=0.0, causal=True, seed=0)
     for config in at.configs_for("bwd_fused", T, D):
         grads = at.attention_backward(do, q, k, v, o, lse, dropout_p=0.0, causal=True, seed=0,
                                       config=config)
         for name, g, r in zip(("dq", "dk", "dv"), grads, ref):
-            _check(f"{name} {config}", g, r, dtype)
+            _check(f"{name} {at.describe_config(config)}", g, r, dtype)
 
 
 def _tiny_gpt(backend, dropout, seed=0):
@@ -175,26 +178,67 @@ def test_auto_backend_follows_the_switch(monkeypatch):
     assert torch.equal(attention(q, k, v), at.attention_triton(q, k, v))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("N,D", [(1024, 512), (59000, 512), (1000, 100)])
-def test_probe_kernel_matches_reference_at_probe_sizes(N, D, dtype):
-    g = torch.Generator(device="cuda").manual_seed(0)
+def _probe_inputs(N, D, dtype, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
     x = torch.randn(N, D, generator=g, device="cuda").to(dtype).requires_grad_()
     w = (torch.randn(D, 64, 3, generator=g, device="cuda") / D ** 0.5).requires_grad_()
-    b = torch.zeros(64, 3, device="cuda", requires_grad=True)
+    b = (torch.randn(64, 3, generator=g, device="cuda") * 0.1).requires_grad_()
     labels = torch.randint(0, 3, (N, 64), generator=g, device="cuda")
     labels[torch.rand(N, 64, generator=g, device="cuda") < 0.1] = -100
-    loss, correct = probe_loss(x, w, b, labels)  # auto: the kernel on CUDA
-    grads = torch.autograd.grad(loss, (x, w, b))
-    # the kernel multiplies in x's dtype: the reference sees the weights rounded the same way
+    return x, w, b, labels
+
+
+def _check_probe(N, D, dtype, *, config=None, grad=True):
+    """The kernel (autotuned when ``config`` is None) against the reference, which sees the
+    weight rounded to x's dtype as the kernel multiplies in it."""
+    from mothello_fast.kernels import probe_triton as pt
+    x, w, b, labels = _probe_inputs(N, D, dtype)
     ref_loss, ref_correct = probe_loss_reference(x, w.to(dtype), b, labels)
     ref_grads = torch.autograd.grad(ref_loss, (x, w, b))
-    print(f"\nN={N} D={D} {dtype} loss {loss.item():.6f} ref {ref_loss.item():.6f} "
+    if config is None:
+        with torch.set_grad_enabled(grad):
+            loss, correct = probe_loss(x, w, b, labels, backend="triton")
+        grads = torch.autograd.grad(loss, (x, w, b)) if grad else None
+    else:
+        totals, dx, buf = pt.probe_forward(x.detach(), w.detach(), b.detach(), labels,
+                                           grad=grad, config=config)
+        count = totals[1]
+        loss, correct = (totals[0] / count).float(), totals[2].long()
+        grads = ((dx / count, *(t / count for t in pt.split_buffer(buf, D))) if grad
+                 else None)
+    torch.cuda.synchronize()
+    print(f"\nN={N} D={D} {dtype} grad={grad} config="
+          f"{at.describe_config(config) if config else pt.tuned_configs()}")
+    print(f"  loss {loss.item():.6f} ref {ref_loss.item():.6f} "
           f"correct {correct.item()} ref {ref_correct.item()}")
     assert abs(loss.item() - ref_loss.item()) < 1e-4 * ref_loss.item()
     assert abs(correct.item() - ref_correct.item()) <= max(2, N * 64 // 10000)  # near ties
-    for name, got, want in zip(("dx", "dW", "db"), grads, ref_grads):
+    for name, got, want in zip(("dx", "dW", "db"), grads or (), ref_grads):
         err = (got.float() - want.float()).abs().max().item()
         scale = want.float().abs().max().item()
         print(f"  {name}: max err {err:.3g} scale {scale:.3g}")
+        assert got.shape == want.shape, name
         assert err <= (1e-4 if dtype == torch.float32 else 2e-2) * scale, name
+
+
+# One launch configuration for the size sweep (a compile per dtype and d, not per candidate).
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("N,D", [(1024, 512), (59000, 512), (1000, 100)])
+def test_probe_kernel_matches_reference_at_probe_sizes(N, D, dtype):
+    from mothello_fast.kernels import probe_triton as pt
+    _check_probe(N, D, dtype, config=pt.PROBE_CONFIGS[0])
+
+
+def test_every_probe_config_matches_reference():
+    from mothello_fast.kernels import probe_triton as pt
+    for config in pt.PROBE_CONFIGS:
+        _check_probe(3000, 512, torch.bfloat16, config=config)
+
+
+def test_probe_forward_only_matches_reference():
+    from mothello_fast.kernels import probe_triton as pt
+    _check_probe(5000, 512, torch.bfloat16, config=pt.PROBE_FORWARD_CONFIG, grad=False)
+
+
+def test_autotuned_probe_kernel_matches_reference_at_the_benchmark_size():
+    _check_probe(65536, 512, torch.bfloat16)
