@@ -22,9 +22,13 @@ try:
 except ImportError:  # the package works without Triton: references and SDPA only
     HAVE_TRITON = False
 
-# The one switch: whether backend="auto" runs the Triton kernel on CUDA tensors. Off until the
-# GPU benchmark (benchmarks/test_bench_kernels.py) shows it faster than every SDPA backend.
-AUTO_TRITON_ON_CUDA = False
+# Whether backend="auto" runs the Triton kernel on CUDA tensors, and for which inputs. On an
+# H200 (benchmarks/BENCHMARKS.md) it beats every SDPA backend without dropout at T = 59 (1.04x)
+# and T = 125 (1.33x), and loses with dropout at T = 59 (0.82x) and at T = 256 (0.57x): so
+# "auto" takes it for dropout-free calls up to AUTO_TRITON_MAX_T (evaluation, probing,
+# activation collection) and leaves training with dropout to SDPA.
+AUTO_TRITON_ON_CUDA = True
+AUTO_TRITON_MAX_T = 128
 
 BACKENDS = ("auto", "triton", "sdpa", "reference")
 
@@ -53,9 +57,10 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     return (probs @ v.float()).to(q.dtype)
 
 
-def _triton_fits(q: torch.Tensor) -> bool:
-    return (HAVE_TRITON and q.is_cuda and q.dim() == 4 and q.shape[-1] in TRITON_HEAD_DIMS
-            and 1 <= q.shape[-2] <= TRITON_MAX_T)
+def auto_picks_triton(*, is_cuda: bool, seq_len: int, head_dim: int, dropout_p: float) -> bool:
+    """Whether backend="auto" runs the Triton kernel for such a call (see AUTO_TRITON_ON_CUDA)."""
+    return (AUTO_TRITON_ON_CUDA and HAVE_TRITON and is_cuda and dropout_p == 0.0
+            and head_dim in TRITON_HEAD_DIMS and 1 <= seq_len <= min(AUTO_TRITON_MAX_T, TRITON_MAX_T))
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float = 0.0,
@@ -64,12 +69,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: f
 
     backend: ``"triton"`` (the Triton kernel: CUDA tensors, or CPU tensors when
     ``TRITON_INTERPRET=1``), ``"sdpa"`` (torch's scaled_dot_product_attention),
-    ``"reference"``, or ``"auto"``: Triton on CUDA when `AUTO_TRITON_ON_CUDA` is set and the
-    shapes fit, SDPA otherwise.
+    ``"reference"``, or ``"auto"``: Triton where it was measured faster (`auto_picks_triton`),
+    SDPA otherwise.
     """
     if backend not in BACKENDS:
         raise KernelError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
-    if backend == "triton" or (backend == "auto" and AUTO_TRITON_ON_CUDA and _triton_fits(q)):
+    if backend == "triton" or (backend == "auto" and q.dim() == 4 and auto_picks_triton(
+            is_cuda=q.is_cuda, seq_len=q.shape[-2], head_dim=q.shape[-1], dropout_p=dropout_p)):
         if not HAVE_TRITON:
             raise KernelError("backend='triton' needs the triton package (pip install triton)")
         return attention_triton(q, k, v, dropout_p=dropout_p, causal=causal)

@@ -234,3 +234,19 @@ def test_compiled_module_matches_eager_in_output_and_gradients(backend, compiler
     (g_e,) = torch.autograd.grad(out_e.square().sum(), model.proj.weight)
     torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g_c, g_e, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("is_cuda,seq_len,head_dim,dropout_p,expected", [
+    (True, 59, 64, 0.0, True),      # evaluation / probing lengths: measured faster
+    (True, 125, 64, 0.0, True),
+    (True, 128, 32, 0.0, True),
+    (True, 59, 64, 0.1, False),     # training with dropout: SDPA measured faster
+    (True, 256, 64, 0.0, False),    # longer than the measured win
+    (True, 59, 48, 0.0, False),     # a head dim the kernel does not take
+    (False, 59, 64, 0.0, False),    # CPU tensors
+])
+def test_auto_backend_takes_triton_only_where_it_was_measured_faster(is_cuda, seq_len, head_dim,
+                                                                     dropout_p, expected):
+    from mothello_fast.kernels.attention import HAVE_TRITON, auto_picks_triton
+    assert auto_picks_triton(is_cuda=is_cuda, seq_len=seq_len, head_dim=head_dim,
+                             dropout_p=dropout_p) == (expected and HAVE_TRITON)
