@@ -113,7 +113,10 @@ class Corpus:
             games = language_set._check_games(games.to(self.device))
             self.games = games.to(torch.int8)
         else:
-            self.games = torch.from_numpy(language_set._check_games(np.asarray(games))).to(self.device)
+            games = language_set._check_games(np.asarray(games))
+            if not games.flags.writeable:   # a memory-mapped dataset: torch wants its own copy
+                games = games.copy()
+            self.games = torch.from_numpy(games).to(self.device)
         self.n_games = int(self.games.shape[0])
         if self.n_games == 0:
             raise LanguageError("a corpus needs at least one game; got 0")

@@ -17,13 +17,7 @@ from mothello_fast.model import GPT, GPTConfig, flops_per_token
 VOCAB, CTX, LAYERS, HEADS, D, D_MLP = 61, 59, 2, 4, 32, 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and do not fight other tests for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tl_state_dict(seed=0, vocab=VOCAB, ctx=CTX, layers=LAYERS, heads=HEADS, d=D, d_mlp=D_MLP):

@@ -27,13 +27,7 @@ TINY = dict(n_layers=1, n_heads=2, d_model=32, d_mlp=64, batch_size=16, warmup_s
             eval_every=0, eval_games=8, log_every=1, compile=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and do not fight other tests for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
