@@ -57,6 +57,12 @@ class AlignmentMatrix:
             return float("nan")
         return float(self.accuracy[~np.eye(n, dtype=bool)].mean())
 
+    def __repr__(self) -> str:
+        rows = "; ".join(f"{a}: " + " ".join(f"{v:.3f}" for v in row)
+                         for a, row in zip(self.languages, self.accuracy))
+        return (f"AlignmentMatrix(cross_lingual={self.cross_lingual:.3f}, accuracy "
+                f"[trained on: tested on {' '.join(self.languages)}] {rows}, n_test={self.n_test})")
+
     def to_dict(self) -> dict:
         return {"languages": list(self.languages), "accuracy": self.accuracy.tolist(),
                 "in_distribution": self.in_distribution.tolist(),
@@ -84,6 +90,11 @@ class LayerAlignment:
             return self.matrices[self.layers.index(layer)]
         except ValueError:
             raise KeyError(f"layer {layer!r} not computed; computed: {list(self.layers)}") from None
+
+    def __repr__(self) -> str:
+        curves = ", ".join(f"{layer}: {m.in_distribution.mean():.3f}/{m.cross_lingual:.3f}"
+                           for layer, m in zip(self.layers, self.matrices))
+        return f"LayerAlignment(layer: in-distribution/cross-lingual {curves})"
 
     def to_dict(self) -> dict:
         return {"layers": list(self.layers),

@@ -130,3 +130,13 @@ def test_two_unrelated_random_models_are_not_aligned(two_atomic):
                          for s in range(64)])
     assert result.cross_lingual < (first.board[test] == majority).mean()
     assert result.cross_lingual < result.in_distribution.min() - 0.05
+
+
+def test_alignment_reprs_summarise_instead_of_dumping_arrays():
+    from mothello_fast.alignment import AlignmentMatrix, LayerAlignment
+    accuracy = np.array([[0.9, 0.4], [0.5, 0.8]])
+    matrix = AlignmentMatrix(("L0", "L1"), accuracy, np.zeros((2, 2, 64)), n_train=80, n_test=20)
+    text = repr(matrix)
+    assert "cross_lingual=0.450" in text and "L0: 0.900 0.400" in text and "L1: 0.500 0.800" in text
+    assert repr(LayerAlignment((6,), (matrix,))) == \
+        "LayerAlignment(layer: in-distribution/cross-lingual 6: 0.850/0.450)"
