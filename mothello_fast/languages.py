@@ -38,8 +38,9 @@ import numpy as np
 from . import _engine
 from .storage import atomic_write_json
 from .errors import GameArrayError, InvalidSquareError, LanguageError
-from .othello import (GAME_PLIES, PLAYABLE_SQUARES, _run_chunks, _threads, generate_games,
-                      parse_square, square_name)
+from .othello import (GAME_PLIES, PLAYABLE_SQUARES, parse_square, square_name)
+from .othello import generate_games  # noqa: F401  (the docstring examples use it)
+from .parallel import resolve_threads, run_in_chunks
 
 __all__ = ["KINDS", "OBJECTIVES", "PAD_ID", "IGNORE_INDEX", "Language", "LanguageSet", "Encoded"]
 
@@ -650,7 +651,7 @@ class LanguageSet:
                                 self._lengths, tokens[start:stop], move_index[start:stop],
                                 end_bytes[start:stop], PAD_ID, status[start:stop])
 
-        _run_chunks(n, _threads(threads), work, False, "encoding games")
+        run_in_chunks(n, resolve_threads(threads), work, False, "encoding games")
         if n and status.min() < 0:
             self._check_games(games)   # names the bad square
             raise LanguageError(f"game {int(np.flatnonzero(status < 0)[0])} does not fit the "

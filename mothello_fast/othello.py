@@ -17,15 +17,14 @@ compiled core (csrc/othello.h) without the GIL.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _engine
 from .errors import GameArrayError, IllegalMoveError, InvalidSquareError
+from .parallel import resolve_threads, run_in_chunks
 
 __all__ = [
     "EMPTY", "BLACK", "WHITE", "GAME_PLIES", "PLAYABLE_SQUARES", "START_SQUARES",
@@ -42,7 +41,6 @@ PLAYABLE_SQUARES = tuple(s for s in range(64) if s not in START_SQUARES)
 
 _ROWS = "abcdefgh"
 _COLOUR_NAMES = {BLACK: "black", WHITE: "white"}
-_CHUNK = 8192  # games per task handed to a thread
 
 
 def square_name(square: int) -> str:
@@ -222,39 +220,6 @@ class Board:
         return f"Board.from_moves({_names(self.moves) if self._stack else ''!r})"
 
 
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads={threads!r}: expected a positive integer or None")
-    return int(threads)
-
-
-def _run_chunks(n: int, threads: int, work, progress: bool, desc: str) -> None:
-    """Call work(start, stop) over chunks of [0, n), on `threads` threads."""
-    chunks = [(s, min(s + _CHUNK, n)) for s in range(0, n, _CHUNK)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n, desc=desc, unit="game")
-    try:
-        if threads == 1 or len(chunks) <= 1:
-            for start, stop in chunks:
-                work(start, stop)
-                if bar is not None:
-                    bar.update(stop - start)
-        else:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                futures = [pool.submit(work, start, stop) for start, stop in chunks]
-                for future, (start, stop) in zip(futures, chunks):
-                    future.result()
-                    if bar is not None:
-                        bar.update(stop - start)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
 def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
         raise ValueError(f"seed={seed!r}: expected an integer in 0..2**64-1")
@@ -287,7 +252,7 @@ def generate_games(n: int, *, seed: int, threads: int | None = None,
     def work(start: int, stop: int) -> None:
         _engine.generate_into(out[start:stop], seed, first_game + start, opening)
 
-    _run_chunks(int(n), _threads(threads), work, progress, "generating games")
+    run_in_chunks(int(n), resolve_threads(threads), work, progress, "generating games")
     return out
 
 
@@ -395,7 +360,7 @@ def replay(games, *, threads: int | None = None, out: Replay | None = None) -> R
                                    result.player[start:stop], legal_next[start:stop],
                                    flipped[start:stop], result.n_moves[start:stop])
 
-    _run_chunks(n, _threads(threads), work, False, "replaying games")
+    run_in_chunks(n, resolve_threads(threads), work, False, "replaying games")
     if n and result.n_moves.min() < 0:
         _raise_illegal(games, result.n_moves)
     return result
@@ -417,7 +382,7 @@ def replay_bitboards(games, *, threads: int | None = None) -> dict[str, np.ndarr
                                       ("black", "white", "player", "legal_next", "flipped")),
                                       status[start:stop])
 
-    _run_chunks(n, _threads(threads), work, False, "replaying games")
+    run_in_chunks(n, resolve_threads(threads), work, False, "replaying games")
     if n and status.min() < 0:
         _raise_illegal(games, status)
     out["n_moves"] = status
