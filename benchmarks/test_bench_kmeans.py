@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from conftest import median_seconds
-from mothello_fast.kmeans import KMeans, default_device
+from mothello_fast.devices import resolve_device
+from mothello_fast.kmeans import KMeans
 
 _FULL = torch.cuda.is_available()
 N = int(os.environ.get("KMEANS_BENCH_N", 200_000 if _FULL else 20_000))
@@ -56,7 +57,7 @@ def test_sklearn_kmeans(benchmark, report, points, results):
 
 
 def test_torch_kmeans(benchmark, report, points, results):
-    device = default_device()
+    device = resolve_device()
     x = torch.from_numpy(points).to(device)
     KMeans(K, n_init=1, max_iter=2, seed=1, device=device).fit(x[:10 * K])  # warm-up
     model = KMeans(K, n_init=N_INIT, max_iter=MAX_ITER, tol=1e-4, seed=0, device=device)

@@ -17,6 +17,7 @@ import torch
 import mothello_fast as mf
 from conftest import median_seconds
 from mothello_fast.corpus import Corpus
+from mothello_fast.devices import resolve_device
 from mothello_fast.languages import LanguageSet
 
 N_GAMES = 100_000
@@ -117,7 +118,7 @@ def test_encode_torch_cpu(benchmark, report, rates, games, kind):
                                              ("atomic,split,compositional", "unified")])
 def test_corpus_batches(benchmark, report, games, spec, objective):
     """Batches of 1024 games built on the corpus device (CUDA when present)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device().type
     ls = LanguageSet.from_spec(spec, unified=objective == "unified", n_anchors=4)
     corpus = Corpus(games, ls, batch_size=1024, objective=objective, seed=0, device=device)
     steps = 200 if device == "cuda" else 10

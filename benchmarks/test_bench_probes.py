@@ -17,7 +17,8 @@ from sklearn.preprocessing import StandardScaler
 
 from conftest import median_seconds
 from mothello_fast.othello import generate_games, replay
-from mothello_fast.probes import LinearProbe, default_device
+from mothello_fast.devices import resolve_device
+from mothello_fast.probes import LinearProbe
 
 N_POSITIONS = 60_000
 D_MODEL = 512
@@ -64,7 +65,7 @@ def test_linear_probe(benchmark, report, results, data):
     probe = benchmark.pedantic(lambda: LinearProbe(seed=0).fit(X, y), rounds=1, iterations=1)
     seconds, accuracy = median_seconds(benchmark), probe.score(X_test, y_test)
     section = "probe training (60k x 512)"
-    report(section, f"LinearProbe ({default_device()}) s", seconds, "s")
+    report(section, f"LinearProbe ({resolve_device().type}) s", seconds, "s")
     report(section, "LinearProbe test accuracy", accuracy)
     if "sklearn" in results:
         ref_seconds, ref_accuracy = results["sklearn"]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import LanguageError
+from .devices import resolve_device
 from .model import unwrap
 from .othello import replay, validate_games
 
@@ -208,8 +209,7 @@ def evaluate_checkpoint(checkpoint, games, *, objective: str | None = None, lang
     defaults to the one the checkpoint was trained with."""
     from .checkpoint import load_checkpoint
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)
     model, language_set = ckpt.build_model(device=device), ckpt.language_set
     if objective is None:

@@ -25,13 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import ConceptError
+from .devices import resolve_device
 
-__all__ = ["KMeans", "default_device"]
-
-
-def default_device() -> torch.device:
-    """CUDA when present, the CPU otherwise."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+__all__ = ["KMeans"]
 
 
 def _positive_int(name: str, value) -> int:
@@ -71,7 +67,7 @@ class KMeans:
 
     # -- helpers -------------------------------------------------------------------------
     def _device(self) -> torch.device:
-        return default_device() if self.device is None else torch.device(self.device)
+        return resolve_device(self.device)
 
     def _points(self, points, device: torch.device) -> torch.Tensor:
         """points: float [n, d] (numpy or torch) -> float32 contiguous tensor on `device`."""

@@ -27,11 +27,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .storage import atomic_write_bytes
+from .devices import resolve_device
 from .errors import ProbeError
 from .kernels.probe import probe_loss
 
-__all__ = ["N_SQUARES", "N_CLASSES", "LinearProbe", "MLPProbe", "load_probe", "probe_model",
-           "default_device"]
+__all__ = ["N_SQUARES", "N_CLASSES", "LinearProbe", "MLPProbe", "load_probe", "probe_model"]
 
 N_SQUARES = 64
 N_CLASSES = 3
@@ -39,9 +39,6 @@ _PREDICT_CHUNK = 65536  # rows per forward pass at predict time
 _FORMAT = "mothello-probe/1"
 
 
-def default_device() -> str:
-    """``"cuda"`` when a GPU is present, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _features(X, device) -> torch.Tensor:
@@ -143,7 +140,7 @@ class _BoardProbe:
         ``loss_curve_`` (mean training loss of each epoch).
         """
         self._check_hyperparameters()
-        device = torch.device(self.device or default_device())
+        device = resolve_device(self.device)
         x = _features(X, device)
         labels = _labels(y, x.shape[0], device)
         if x.shape[0] == 0:
@@ -196,7 +193,7 @@ class _BoardProbe:
     def _logits(self, X) -> torch.Tensor:
         """Logits ``float32 [N, 64, 3]`` on CPU."""
         self._check_fitted()
-        device = torch.device(self.device or default_device())
+        device = resolve_device(self.device)
         x = _features(X, "cpu")
         if x.shape[1] != self.n_features_in_:
             raise ProbeError(f"X has {x.shape[1]} features: expected {self.n_features_in_}, "

@@ -117,6 +117,7 @@ def run_study(*, setting: str = "naive", languages: str = "atomic,atomic",
     """Run (or resume) the study and return the contents of ``out_dir/results.json``."""
     from .alignment import model_alignment
     from .checkpoint import load_model
+    from .devices import resolve_device
     from .train import TrainConfig, train
     from .transfer import TRANSFER_PREFIX, run_transfer
 
@@ -163,7 +164,7 @@ def run_study(*, setting: str = "naive", languages: str = "atomic,atomic",
 
     def probing() -> dict:
         model, language_set = load_model(out / trained["checkpoint"],
-                                         device=_torch_device(device))
+                                         device=resolve_device(device))
         layers = list(range(sizes.n_layers + 1))
         result = model_alignment(
             model, language_set, probe_games, layers=layers, probe=probe,
@@ -193,11 +194,6 @@ def run_study(*, setting: str = "naive", languages: str = "atomic,atomic",
     return results
 
 
-def _torch_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _summary(setting, languages, scale, seed, sizes, trained, probes, transfer) -> dict:

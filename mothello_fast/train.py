@@ -35,6 +35,7 @@ from .checkpoint import (find_latest_checkpoint, load_checkpoint, load_weights,
                          restore_rng_state, save_checkpoint)
 from .storage import atomic_write_bytes, atomic_write_json
 from .errors import CheckpointError, ConfigError
+from .devices import resolve_device
 from .evaluate import evaluate_languages
 from .model import GPT, GPTConfig
 from .othello import validate_games
@@ -237,10 +238,7 @@ def _setup_distributed(device_type: str) -> _Dist:
 
 
 def _resolve_device(config: TrainConfig, ddp: _Dist) -> torch.device:
-    name = config.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = resolve_device(config.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", ddp.local_rank)
     if device.type == "cuda":

@@ -45,12 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..concepts import concept_report
     from ..datasets import load_games
+    from ..devices import resolve_device
     from ..othello import generate_games
 
-    device = args.device
-    if device == "auto":
-        import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     model, language_set = load_model(args.checkpoint, device=device)
     games = (load_games(args.data)[:args.games] if args.data is not None
              else generate_games(args.games, seed=args.seed))

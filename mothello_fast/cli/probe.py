@@ -34,15 +34,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_inputs(args: argparse.Namespace):
     """(model, language set, games, layers, probe parameters) from the shared arguments."""
     import numpy as np
-    import torch
 
     from ..checkpoint import load_model
+    from ..devices import resolve_device
     from ..datasets import load_games
     from ..othello import generate_games
 
-    device = args.device if args.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
-    model, language_set = load_model(args.checkpoint, device=device)
+    model, language_set = load_model(args.checkpoint, device=resolve_device(args.device))
     games = (np.asarray(load_games(args.data)) if args.data is not None
              else generate_games(args.games, seed=args.seed))
     layers = [int(x) if x.isdigit() else x for x in args.layers]
