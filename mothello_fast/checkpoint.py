@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .storage import atomic_write_json, replace_directory, sha256_file
+from .storage import atomic_write_json, replace_directory
 from .errors import CheckpointError
 from .model import GPT, GPTConfig, unwrap
 
@@ -108,7 +108,7 @@ def _write_file(path: Path, data: bytes) -> dict:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    return {"bytes": len(data), "sha256": sha256_file(path)}
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0,
