@@ -13,8 +13,9 @@ missing, truncated or corrupted shard raises `DatasetError` naming it.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import io
 import json
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 from . import _engine
 from .errors import DatasetError
 from .othello import GAME_PLIES, Board, generate_games, validate_games
-from .storage import atomic_write_json, replace_directory, sha256_file
+from .storage import atomic_write_bytes, atomic_write_json, replace_directory, sha256_file
 
 __all__ = ["FORMAT_VERSION", "GameDataset", "generate_dataset", "write_games", "load_games",
            "split_games", "deduplicate"]
@@ -37,14 +38,11 @@ DEFAULT_SHARD_SIZE = 1_000_000
 
 def _write_shard(path: Path, games: np.ndarray) -> str:
     """Write one shard atomically; return its sha256."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, games, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    digest = sha256_file(tmp)
-    os.replace(tmp, path)
-    return digest
+    buffer = io.BytesIO()
+    np.save(buffer, games, allow_pickle=False)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _shard_name(index: int) -> str:
