@@ -288,9 +288,10 @@ def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shar
             part = Activations.concatenate(
                 [_collect_batch(gpt, language_set, games[s:min(s + batch_size, stop)], language,
                                 hooks, s, device) for s in range(start, stop, batch_size)])
-            atomic_write_bytes(file, save(_shard_tensors(part)))
+            data = save(_shard_tensors(part))
+            atomic_write_bytes(file, data)
             record = {"file": file.name, "games": [start, stop], "n_positions": len(part),
-                      "sha256": sha256_file(file)}
+                      "sha256": hashlib.sha256(data).hexdigest()}
             atomic_write_json(record_file, record)
         shards.append(record)
         bar.update(stop - start)
