@@ -359,7 +359,6 @@ class LanguageSet:
                 slots[j * _ROWS + s + 1, :len(ids)] = ids
                 lengths[j * _ROWS + s + 1] = len(ids)
         self._slots, self._lengths = slots, lengths
-        self._is_end = (np.arange(k) == lengths[:, None] - 1)            # [rows, K]
         self.context_length = int(max(lengths[j * _ROWS:(j + 1) * _ROWS].sum() for j in range(n_lang)))
 
         self.token_language = np.asarray(owner, dtype=np.int64)
@@ -493,7 +492,7 @@ class LanguageSet:
         if key not in self._torch_cache:
             self._torch_cache[key] = {
                 name: torch.as_tensor(value, device=device) for name, value in
-                (("slots", self._slots), ("lengths", self._lengths), ("is_end", self._is_end),
+                (("slots", self._slots), ("lengths", self._lengths),
                  ("playable", self._playable_lut()), ("output", self._output_lut()))}
         return self._torch_cache[key]
 
