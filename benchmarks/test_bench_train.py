@@ -19,10 +19,21 @@ A second benchmark (CUDA only) runs the whole `train()` loop (batches built on t
 Environment: MOTHELLO_PEAK_TFLOPS (default 790, the H200's measured bf16 dense peak),
 MOTHELLO_COMPILE_MODE (passed to torch.compile, e.g. max-autotune-no-cudagraphs),
 MOTHELLO_BENCH_BATCH (games per step).
+
+Script mode measures several variants of the step in one process, for finding where the
+MFU goes (each compiled variant compiles afresh; ``--profile`` adds a per-kernel time
+breakdown of one variant):
+
+    python benchmarks/test_bench_train.py --sweep [--variants NAME,...] [--profile NAME]
+    python benchmarks/test_bench_train.py --list
 """
+import argparse
+import json
 import os
+import sys
 import tempfile
 import time
+import traceback
 from contextlib import nullcontext
 
 import pytest
@@ -46,72 +57,107 @@ else:
 PEAK = float(os.environ.get("MOTHELLO_PEAK_TFLOPS", 790)) * 1e12
 
 
+
 def _sync():
     if CUDA:
         torch.cuda.synchronize()
 
 
-def _make_step(*, fast: bool):
+# A variant of the training step: how the model is built, compiled and run. "ours" is what
+# `train()` does on CUDA; "eager fp32" is the field's reference way. The others each change
+# one thing of "ours", to show what it is worth.
+OURS = dict(compile=True, compile_mode=None, bf16=True, tf32=True, fused=True, dropout=0.1,
+            attention_backend="auto", batch=BATCH, inductor={})
+# In the order a sweep runs them: the most telling first, since a time limit cuts the tail.
+VARIANTS = {
+    "eager fp32": dict(OURS, compile=False, bf16=False, tf32=False, fused=False),
+    "ours": OURS,
+    "triton attention": dict(OURS, attention_backend="triton"),
+    "no dropout": dict(OURS, dropout=0.0),
+    "max-autotune-no-cudagraphs": dict(OURS, compile_mode="max-autotune-no-cudagraphs"),
+    "reduce-overhead (CUDA graphs)": dict(OURS, compile_mode="reduce-overhead"),
+    "coordinate-descent tuning": dict(OURS, inductor={"coordinate_descent_tuning": True}),
+    "batch x2": dict(OURS, batch=2 * BATCH),
+}
+
+
+def _make_step(variant: dict, *, sync: bool = True):
+    """A zero-argument training step of `variant` (see VARIANTS) on a fixed random batch,
+    and the model's config. With ``sync`` each call waits for the device."""
+    cuda_fast = CUDA and variant["bf16"]
+    if CUDA:
+        torch.backends.cuda.matmul.allow_tf32 = variant["tf32"]
+        torch.backends.cudnn.allow_tf32 = variant["tf32"]
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=VOCAB, context_length=T, dropout=0.1, **SHAPE)
+    config = GPTConfig(vocab_size=VOCAB, context_length=T, dropout=variant["dropout"],
+                       attention_backend=variant["attention_backend"], **SHAPE)
     model = GPT(config).to(DEVICE).train()
-    optimizer = make_optimizer(model, TrainConfig(), fused=fast and CUDA)
+    optimizer = make_optimizer(model, TrainConfig(), fused=variant["fused"] and CUDA)
     g = torch.Generator(device=DEVICE).manual_seed(1)
-    tokens = torch.randint(1, VOCAB, (BATCH, T), device=DEVICE, generator=g)
-    targets = torch.randint(1, VOCAB, (BATCH, T), device=DEVICE, generator=g)
-    step_model = torch.compile(model, mode=os.environ.get("MOTHELLO_COMPILE_MODE")) if fast \
-        else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if fast and CUDA else nullcontext()
+    batch = variant["batch"]
+    tokens = torch.randint(1, VOCAB, (batch, T), device=DEVICE, generator=g)
+    targets = torch.randint(1, VOCAB, (batch, T), device=DEVICE, generator=g)
+    step_model = model
+    if variant["compile"]:
+        import torch._inductor.config as inductor_config
+        torch._dynamo.reset()  # a fresh compile: inductor options apply, no recompile limit
+        for key, value in variant["inductor"].items():
+            setattr(inductor_config, key, value)
+        step_model = torch.compile(model, mode=variant["compile_mode"])
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda_fast else nullcontext()
 
     def step():
         loss, _ = train_step(step_model, optimizer, tokens, targets, autocast=autocast,
                              grad_clip=1.0)
-        _sync()
+        if sync:
+            _sync()
         return loss
 
     return step, config
 
 
-def _set_tf32(allowed: bool) -> None:
-    if CUDA:
-        torch.backends.cuda.matmul.allow_tf32 = allowed
-        torch.backends.cudnn.allow_tf32 = allowed
-
-
-def _seconds_per_step(step) -> float:
-    for _ in range(WARMUP):
+def _seconds_per_step(step, warmup: int = WARMUP, rounds: int = ROUNDS) -> float:
+    """Mean seconds of `step` over `rounds` calls after `warmup`, one device sync at the
+    end (as in training, where the host runs ahead of the device)."""
+    for _ in range(warmup):
         step()
+    _sync()
     start = time.perf_counter()
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         step()
-    return (time.perf_counter() - start) / ROUNDS
+    _sync()
+    return (time.perf_counter() - start) / rounds
+
+
+def _mfu_figures(config: GPTConfig, batch: int, seconds: float) -> dict:
+    tokens = batch * T
+    flops = flops_per_token(config, T) * tokens
+    return {"tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
+            "mfu": flops / seconds / PEAK}
 
 
 @pytest.mark.benchmark(group="train")
 def test_bench_train_step_compiled_vs_eager_fp32(benchmark):
-    _set_tf32(False)
-    baseline_step, config = _make_step(fast=False)
+    baseline_step, config = _make_step(VARIANTS["eager fp32"])
     baseline_s = _seconds_per_step(baseline_step)
     del baseline_step
 
-    _set_tf32(True)
-    step, _ = _make_step(fast=True)
+    step, _ = _make_step(dict(OURS, compile_mode=os.environ.get("MOTHELLO_COMPILE_MODE")))
     for _ in range(WARMUP):  # compiles
         step()
     benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     ours_s = benchmark.stats.stats.median
 
-    tokens = BATCH * T
-    flops = flops_per_token(config, T) * tokens
+    ours, baseline = _mfu_figures(config, BATCH, ours_s), _mfu_figures(config, BATCH, baseline_s)
     figures = {
         "device": torch.cuda.get_device_name() if CUDA else "cpu",
         "shape": f"{SHAPE} batch {BATCH} x {T} tokens",
-        "tokens_per_s": tokens / ours_s,
-        "baseline_tokens_per_s": tokens / baseline_s,
+        "tokens_per_s": ours["tokens_per_s"],
+        "baseline_tokens_per_s": baseline["tokens_per_s"],
         "speedup_vs_eager_fp32": baseline_s / ours_s,
-        "tflops": flops / ours_s / 1e12,
-        "mfu": flops / ours_s / PEAK,
-        "baseline_mfu": flops / baseline_s / PEAK,
+        "tflops": ours["tflops"],
+        "mfu": ours["mfu"],
+        "baseline_mfu": baseline["mfu"],
     }
     _report(benchmark, figures)
     assert figures["speedup_vs_eager_fp32"] > 0
@@ -148,3 +194,128 @@ def test_bench_train_loop_end_to_end(benchmark):
                         "loop_speedup_vs_eager_fp32": rates["ours"] / rates["eager_fp32"],
                         "loop_mfu": rates["ours"] * flops / PEAK})
     assert rates["ours"] > 0
+
+
+# --------------------------------------------------------------------------- script mode
+
+# Kernel name patterns -> what the time is spent on, for the profile breakdown.
+KERNEL_KINDS = (("matmul", ("gemm", "cutlass", "sm90_", "nvjet", "cublas", "triton_tem_")),
+                ("attention", ("flash", "fmha", "cudnn", "attn", "attention")),
+                ("optimizer", ("adam", "multi_tensor", "foreach")),
+                ("fused pointwise / norms (inductor)", ("triton_",)),
+                ("copies / fills", ("copy", "fill", "memcpy", "memset")))
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    for kind, patterns in KERNEL_KINDS:
+        if any(p in lowered for p in patterns):
+            return kind
+    return "other"
+
+
+def profile_breakdown(step, steps: int = 5) -> dict:
+    """Device time per step by kernel kind, and the 25 costliest kernels, of a warmed-up
+    `step` (one that does not sync)."""
+    from torch.profiler import ProfilerActivity, profile
+    _sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if CUDA else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        _sync()
+    attr = "self_device_time_total" if CUDA else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0 and
+              (not CUDA or e.device_type.name == "CUDA")]
+    by_kind: dict[str, float] = {}
+    for e in events:
+        kind = kernel_kind(e.key)
+        by_kind[kind] = by_kind.get(kind, 0.0) + getattr(e, attr) / 1e3 / steps  # ms per step
+    top = sorted(events, key=lambda e: -getattr(e, attr))[:25]
+    return {"ms_per_step_by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
+            "top_kernels": [(e.key[:90], getattr(e, attr) / 1e3 / steps, e.count // steps)
+                            for e in top]}
+
+
+def sweep(names, *, profile_name=None, out=None) -> dict:
+    """One row per variant: ms per step, tokens/s, MFU, speed-up against eager fp32 (per
+    token); with `profile_name`, that variant's `profile_breakdown` too. Results are
+    written to `out` (JSON) after every variant, so a run cut short keeps what it measured."""
+    result: dict = {"rows": []}
+    rows = result["rows"]
+    for name in names:
+        variant = VARIANTS[name]
+        start = time.perf_counter()
+        try:
+            step, config = _make_step(variant, sync=False)
+            seconds = _seconds_per_step(step)
+            if name == profile_name:
+                result["profile"] = {"variant": name, **profile_breakdown(step)}
+        except Exception as err:  # keep going: one failing variant should not hide the rest
+            print(f"{name}: FAILED ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+            traceback.print_exc()
+            continue
+        row = {"variant": name, "batch": variant["batch"], "ms": seconds * 1e3,
+               **_mfu_figures(config, variant["batch"], seconds),
+               "setup_s": time.perf_counter() - start - seconds * ROUNDS}
+        rows.append(row)
+        base = next((r for r in rows if r["variant"] == "eager fp32"), None)
+        row["speedup_vs_eager_fp32"] = (row["tokens_per_s"] / base["tokens_per_s"] if base
+                                        else float("nan"))
+        print(f"{name}: {row['ms']:.2f} ms/step, MFU {row['mfu']:.1%}, "
+              f"{row['speedup_vs_eager_fp32']:.2f}x eager fp32 (set-up, compile and profile "
+              f"{row['setup_s']:.0f} s)")
+        sys.stdout.flush()
+        if out:
+            with open(out, "w") as f:
+                json.dump(result, f, indent=1)
+        del step
+        if CUDA:
+            torch.cuda.empty_cache()
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="training-step variants: ms, tokens/s, MFU")
+    parser.add_argument("--sweep", action="store_true", help="measure the variants")
+    parser.add_argument("--list", action="store_true", help="list the variants and exit")
+    parser.add_argument("--variants", help="comma-separated variant names (default: all)")
+    parser.add_argument("--profile", metavar="NAME",
+                        help="also print a per-kernel time breakdown of this variant")
+    parser.add_argument("--json", metavar="PATH", help="write the results here")
+    args = parser.parse_args(argv)
+    if args.list or not (args.sweep or args.profile):
+        for name, variant in VARIANTS.items():
+            print(f"{name}: {variant}")
+        return 0
+    names = ([n.strip() for n in args.variants.split(",")] if args.variants else list(VARIANTS)
+             ) if args.sweep else []
+    if args.profile and args.profile not in names:
+        names.append(args.profile)
+    for name in names:
+        if name not in VARIANTS:
+            parser.error(f"unknown variant {name!r}; expected one of {list(VARIANTS)}")
+    device = torch.cuda.get_device_name() if CUDA else "cpu"
+    print(f"{device}, torch {torch.__version__}, model {SHAPE}, T {T}, peak {PEAK / 1e12:.0f} "
+          f"TFLOP/s")
+    result = sweep(names, profile_name=args.profile, out=args.json)
+    if "profile" in result:
+        prof = result["profile"]
+        print(f"\nprofile of {prof['variant']!r}, device ms per step by kind:")
+        for kind, ms in prof["ms_per_step_by_kind"].items():
+            print(f"  {kind:<40} {ms:8.3f}")
+        print("costliest kernels (ms per step, calls per step):")
+        for key, ms, calls in prof["top_kernels"]:
+            print(f"  {ms:8.3f} {calls:4d}  {key}")
+    if result["rows"]:
+        print(f"\ntraining step, {SHAPE}, T {T}")
+        print(f"  {'variant':<32}{'batch':>6}{'ms':>9}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>7}"
+              f"{'vs eager':>9}")
+        for r in result["rows"]:
+            print(f"  {r['variant']:<32}{r['batch']:>6}{r['ms']:>9.2f}{r['tokens_per_s']:>12,.0f}"
+                  f"{r['tflops']:>9.1f}{r['mfu']:>7.1%}{r['speedup_vs_eager_fp32']:>8.2f}x")
+    return 0 if len(result["rows"]) == len(names) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# What a CUDA machine is needed for, in one command, the parts in the order given:
+#
+#   bash benchmarks/gpu_checks.sh [PART ...]      (default: build tests mfu, about 9 minutes)
+#
+#   build    pip install --no-deps --no-build-isolation -e .  (the engine extension, built there)
+#   tests    python -m pytest tests/gpu -q -s  (the GPU tests: kernels, training, probes, ...)
+#   mfu      benchmarks/test_bench_train.py --sweep --profile ours: ms, tokens/s and MFU of the
+#            training step per variant (eager fp32, ours, Triton attention, no dropout,
+#            max-autotune, ...; a time limit cuts the tail) and where the device time of one
+#            step of ours goes
+#   step     benchmarks/test_bench_kernels.py --only step  (the step per SDPA backend, eager)
+#   loop     the whole train() loop against eager fp32 (benchmarks/test_bench_train.py, pytest)
+#   kernels  benchmarks/test_bench_kernels.py --only attention --only probe
+#
+# Each part runs under its own time limit, LIMIT_<PART> seconds (defaults below), so one slow
+# part cannot use up the others' time. Its whole log goes to $LOG_DIR/<part>.log ($OUT when
+# set, else gpu-logs/), and a line per part (passed / failed / timed out, seconds) prints
+# last and goes to summary.txt.
+set -u
+cd "$(dirname "$0")/.."
+LOG_DIR=${LOG_DIR:-${OUT:-gpu-logs}}
+mkdir -p "$LOG_DIR"
+export PYTHONUNBUFFERED=1
+
+declare -A LIMIT=([build]=${LIMIT_BUILD:-90} [tests]=${LIMIT_TESTS:-240}
+                  [mfu]=${LIMIT_MFU:-240} [step]=${LIMIT_STEP:-240} [loop]=${LIMIT_LOOP:-240}
+                  [kernels]=${LIMIT_KERNELS:-300})
+declare -A COMMAND=(
+    [build]="python3 -m pip install -q --no-deps --no-build-isolation -e ."
+    [tests]="python3 -m pytest tests/gpu -q -s -p no:cacheprovider"
+    [step]="python3 benchmarks/test_bench_kernels.py --only step"
+    [mfu]="python3 benchmarks/test_bench_train.py --sweep --profile ours --json $LOG_DIR/mfu.json"
+    [loop]="python3 -m pytest benchmarks/test_bench_train.py -k loop --benchmark-enable -q -s -p no:cacheprovider"
+    [kernels]="python3 benchmarks/test_bench_kernels.py --only attention --only probe"
+)
+
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(build tests mfu)
+for part in "${parts[@]}"; do
+    if [ -z "${COMMAND[$part]+set}" ]; then
+        echo "gpu_checks.sh: unknown part '$part'; expected some of: ${!COMMAND[*]}" >&2
+        exit 2
+    fi
+done
+
+summary=("$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
+             --format=csv,noheader 2>&1 || echo 'nvidia-smi failed')")
+echo "${summary[0]}"
+failed=0
+for part in "${parts[@]}"; do
+    echo "=== $part (limit ${LIMIT[$part]} s): ${COMMAND[$part]}"
+    start=$(date +%s)
+    timeout --kill-after=10 "${LIMIT[$part]}" bash -c "${COMMAND[$part]}" 2>&1 \
+        | tee "$LOG_DIR/$part.log"
+    rc=${PIPESTATUS[0]}
+    seconds=$(( $(date +%s) - start ))
+    case $rc in
+        0) state=passed ;;
+        124|137) state="TIMED OUT" ; failed=1 ;;
+        *) state="failed (exit $rc)" ; failed=1 ;;
+    esac
+    summary+=("$(printf '%-8s %-18s %5d s' "$part" "$state" "$seconds")")
+done
+
+echo
+echo "=== summary"
+printf '%s\n' "${summary[@]}" | tee "$LOG_DIR/summary.txt"
+exit $failed
