@@ -28,7 +28,7 @@ declare -A LIMIT=([build]=${LIMIT_BUILD:-90} [tests]=${LIMIT_TESTS:-240}
                   [kernels]=${LIMIT_KERNELS:-300})
 declare -A COMMAND=(
     [build]="python3 -m pip install -q --no-deps --no-build-isolation -e ."
-    [tests]="python3 -m pytest tests/gpu -q -s -p no:cacheprovider"
+    [tests]="python3 -m pytest tests/gpu -v -s -p no:cacheprovider --durations=15"
     [step]="python3 benchmarks/test_bench_kernels.py --only step"
     [mfu]="python3 benchmarks/test_bench_train.py --sweep --profile ours --json $LOG_DIR/mfu.json"
     [loop]="python3 -m pytest benchmarks/test_bench_train.py -k loop --benchmark-enable -q -s -p no:cacheprovider"

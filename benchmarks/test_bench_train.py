@@ -97,18 +97,19 @@ def _make_step(variant: dict, *, sync: bool = True):
     batch = variant["batch"]
     tokens = torch.randint(1, VOCAB, (batch, T), device=DEVICE, generator=g)
     targets = torch.randint(1, VOCAB, (batch, T), device=DEVICE, generator=g)
-    step_model = model
+    step_model, options = model, nullcontext()
     if variant["compile"]:
         import torch._inductor.config as inductor_config
-        torch._dynamo.reset()  # a fresh compile: inductor options apply, no recompile limit
-        for key, value in variant["inductor"].items():
-            setattr(inductor_config, key, value)
+        torch._dynamo.reset()  # a fresh compile: no recompile limit, no cached graph
         step_model = torch.compile(model, mode=variant["compile_mode"])
+        # compiling happens in the first call, so the options hold around every call
+        options = inductor_config.patch(variant["inductor"])
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda_fast else nullcontext()
 
     def step():
-        loss, _ = train_step(step_model, optimizer, tokens, targets, autocast=autocast,
-                             grad_clip=1.0)
+        with options:
+            loss, _ = train_step(step_model, optimizer, tokens, targets, autocast=autocast,
+                                 grad_clip=1.0)
         if sync:
             _sync()
         return loss
