@@ -34,6 +34,14 @@ def legal(uint64_t me, uint64_t opp):
     return legal_moves(me, opp)
 
 
+def legal_into(const uint64_t[::1] me, const uint64_t[::1] opp, uint64_t[::1] out):
+    """out[i] = legal-move bitboard of the side owning me[i] against opp[i] (many positions)."""
+    cdef Py_ssize_t i, n = me.shape[0]
+    with nogil:
+        for i in range(n):
+            out[i] = legal_moves(me[i], opp[i])
+
+
 def flips(uint64_t me, uint64_t opp, int square):
     """Bitboard of `opp` discs flipped when `me` plays `square` (one position)."""
     return flips_for(me, opp, square)
@@ -92,14 +100,6 @@ cdef inline void expand_bits(uint64_t x, uint8_t *out, uint8_t value) noexcept n
     for k in range(8):
         word = BYTE_TO_BITS[(x >> (8 * k)) & 0xFF] * value
         memcpy(out + 8 * k, &word, 8)
-
-
-def expand_bitboards_into(const uint64_t[::1] bitboards, uint8_t[:, ::1] out):
-    """out[i, s] = 1 where bit s of bitboards[i] is set, else 0."""
-    cdef Py_ssize_t i, n = bitboards.shape[0]
-    with nogil:
-        for i in range(n):
-            expand_bits(bitboards[i], &out[i, 0], 1)
 
 
 def replay_labels_into(const int8_t[:, ::1] games, int8_t[:, :, ::1] board, uint8_t[:, ::1] player,

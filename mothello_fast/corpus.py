@@ -152,7 +152,6 @@ class Corpus:
                 raise LanguageError("language_games leave no game that every language may be "
                                     "drawn with (parallel mode needs one)")
             self._pool = None if common is None else torch.as_tensor(common, device=self.device)
-        self._generator = torch.Generator(device=self.device)
 
     def _allowed(self, language_games) -> list[np.ndarray | None]:
         allowed: list[np.ndarray | None] = [None] * self.language_set.n_languages
@@ -209,7 +208,8 @@ class Corpus:
         """Batch number `step`, a pure function of ``(seed, step)``."""
         if not _is_int(step) or step < 0:
             raise LanguageError(f"step={step!r}: expected an integer >= 0")
-        gen = self._generator.manual_seed(_step_seed(self.seed, int(step)))
+        # a generator of this call's own, so that concurrent calls never share a stream
+        gen = torch.Generator(device=self.device).manual_seed(_step_seed(self.seed, int(step)))
         B, n_lang, device = self.batch_size, self.language_set.n_languages, self.device
         draws = torch.randint(0, _DRAW_RANGE, (B,), generator=gen, device=device)
         if self.mode == "sample":

@@ -24,7 +24,8 @@ import numpy as np
 
 from . import _engine
 from .errors import DatasetError
-from .othello import GAME_PLIES, Board, generate_games, validate_games
+from .othello import GAME_PLIES, Board, _check_seed, generate_games, validate_games
+from .parallel import resolve_threads
 from .storage import atomic_write_bytes, atomic_write_json, replace_directory, sha256_file
 
 __all__ = ["FORMAT_VERSION", "GameDataset", "generate_dataset", "write_games", "load_games",
@@ -34,6 +35,9 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"  # in DIR.partial/: parameters and finished shards
 DEFAULT_SHARD_SIZE = 1_000_000
+# Manifest keys that `write_games` writes itself; its `metadata` may not set them.
+RESERVED_KEYS = frozenset({"format", "format_version", "n_games", "shard_size", "plies", "dtype",
+                           "created", "shards", "generator", "games_sha256"})
 
 
 def _write_shard(path: Path, games: np.ndarray) -> str:
@@ -51,8 +55,61 @@ def _shard_name(index: int) -> str:
 
 def _check_positive(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}={value!r}: expected a positive integer")
+        raise DatasetError(f"{name}={value!r}: expected a positive integer")
     return int(value)
+
+
+def _check_metadata(metadata) -> dict:
+    """`metadata` as a plain dict of JSON values whose keys are not `RESERVED_KEYS`."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise DatasetError(f"metadata={metadata!r}: expected a dict with str keys")
+    reserved = sorted(RESERVED_KEYS.intersection(metadata))
+    if reserved:
+        raise DatasetError(f"metadata sets reserved manifest keys {reserved}; use other names")
+    for key, value in metadata.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"metadata[{key!r}] = {value!r} is not JSON-serialisable ({exc}); "
+                               "expected str, int, float, bool, None, list or dict "
+                               "(e.g. int(x) for a numpy integer)") from None
+    return dict(metadata)
+
+
+def _resume_record(partial: Path, params: dict) -> tuple[dict, list] | None:
+    """``(parameters, finished shard entries)`` of the interrupted run in `partial`: from
+    its progress file, or, for a run that died after writing its final manifest (whose
+    shards are then all finished), from that manifest. None when neither is readable."""
+    for name in (PROGRESS, MANIFEST):
+        try:
+            record = json.loads((partial / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("shards"), list):
+            continue
+        if name == MANIFEST:   # the parameters are among the manifest's keys
+            return {k: record.get(k) for k in params}, record["shards"]
+        if isinstance(record.get("params"), dict):
+            return record["params"], record["shards"]
+    return None
+
+
+def _check_shard_entry(meta, where: str) -> tuple[str, int, str]:
+    """``(file, n_games, sha256)`` of a manifest's shard entry; `DatasetError` naming the
+    entry unless ``file`` is a plain file name (inside the dataset directory)."""
+    ok = isinstance(meta, dict) and isinstance(meta.get("file"), str) \
+        and isinstance(meta.get("n_games"), int) and not isinstance(meta.get("n_games"), bool) \
+        and meta["n_games"] >= 0 and isinstance(meta.get("sha256"), str)
+    if not ok:
+        raise DatasetError(f"{where}: {meta!r} is not a valid shard entry; expected "
+                           "{'file': str, 'n_games': int >= 0, 'sha256': str}")
+    name = meta["file"]
+    if name in ("", ".", "..") or "/" in name or "\\" in name or Path(name).name != name:
+        raise DatasetError(f"{where}: shard file {name!r} is not a plain file name inside the "
+                           "dataset directory")
+    return name, meta["n_games"], meta["sha256"]
 
 
 def _prepare_partial(out: Path, params: dict, overwrite: bool) -> tuple[Path, list[dict]]:
@@ -60,28 +117,36 @@ def _prepare_partial(out: Path, params: dict, overwrite: bool) -> tuple[Path, li
     if (out / MANIFEST).exists() and not overwrite:
         raise DatasetError(f"dataset {str(out)!r} already exists; pass overwrite=True "
                            "(--overwrite) to replace it")
+    if out.is_dir() and not (out / MANIFEST).exists() and any(out.iterdir()):
+        raise DatasetError(f"{str(out)!r} is a non-empty directory that holds no {MANIFEST} "
+                           "(not a dataset); refusing to replace it, even with overwrite=True: "
+                           "remove it or choose another path")
     if out.exists() and not (out / MANIFEST).exists() and not overwrite:
         raise DatasetError(f"{str(out)!r} exists and is not a dataset; pass overwrite=True "
                            "(--overwrite) to replace it")
     partial = out.with_name(out.name + ".partial")
     done: list[dict] = []
     if partial.exists():
-        try:
-            progress = json.loads((partial / PROGRESS).read_text())
-        except (OSError, ValueError):
-            progress = None
-        if progress is not None and progress.get("params") == params:
-            for shard in progress["shards"]:  # keep the verified prefix of finished shards
-                path = partial / shard["file"]
-                if not path.exists() or sha256_file(path) != shard["sha256"]:
+        record = _resume_record(partial, params)
+        if record is not None and record[0] == params:
+            for index, shard in enumerate(record[1]):  # keep the verified prefix of finished shards
+                try:
+                    name, _, sha = _check_shard_entry(shard, str(partial))
+                except DatasetError:
+                    break
+                path = partial / name
+                if name != _shard_name(index) or not path.is_file() or sha256_file(path) != sha:
                     break
                 done.append(shard)
-        elif progress is not None and not overwrite:
+        elif record is not None and not overwrite:
             raise DatasetError(f"an interrupted generation with other parameters is in "
-                               f"{str(partial)!r} ({progress.get('params')}); pass overwrite=True "
+                               f"{str(partial)!r} ({record[0]}); pass overwrite=True "
                                "(--overwrite) to discard it")
         if not done:
-            shutil.rmtree(partial)
+            if partial.is_dir():
+                shutil.rmtree(partial)
+            else:
+                partial.unlink()
     partial.mkdir(parents=True, exist_ok=True)
     return partial, done
 
@@ -135,8 +200,10 @@ def generate_dataset(out, *, n_games: int, seed: int, threads: int | None = None
     `out`, resuming an interrupted run of the same parameters, and return it loaded."""
     n_games = _check_positive("n_games", n_games)
     shard_size = _check_positive("shard_size", shard_size)
+    seed = _check_seed(seed)
+    resolve_threads(threads)
     opening = Board.from_moves(prefix).moves if prefix is not None else []
-    params = {"generator": "uniform-random-legal", "seed": int(seed), "prefix": opening,
+    params = {"generator": "uniform-random-legal", "seed": seed, "prefix": opening,
               "n_games": n_games, "shard_size": shard_size}
 
     def make_shard(start: int, stop: int) -> np.ndarray:
@@ -149,13 +216,18 @@ def generate_dataset(out, *, n_games: int, seed: int, threads: int | None = None
 
 def write_games(games, out, *, shard_size: int = DEFAULT_SHARD_SIZE, overwrite: bool = False,
                 metadata: dict | None = None, progress: bool = False) -> GameDataset:
-    """Write an existing ``int8 [n, 60]`` games array as a dataset directory (atomically)."""
+    """Write an existing ``int8 [n, 60]`` games array as a dataset directory (atomically).
+
+    `metadata`: JSON-serialisable values stored in the manifest under keys other than
+    `RESERVED_KEYS`. The manifest records the sha256 of the games' bytes
+    (``games_sha256``), so an interrupted write resumes only for the same games."""
     games = validate_games(games)
     shard_size = _check_positive("shard_size", shard_size)
-    params = {"generator": "array", "n_games": int(len(games)), "shard_size": shard_size,
-              **(metadata or {})}
+    metadata = _check_metadata(metadata)
     if len(games) == 0:
         raise DatasetError("cannot write a dataset of 0 games")
+    params = {"generator": "array", "n_games": int(len(games)), "shard_size": shard_size,
+              "games_sha256": hashlib.sha256(games).hexdigest(), **metadata}
     return load_games(_write_sharded(out, len(games), shard_size,
                                      lambda a, b: games[a:b], params, overwrite, progress))
 
@@ -163,8 +235,14 @@ def write_games(games, out, *, shard_size: int = DEFAULT_SHARD_SIZE, overwrite: 
 class GameDataset:
     """A loaded dataset: memory-mapped shards behaving as one ``int8 [n, 60]`` array.
 
-    ``len(ds)``, ``ds[i]``, ``ds[a:b]``, ``ds[index_array]`` and ``np.asarray(ds)`` work
-    across shards; ``ds.manifest`` holds the metadata (seed, prefix, counts).
+    Indexing works as on that array, whatever the number of shards: ``ds[i]``,
+    ``ds[a:b]``, ``ds[index_array]``, ``ds[bool_mask]`` and tuples such as ``ds[:, 0]``
+    or ``ds[3, 2]`` (the first index picks games, the rest applies to the games
+    picked). The result is always a new, writable in-memory array (or a numpy
+    scalar), never a view of the files. ``np.asarray(ds)`` is a read-only memory-mapped
+    view for a one-shard dataset and a copy for several (``copy=False`` then raises
+    ``ValueError``); ``np.array(ds)`` is always a writable copy. ``ds.manifest`` holds
+    the metadata (seed, prefix, counts).
     """
 
     def __init__(self, path: Path, manifest: dict, shards: list[np.ndarray]):
@@ -180,15 +258,38 @@ class GameDataset:
     def seed(self):
         return self.manifest.get("seed")
 
-    def __getitem__(self, index) -> np.ndarray:
-        if len(self.shards) == 1:
-            return self.shards[0][index]
-        if isinstance(index, (int, np.integer)):
-            rows = self._gather(np.array([index]))
-            return rows[0]
-        return self._gather(np.arange(len(self))[index])
+    def __getitem__(self, index):
+        key = index if isinstance(index, tuple) else (index,)
+        first, rest = (key[0], key[1:]) if key else (slice(None), ())
+        if first is Ellipsis or first is None or \
+                (isinstance(first, np.ndarray) and first.dtype == bool and first.ndim > 1):
+            return self._gather(np.arange(len(self)))[index]   # not a pick of games: apply whole
+        rows = self._rows(first)
+        if isinstance(first, slice):
+            games = self._gather(rows)
+            return games[(slice(None), *rest)] if rest else games
+        if rows.ndim == 0:
+            game = self._gather(rows[None])[0]
+            return game[rest] if rest else game
+        # gather each game once; indexing the gathered games with the remapped row index
+        # and the rest keeps numpy's rules for combined advanced indices
+        needed, remap = np.unique(rows, return_inverse=True)
+        return self._gather(needed)[(remap.reshape(rows.shape), *rest)]
+
+    def _rows(self, first) -> np.ndarray:
+        """The game numbers that index `first` (an int, slice, index array or bool mask over
+        games) picks, without building an index of every game for an int or a slice."""
+        n = len(self)
+        if isinstance(first, slice):
+            return np.arange(*first.indices(n))
+        if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
+            if not -n <= first < n:
+                raise IndexError(f"index {first} is out of bounds for a dataset of {n} games")
+            return np.asarray(first % n)
+        return np.arange(n)[first]
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """Games at `rows` (``int [m]``, negative counts from the end): ``int8 [m, 60]``."""
         rows = np.asarray(rows, dtype=np.int64)
         rows = np.where(rows < 0, rows + len(self), rows)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
@@ -201,8 +302,15 @@ class GameDataset:
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        games = self.shards[0] if len(self.shards) == 1 else np.concatenate(self.shards)
-        return np.asarray(games, dtype=dtype)
+        same_dtype = dtype is None or np.dtype(dtype) == np.int8
+        if len(self.shards) == 1 and not copy and same_dtype:
+            return np.asarray(self.shards[0])
+        if copy is False:
+            raise ValueError(f"a copy is needed for np.asarray(dataset, copy=False) "
+                             f"({len(self.shards)} shards, dtype {dtype}); use copy=None")
+        if len(self.shards) == 1:
+            return np.array(self.shards[0], dtype=dtype)
+        return np.concatenate(self.shards).astype(dtype or np.int8, copy=False)
 
     def split(self, *, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Seeded random ``(train, val)`` games arrays (see `split_games`)."""
@@ -214,7 +322,8 @@ class GameDataset:
                 f"shards={len(self.shards)}, seed={self.seed})")
 
 
-def _npy_data_offset(path: Path) -> tuple[tuple, int]:
+def _npy_data_offset(path: Path) -> tuple[tuple, int, np.dtype]:
+    """``(shape, offset of the data in bytes, dtype)`` from an ``.npy`` file's header."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -241,6 +350,8 @@ def load_games(path, *, verify: bool = True) -> GameDataset:
         manifest = json.loads(manifest_path.read_text())
         shards_meta = manifest["shards"]
         version = manifest["format_version"]
+        if not isinstance(shards_meta, list):
+            raise TypeError(f"'shards' is a {type(shards_meta).__name__}, expected a list")
     except (ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"manifest {str(manifest_path)!r} is not a valid dataset manifest "
                            f"({exc})") from None
@@ -248,23 +359,25 @@ def load_games(path, *, verify: bool = True) -> GameDataset:
         raise DatasetError(f"dataset {str(path)!r} has format version {version}; this version "
                            f"of mothello-fast reads version {FORMAT_VERSION}")
     shards = []
-    for meta in shards_meta:
-        shard_path = path / meta["file"]
-        if not shard_path.exists():
-            raise DatasetError(f"shard {meta['file']!r} of dataset {str(path)!r} is missing")
-        expected = (meta["n_games"], GAME_PLIES)
+    for index, meta in enumerate(shards_meta):
+        name, n_games, sha = _check_shard_entry(meta, f"manifest {str(manifest_path)!r}, "
+                                                      f"shards[{index}]")
+        shard_path = path / name
+        if not shard_path.is_file():
+            raise DatasetError(f"shard {name!r} of dataset {str(path)!r} is missing")
+        expected = (n_games, GAME_PLIES)
         try:
             shape, offset, dtype = _npy_data_offset(shard_path)
         except (ValueError, OSError) as exc:
-            raise DatasetError(f"shard {meta['file']!r} of dataset {str(path)!r} is corrupted: "
+            raise DatasetError(f"shard {name!r} of dataset {str(path)!r} is corrupted: "
                                f"unreadable header ({exc})") from None
         size = shard_path.stat().st_size
         if tuple(shape) != expected or dtype != np.int8 or size < offset + expected[0] * GAME_PLIES:
-            raise DatasetError(f"shard {meta['file']!r} of dataset {str(path)!r} is truncated or "
+            raise DatasetError(f"shard {name!r} of dataset {str(path)!r} is truncated or "
                                f"corrupted: {size} bytes, shape {tuple(shape)} {dtype}; expected "
                                f"shape {expected} int8 ({offset + expected[0] * GAME_PLIES} bytes)")
-        if verify and sha256_file(shard_path) != meta["sha256"]:
-            raise DatasetError(f"shard {meta['file']!r} of dataset {str(path)!r} is corrupted: "
+        if verify and sha256_file(shard_path) != sha:
+            raise DatasetError(f"shard {name!r} of dataset {str(path)!r} is corrupted: "
                                "its sha256 does not match the manifest")
         shards.append(np.load(shard_path, mmap_mode="r"))
     if sum(len(s) for s in shards) != manifest.get("n_games"):
@@ -277,6 +390,8 @@ def split_games(n_games: int, *, val_fraction: float = 0.1, seed: int = 0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random split of ``range(n_games)``: sorted ``int64`` index arrays
     ``(train, val)`` with ``round(val_fraction * n_games)`` validation games."""
+    if isinstance(n_games, bool) or not isinstance(n_games, (int, np.integer)) or n_games < 0:
+        raise DatasetError(f"n_games={n_games!r}: expected a non-negative integer")
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction={val_fraction!r}: expected a fraction in [0, 1]")
     order = np.random.default_rng(seed).permutation(n_games)

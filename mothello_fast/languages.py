@@ -566,13 +566,16 @@ class LanguageSet:
             return self._input_index(language)
         if _is_tensor(like):
             import torch
-            rows = torch.as_tensor(language, device=like.device).long()
+            rows = torch.as_tensor(language, device=like.device)
+            integer = not (rows.dtype == torch.bool or rows.dtype.is_floating_point
+                           or rows.dtype.is_complex)
         else:
             rows = np.asarray(language)
-            if rows.dtype.kind not in "iu":
-                raise LanguageError(f"language of dtype {rows.dtype}: expected a name, an index "
-                                    "or integer per-row indices")
-            rows = rows.astype(np.int64)
+            integer = rows.dtype.kind in "iu"
+        if not integer:
+            raise LanguageError(f"language of dtype {rows.dtype}: expected a name, an index "
+                                "or integer per-row indices")
+        rows = rows.long() if _is_tensor(rows) else rows.astype(np.int64)
         if tuple(rows.shape) != (n,):
             raise LanguageError(f"per-row languages have shape {tuple(rows.shape)}; expected ({n},)")
         if n and (int(rows.min()) < 0 or int(rows.max()) >= self.n_languages):

@@ -222,8 +222,20 @@ class Board:
 
 def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed={seed!r}: expected an integer in 0..2**64-1")
+        raise GameArrayError(f"seed={seed!r}: expected an integer in 0..2**64-1")
     return int(seed)
+
+
+def _check_game_range(first_game, n: int) -> int:
+    """`first_game` checked so that game numbers ``first_game .. first_game + n - 1`` fit
+    in int64 (the engine's stream key)."""
+    if isinstance(first_game, bool) or not isinstance(first_game, (int, np.integer)) \
+            or first_game < 0:
+        raise GameArrayError(f"first_game={first_game!r}: expected a non-negative integer")
+    if int(first_game) + max(int(n), 1) > 2**63:
+        raise GameArrayError(f"first_game={first_game!r} with {n} games: game numbers "
+                             "first_game + i must fit in int64 (first_game + n at most 2**63)")
+    return int(first_game)
 
 
 def generate_games(n: int, *, seed: int, threads: int | None = None,
@@ -242,17 +254,17 @@ def generate_games(n: int, *, seed: int, threads: int | None = None,
     ((3, 60), 'int8', ['c4', 'c3'])
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n={n!r}: expected a non-negative number of games")
+        raise GameArrayError(f"n={n!r}: expected a non-negative number of games")
     seed = _check_seed(seed)
+    first_game = _check_game_range(first_game, n)
+    threads = resolve_threads(threads)
     opening = np.asarray(Board.from_moves(prefix).moves if prefix is not None else [], dtype=np.int8)
-    if isinstance(first_game, bool) or not isinstance(first_game, (int, np.integer)) or first_game < 0:
-        raise ValueError(f"first_game={first_game!r}: expected a non-negative integer")
     out = np.empty((int(n), GAME_PLIES), dtype=np.int8)
 
     def work(start: int, stop: int) -> None:
         _engine.generate_into(out[start:stop], seed, first_game + start, opening)
 
-    run_in_chunks(int(n), resolve_threads(threads), work, progress, "generating games")
+    run_in_chunks(int(n), threads, work, progress, "generating games")
     return out
 
 
@@ -305,22 +317,45 @@ class Replay:
 
     @property
     def next_player(self) -> np.ndarray:
-        """``uint8 [n, 60]``: the side to move after move i (the one who plays move i+1;
-        at a game's last move, the opponent of its player; 0 after the end)."""
-        return next_player(self.player)
+        """``uint8 [n, 60]``: the side to move after move i (see `next_player`)."""
+        return next_player(self.player, self.board)
 
     def relative_board(self) -> np.ndarray:
         """``int8 [n, 60, 64]``: 0 empty, 1 mine, 2 theirs, relative to the side to move."""
         return relative_board(self.board, self.next_player)
 
 
-def next_player(player: np.ndarray) -> np.ndarray:
-    """Side to move after each move, from ``player`` ``uint8 [n, 60]`` (see `Replay`)."""
+def next_player(player: np.ndarray, board: np.ndarray | None = None) -> np.ndarray:
+    """Side to move after each move: ``uint8 [n, 60]``, 0 after the end.
+
+    player: ``uint8 [n, 60]`` who played each move (see `Replay`); board: ``int8 [n, 60, 64]``
+    the positions. Within a row, the side to move is the player of the next move. After
+    a row's last move it is the opponent, unless, given `board`, the opponent has no
+    legal move and the player has (a row cut just before a pass); when the game is over
+    it is the opponent by convention. Without `board` the opponent is assumed there.
+    """
     player = np.asarray(player)
     following = np.zeros_like(player)
     following[:, :-1] = player[:, 1:]
     opponent = np.where(player > 0, 3 - player.astype(np.int16), 0).astype(player.dtype)
-    return np.where(following > 0, following, opponent)
+    result = np.where(following > 0, following, opponent)
+    if board is None:
+        return result
+    games, plies = np.nonzero((player > 0) & (following == 0))   # each row's last move
+    me = _bitboards(np.asarray(board)[games, plies] == player[games, plies, None])
+    opp = _bitboards(np.asarray(board)[games, plies] == opponent[games, plies, None])
+    opp_legal, my_legal = np.empty_like(me), np.empty_like(me)
+    _engine.legal_into(opp, me, opp_legal)
+    _engine.legal_into(me, opp, my_legal)
+    passes = (opp_legal == 0) & (my_legal != 0)
+    result[games[passes], plies[passes]] = player[games[passes], plies[passes]]
+    return result
+
+
+def _bitboards(squares: np.ndarray) -> np.ndarray:
+    """``bool [m, 64]`` -> ``uint64 [m]`` (bit s set where square s is)."""
+    packed = np.packbits(np.ascontiguousarray(squares, dtype=bool), axis=-1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u8").reshape(-1).astype(np.uint64)
 
 
 def relative_board(board: np.ndarray, to_move: np.ndarray) -> np.ndarray:
@@ -329,6 +364,29 @@ def relative_board(board: np.ndarray, to_move: np.ndarray) -> np.ndarray:
     board = np.asarray(board)
     mine = board == np.asarray(to_move)[..., None]
     return np.where(board == EMPTY, 0, np.where(mine, 1, 2)).astype(np.int8)
+
+
+_REPLAY_FIELDS = (("board", np.int8, (GAME_PLIES, 64)), ("player", np.uint8, (GAME_PLIES,)),
+                  ("legal_next", np.bool_, (GAME_PLIES, 64)), ("flipped", np.bool_, (GAME_PLIES, 64)),
+                  ("n_moves", np.int64, ()))
+
+
+def _check_replay_out(out, n: int) -> None:
+    """`GameArrayError` unless `out` is a `Replay` of C-contiguous arrays of the dtypes and
+    shapes `replay` writes, for at least `n` games."""
+    if not isinstance(out, Replay):
+        raise GameArrayError(f"out: expected a Replay, got {type(out).__name__}")
+    for field, dtype, shape in _REPLAY_FIELDS:
+        arr = getattr(out, field)
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape[1:] != shape \
+                or arr.ndim != 1 + len(shape) or not arr.flags.c_contiguous \
+                or not arr.flags.writeable:
+            got = (f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray)
+                   else type(arr).__name__)
+            raise GameArrayError(f"out.{field} is {got}; expected a writable C-contiguous "
+                                 f"{np.dtype(dtype)} array of shape {('n', *shape)}")
+        if len(arr) < n:
+            raise GameArrayError(f"out holds {len(arr)} games (out.{field}); expected at least {n}")
 
 
 def replay(games, *, threads: int | None = None, out: Replay | None = None) -> Replay:
@@ -344,15 +402,10 @@ def replay(games, *, threads: int | None = None, out: Replay | None = None) -> R
     games = validate_games(games)
     n = games.shape[0]
     if out is None:
-        out = Replay(board=np.empty((n, GAME_PLIES, 64), dtype=np.int8),
-                     player=np.empty((n, GAME_PLIES), dtype=np.uint8),
-                     legal_next=np.empty((n, GAME_PLIES, 64), dtype=np.bool_),
-                     flipped=np.empty((n, GAME_PLIES, 64), dtype=np.bool_),
-                     n_moves=np.empty(n, dtype=np.int64))
-    elif len(out.n_moves) < n:
-        raise ValueError(f"out holds {len(out.n_moves)} games; expected at least {n}")
-    result = Replay(*(getattr(out, f)[:n] for f in ("board", "player", "legal_next", "flipped",
-                                                     "n_moves")))
+        out = Replay(*(np.empty((n, *shape), dtype=dtype) for _, dtype, shape in _REPLAY_FIELDS))
+    else:
+        _check_replay_out(out, n)
+    result = Replay(*(getattr(out, f)[:n] for f, _, _ in _REPLAY_FIELDS))
     legal_next, flipped = result.legal_next.view(np.uint8), result.flipped.view(np.uint8)
 
     def work(start: int, stop: int) -> None:
@@ -390,7 +443,8 @@ def replay_bitboards(games, *, threads: int | None = None) -> dict[str, np.ndarr
 
 
 def game_lengths(games) -> np.ndarray:
-    """Number of moves in each game: ``int64 [n]`` (position of the first -1, else 60)."""
+    """Number of squares (entries >= 0) in each game: ``int64 [n]``. For a valid game
+    (``-1`` only as padding after its end) that is its number of moves."""
     games = validate_games(games)
     return (games >= 0).sum(axis=1).astype(np.int64)
 

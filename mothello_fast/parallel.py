@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .errors import ConfigError
+
 __all__ = ["CHUNK_GAMES", "resolve_threads", "run_in_chunks"]
 
 CHUNK_GAMES = 8192  # games per task handed to a thread
@@ -22,7 +24,7 @@ def resolve_threads(threads: int | None) -> int:
     if threads is None:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads={threads!r}: expected a positive integer or None")
+        raise ConfigError(f"threads={threads!r}: expected a positive integer or None")
     return int(threads)
 
 

@@ -1,9 +1,11 @@
 """Writing files so that nothing is ever half-written.
 
-A file is written to a temporary name, fsynced and renamed over its target; a
-directory (a dataset, a checkpoint) is built under ``NAME.partial`` and swapped
-into place whole with `replace_directory`. Readers therefore see either the old
-version or the complete new one, and a crash leaves at most a ``.partial``.
+A file is written to a temporary file of its own (a unique name beside the
+target, so concurrent writers never share one), fsynced and renamed over its
+target; a directory (a dataset, a checkpoint) is built under ``NAME.partial``
+and swapped into place whole with `replace_directory`. Readers therefore see
+either the old version or the complete new one, and a crash leaves at most a
+``.partial`` (or a ``.old`` directory holding the replaced version).
 """
 from __future__ import annotations
 
@@ -11,10 +13,15 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "sha256_file", "fsync_dir",
            "replace_directory"]
+
+# mkstemp creates files 0600; written files get the usual 0666 & ~umask instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def fsync_dir(path: Path) -> None:
@@ -27,14 +34,23 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to `path` so that `path` is either the old file or the whole new one."""
+    """Write `data` to `path` so that `path` is either the old file or the whole new one.
+
+    The data goes to a unique temporary file in the same directory, removed again if
+    anything fails, so concurrent writers of one path never corrupt each other (the
+    last rename wins)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with open(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -51,19 +67,19 @@ def sha256_file(path, chunk: int = 1 << 22) -> str:
 
 
 def replace_directory(partial: Path, path: Path) -> None:
-    """Move the finished directory `partial` to `path`, replacing what is there.
+    """Move the finished directory `partial` to `path`, replacing what is there (a
+    directory or a file).
 
-    The old directory is renamed aside before the new one takes its name, so a
-    crash in between leaves ``PATH.old`` and the complete ``partial``, never a
-    mixture."""
+    The old version is first moved into a fresh directory ``PATH.XXXX.old`` of its own
+    (so concurrent swaps never share one), so a crash in between leaves that directory
+    and the complete `partial`, never a mixture."""
+    partial, path = Path(partial), Path(path)
     fsync_dir(partial)
-    if path.exists():
-        old = path.with_name(path.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
+    if path.exists() or path.is_symlink():
+        aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + ".", suffix=".old"))
+        os.replace(path, aside / path.name)
         os.replace(partial, path)
-        shutil.rmtree(old)
+        shutil.rmtree(aside)
     else:
         os.replace(partial, path)
     fsync_dir(path.parent)

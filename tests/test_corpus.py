@@ -159,3 +159,19 @@ def test_bad_corpus_arguments_raise_language_error(games, language_set, kwargs, 
 def test_negative_step_raises_language_error(games, language_set):
     with pytest.raises(LanguageError, match="step"):
         Corpus(games, language_set, batch_size=4).batch(-1)
+
+
+def test_a_batch_drawn_while_another_is_drawn_is_unchanged(games, language_set, monkeypatch):
+    corpus = Corpus(games, language_set, batch_size=64, seed=2)
+    expected = corpus.batch(1)
+    real_multinomial, nested = torch.multinomial, []
+
+    def multinomial_with_another_batch(*args, **kwargs):   # as a second thread would
+        if not nested:
+            nested.append(None)
+            nested[0] = corpus.batch(7)
+        return real_multinomial(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", multinomial_with_another_batch)
+    assert same_batch(corpus.batch(1), expected)
+    assert same_batch(nested[0], Corpus(games, language_set, batch_size=64, seed=2).batch(7))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mothello_fast as mf
-from mothello_fast import datasets
+from mothello_fast import datasets, storage
 
 
 def test_generate_dataset_equals_generate_games(tmp_path):
@@ -165,3 +165,177 @@ def test_cli_gen_writes_a_dataset(tmp_path):
     again = subprocess.run([sys.executable, "-m", "mothello_fast.cli", "gen", "--games", "10",
                             "--seed", "9", "--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+# ---- resume, metadata, overwrite ------------------------------------------
+
+def _interrupt_after_first_shard(monkeypatch):
+    real = datasets._write_shard
+
+    def fail_after_first(path, games):
+        if path.name != "shard-00000.npy":
+            raise KeyboardInterrupt
+        return real(path, games)
+
+    monkeypatch.setattr(datasets, "_write_shard", fail_after_first)
+
+
+def test_interrupted_write_of_other_games_of_the_same_length_is_not_resumed(tmp_path, monkeypatch):
+    first, other = mf.generate_games(30, seed=1), mf.generate_games(30, seed=2)
+    _interrupt_after_first_shard(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        mf.write_games(first, tmp_path / "d", shard_size=10)
+    monkeypatch.undo()
+    with pytest.raises(mf.DatasetError, match="other parameters"):
+        mf.write_games(other, tmp_path / "d", shard_size=10)
+    ds = mf.write_games(other, tmp_path / "d", shard_size=10, overwrite=True)
+    assert np.array_equal(np.asarray(ds), other)
+
+
+def test_finished_partial_is_moved_into_place_not_regenerated(tmp_path, monkeypatch):
+    real_replace = datasets.replace_directory
+
+    def crash_before_rename(partial, path):
+        raise KeyboardInterrupt  # the run dies after its manifest is written
+
+    monkeypatch.setattr(datasets, "replace_directory", crash_before_rename)
+    with pytest.raises(KeyboardInterrupt):
+        mf.generate_dataset(tmp_path / "d", n_games=30, seed=3, shard_size=10, progress=False)
+    monkeypatch.setattr(datasets, "replace_directory", real_replace)
+    written = []
+    monkeypatch.setattr(datasets, "_write_shard", lambda path, games: written.append(path.name))
+    ds = mf.generate_dataset(tmp_path / "d", n_games=30, seed=3, shard_size=10, progress=False)
+    assert written == [] and np.array_equal(np.asarray(ds), mf.generate_games(30, seed=3))
+
+
+@pytest.mark.parametrize("key", ["n_games", "format_version", "shards", "dtype"])
+def test_metadata_with_a_reserved_key_is_refused_before_any_write(tmp_path, key):
+    with pytest.raises(mf.DatasetError, match=f"reserved.*'{key}'"):
+        mf.write_games(mf.generate_games(5, seed=0), tmp_path / "d", metadata={key: 2})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_that_is_not_json_is_refused_before_any_write(tmp_path):
+    with pytest.raises(mf.DatasetError, match=r"metadata\['run'\] = np.int64\(3\).*JSON"):
+        mf.write_games(mf.generate_games(5, seed=0), tmp_path / "d", metadata={"run": np.int64(3)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_replaces_a_file(tmp_path):
+    (tmp_path / "d").write_text("not a dataset")
+    games = mf.generate_games(5, seed=0)
+    ds = mf.write_games(games, tmp_path / "d", overwrite=True)
+    assert np.array_equal(np.asarray(ds), games)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_overwrite_refuses_a_non_empty_directory_that_is_not_a_dataset(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    with pytest.raises(mf.DatasetError, match="'.*d' is a non-empty directory.*no manifest.json"):
+        mf.write_games(mf.generate_games(5, seed=0), tmp_path / "d", overwrite=True)
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["notes.txt"]
+    assert not (tmp_path / "d.partial").exists()
+
+
+# ---- indexing ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def one_and_three_shards(tmp_path_factory):
+    games = mf.generate_games(30, seed=1)
+    root = tmp_path_factory.mktemp("shards")
+    return games, [mf.write_games(games, root / "one", shard_size=100),
+                   mf.write_games(games, root / "three", shard_size=10)]
+
+
+@pytest.mark.parametrize("index", [(slice(None), 0), (3, 2), ([1, 2], [3, 4]), (slice(5, 25), -1),
+                                   (Ellipsis, 0), (np.int64(-1), slice(0, 3))])
+def test_tuple_index_picks_games_then_applies_the_rest(one_and_three_shards, index):
+    games, datasets_ = one_and_three_shards
+    for ds in datasets_:
+        got = ds[index]
+        assert np.shape(got) == np.shape(games[index]) and np.array_equal(got, games[index])
+
+
+def test_indexing_returns_a_writable_in_memory_array_whatever_the_shards(one_and_three_shards):
+    _, datasets_ = one_and_three_shards
+    for ds in datasets_:
+        for index in (slice(2, 5), 3, [1, 2]):
+            got = ds[index]
+            assert type(got) is np.ndarray and got.flags.writeable
+        assert np.array(ds).flags.writeable and not np.shares_memory(np.array(ds), ds.shards[0])
+
+
+def test_asarray_without_copy_is_a_view_or_an_error(one_and_three_shards):
+    _, (one, three) = one_and_three_shards
+    assert np.shares_memory(np.asarray(one, copy=False), one.shards[0])
+    with pytest.raises(ValueError, match="copy is needed.*3 shards"):
+        np.asarray(three, copy=False)
+
+
+# ---- manifest entries ------------------------------------------------------
+
+def test_shard_entry_without_its_sha256_is_named(dataset):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    del manifest["shards"][1]["sha256"]
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(mf.DatasetError, match=r"shards\[1\].*not a valid shard entry"):
+        mf.load_games(dataset)
+
+
+def test_shard_file_outside_the_dataset_is_refused(dataset, tmp_path):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    (tmp_path / "other").mkdir()
+    (dataset / "shard-00000.npy").rename(tmp_path / "other" / "shard-00000.npy")
+    manifest["shards"][0]["file"] = "../other/shard-00000.npy"
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(mf.DatasetError, match=r"'\.\./other/shard-00000\.npy' is not a plain file"):
+        mf.load_games(dataset)
+
+
+def test_split_of_a_negative_number_of_games_is_refused():
+    with pytest.raises(mf.DatasetError, match="n_games=-5"):
+        mf.split_games(-5)
+
+
+# ---- atomic writes ------------------------------------------------------------
+
+def test_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+
+    def failing_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        storage.atomic_write_bytes(path, b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"] and path.read_bytes() == b"old"
+
+
+def test_overlapping_writers_of_one_path_do_not_share_a_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    real_fsync, nested = storage.os.fsync, []
+
+    def fsync_with_a_second_writer(fd):   # another writer runs while the first one syncs
+        if not nested:
+            nested.append(True)
+            storage.atomic_write_bytes(path, b"B" * 10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync_with_a_second_writer)
+    storage.atomic_write_bytes(path, b"A" * 1000)
+    assert path.read_bytes() == b"A" * 1000   # the last rename wins, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+# ---- CLI ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag, value", [("--games", "0"), ("--seed", "-1"), ("--threads", "0"),
+                                         ("--shard-size", "0")])
+def test_cli_gen_bad_value_is_an_error_before_any_write(tmp_path, capsys, flag, value):
+    from mothello_fast.cli import main
+    argv = ["gen", "--games", "10", "--seed", "1", "--out", str(tmp_path / "d"), "--quiet"]
+    assert main(argv + [flag, value]) == 2
+    assert f"={value}: expected" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

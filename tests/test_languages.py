@@ -499,3 +499,12 @@ def test_languages_are_found_by_object_including_the_output_language(mixed_set):
     out_ids = mixed_set.token_ids(mixed_set.output_language)
     first, stop = mixed_set.output_id_range
     assert sorted(out_ids[out_ids >= 0].tolist()) == list(range(first, stop))
+
+
+@pytest.mark.parametrize("rows, dtype", [(np.array([0.7, 1.9]), "float64"),
+                                         (torch.tensor([True, False]), "bool")])
+def test_tensor_games_refuse_non_integer_per_row_languages(rows, dtype):
+    ls = LanguageSet.from_spec("atomic,split")
+    games = torch.from_numpy(mf.generate_games(2, seed=0))
+    with pytest.raises(LanguageError, match=f"language of dtype (torch.)?{dtype}"):
+        ls.encode(games, rows)

@@ -275,3 +275,29 @@ def test_pdep_and_portable_generation_paths_give_the_same_games():
     mf._engine.generate_into(portable, 11, 7, prefix, False)
     assert np.array_equal(fast, portable)
     assert np.array_equal(fast, mf.generate_games(3000, seed=11, first_game=7, prefix="c4 c3"))
+
+
+def test_next_player_after_a_row_cut_just_before_a_pass(games):
+    replayed = mf.replay(games)
+    g, ply = map(int, np.argwhere(replayed.player[:, 1:] == replayed.player[:, :-1])[0])
+    cut = games[g].copy()
+    cut[ply + 1:] = -1           # the row ends with the move after which the opponent passes
+    board = Board.from_moves(cut.tolist())
+    short = mf.replay(cut[None])
+    assert short.next_player[0, ply] == board.turn == short.player[0, ply]
+    relative, colours = short.relative_board()[0, ply], board.board()
+    assert np.array_equal(relative, np.where(colours == 0, 0, np.where(colours == board.turn, 1, 2)))
+
+
+def test_first_game_past_int64_is_refused():
+    with pytest.raises(mf.GameArrayError, match=f"first_game={2**63 - 1}"):
+        mf.generate_games(2, seed=0, first_game=2**63 - 1)
+    assert mf.generate_games(1, seed=0, first_game=2**63 - 1).shape == (1, 60)
+
+
+def test_replay_into_a_buffer_of_the_wrong_dtype_is_refused(games):
+    import dataclasses
+    buffer = mf.replay(games[:10])
+    wrong = dataclasses.replace(buffer, player=buffer.player.astype(np.int64))
+    with pytest.raises(mf.GameArrayError, match=r"out.player is int64 \(10, 60\); expected .*uint8"):
+        mf.replay(games[:10], out=wrong)
