@@ -60,6 +60,29 @@ __all__ = ["AlignedPair", "CalignResult", "ColapResult", "calign", "colap",
 DIRECTIONS = ("s->t", "t->s", "both")
 
 
+def _check_int(name: str, value, least: int) -> int:
+    """`value` as an int, or a ConceptError if it is not an integer >= `least`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ConceptError(f"{name}={value!r}: expected an integer of at least {least}")
+    return int(value)
+
+
+def _check_fraction(name: str, value) -> float:
+    """`value` as a float, or a ConceptError if it is not a number in [0, 1]."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ConceptError(f"{name}={value!r}: expected a fraction in [0, 1] (not a "
+                           "percentage)")
+    return number
+
+
+def _check_top_n(top_n) -> int | None:
+    return None if top_n is None else _check_int("top_n", top_n, 1)
+
+
 def _int_array(name: str, values, ndim: int = 1) -> np.ndarray:
     array = np.asarray(values.cpu() if hasattr(values, "cpu") else values)
     if array.ndim != ndim or (array.size and not np.issubdtype(array.dtype, np.integer)):
@@ -99,12 +122,18 @@ def _expand(keys: np.ndarray, values: np.ndarray, query: np.ndarray
     return which, values[np.repeat(start, counts) + offsets]
 
 
+def _group_starts(*keys: np.ndarray) -> np.ndarray:
+    """bool [n]: where a run of equal key tuples begins (keys sorted; empty keys give [])."""
+    starts = np.ones(len(keys[0]), dtype=bool)
+    if len(starts):
+        starts[1:] = np.any([np.diff(k) != 0 for k in keys], axis=0)
+    return starts
+
+
 def _dictionary_edges(dictionary, top_n: int | None) -> tuple[np.ndarray, ...]:
     """(source type, target type, rank) int64 arrays of the top-`top_n` translations,
     sorted by source type then rank."""
-    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer))
-                              or top_n < 1):
-        raise ConceptError(f"top_n={top_n!r}: expected a positive integer or None")
+    top_n = _check_top_n(top_n)
     if isinstance(dictionary, Mapping):
         rows = [(int(w), int(t), r) for w, ts in dictionary.items() for r, t in enumerate(ts)]
         edges = np.array(rows, dtype=np.int64).reshape(-1, 3)
@@ -180,7 +209,7 @@ def _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, edges, theta_a
     w = edge_w[edge]
     order = np.lexsort((edge_t[edge], edge_rank[edge], w, ct, cs))
     edge, cs, ct, w = edge[order], cs[order], ct[order], w[order]
-    first = np.r_[True, (np.diff(cs) != 0) | (np.diff(ct) != 0) | (np.diff(w) != 0)]
+    first = _group_starts(cs, ct, w)
     edge, cs, ct = edge[first], cs[first], ct[first]               # one per (C_s, C_t, w)
     k_s, k_t = len(src_sizes), len(tgt_sizes)
     matched = np.bincount(cs * k_t + ct, minlength=k_s * k_t).reshape(k_s, k_t)  # matched types
@@ -192,7 +221,7 @@ def _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, edges, theta_a
           & (src_sizes > min_types)[:, None] & (ratio >= size_ratio))
     keep = ok[cs, ct]
     edge, cs, ct = edge[keep], cs[keep], ct[keep]                  # sorted by (C_s, C_t, w)
-    starts = np.nonzero(np.r_[True, (np.diff(cs) != 0) | (np.diff(ct) != 0)])[0]
+    starts = np.nonzero(_group_starts(cs, ct))[0]
     pairs = [AlignedPair(int(s_), int(t_), float(match[s_, t_]), e_w, e_t)
              for s_, t_, e_w, e_t in zip(cs[starts], ct[starts], np.split(edge_w[edge], starts[1:]),
                                          np.split(edge_t[edge], starts[1:]))] if len(edge) else []
@@ -215,12 +244,18 @@ def calign(source_labels, source_types, target_labels, target_types, dictionary,
     theta_a: match threshold (strict). size_ratio: least min/max ratio of the two
     clusters' type counts (inclusive; 0 disables). min_types: a source cluster needs
     more than this many types. direction: "s->t", "t->s" or "both".
+
+    The size rule is the public code's: the smaller cluster has at least `size_ratio`
+    of the larger one's types (0.6: sizes differ by at most 40%), in types, not points.
+    When no source type has a translation in any target cluster the score is 0.0 with
+    no aligned pairs. min_types defaults to 0 (every non-empty cluster counts), where
+    the original code uses 1; `concept_report` uses 1.
     """
     if direction not in DIRECTIONS:
         raise ConceptError(f"direction={direction!r}: expected one of {DIRECTIONS}")
-    for name, value in (("theta_a", theta_a), ("size_ratio", size_ratio)):
-        if not 0.0 <= float(value) <= 1.0:
-            raise ConceptError(f"{name}={value!r}: expected a fraction in [0, 1]")
+    theta_a, size_ratio = _check_fraction("theta_a", theta_a), _check_fraction("size_ratio",
+                                                                               size_ratio)
+    min_types = _check_int("min_types", min_types, 0)
     src_labels, src_types = _labels_types(source_labels, source_types, "source")
     tgt_labels, tgt_types = _labels_types(target_labels, target_types, "target")
     forward = _dictionary_edges(dictionary, top_n)
@@ -277,8 +312,9 @@ def colap(labels, languages, *, theta_o: float = 0.3, level: str = "token", type
     labels: int [n], the cluster of each point; languages: int [n], its language.
     theta_o: least share of every language (inclusive). level: "token" (members) or
     "type" (distinct types; needs `types`: int [n]). include: the languages that must
-    each supply theta_o (default: every language present); points of other languages
-    are left out. min_cluster_size: least size of an overlapping cluster (inclusive).
+    each supply theta_o (default: every language present; given, distinct languages that
+    occur in `languages`); points of other languages are left out. min_cluster_size:
+    least size of an overlapping cluster (inclusive).
     n_clusters: K, the denominator (default ``max(labels) + 1``).
     """
     labels = _int_array("labels", labels)
@@ -290,13 +326,12 @@ def colap(labels, languages, *, theta_o: float = 0.3, level: str = "token", type
         raise ConceptError(f"labels contain {labels.min()}: expected cluster ids >= 0")
     if level not in ("token", "type"):
         raise ConceptError(f"level={level!r}: expected 'token' or 'type'")
-    if not 0.0 <= float(theta_o) <= 1.0:
-        raise ConceptError(f"theta_o={theta_o!r}: expected a fraction in [0, 1]")
+    theta_o = _check_fraction("theta_o", theta_o)
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
     if k <= labels.max():
         raise ConceptError(f"n_clusters={n_clusters}: expected more than the largest label "
                            f"{labels.max()}")
-    present = np.unique(langs) if include is None else np.asarray(list(include), np.int64)
+    present = np.unique(langs) if include is None else _included(include, langs)
     column = _column_of(present, langs)
     keep = column >= 0
     labels, column = labels[keep], column[keep]
@@ -318,6 +353,22 @@ def colap(labels, languages, *, theta_o: float = 0.3, level: str = "token", type
     params = {"theta_o": float(theta_o), "min_cluster_size": int(min_cluster_size),
               "n_clusters": k}
     return ColapResult(len(overlapping) / k, overlapping, shares, sizes, present, level, params)
+
+
+def _included(include, langs: np.ndarray) -> np.ndarray:
+    """COLAP's `include` as int64 [m]: non-empty, distinct, every one present in `langs`."""
+    chosen = _int_array("include", list(include))
+    if chosen.size == 0:
+        raise ConceptError("include=[]: expected at least one language")
+    values, counts = np.unique(chosen, return_counts=True)
+    if (counts > 1).any():
+        raise ConceptError(f"include={chosen.tolist()} lists {values[counts > 1].tolist()} "
+                           "more than once: expected distinct languages")
+    absent = np.setdiff1d(chosen, langs)
+    if absent.size:
+        raise ConceptError(f"include={chosen.tolist()}: language(s) {absent.tolist()} have no "
+                           f"point; expected languages among {np.unique(langs).tolist()}")
+    return chosen
 
 
 def _column_of(present: np.ndarray, langs: np.ndarray) -> np.ndarray:
@@ -357,19 +408,46 @@ def dictionary_from_token_square(token_square, token_language, source: int, targ
                                  ) -> np.ndarray:
     """Exact token dictionary from a token -> square map.
 
-    token_square: int64 [vocab_size] (-1: no square, e.g. pad); token_language:
-    int64 [vocab_size]. Returns int64 [vocab_size, M] (-1 padded): each source token
-    -> the target-language tokens of its square, by increasing id.
+    token_square: int64 [vocab_size] (-1: no single square, e.g. pad or a compositional
+    row token). token_language: which languages write each token: the `LanguageSet`
+    itself, bool [n_languages, vocab_size] (True where language j writes the token), or
+    int64 [vocab_size] (the one language of each token, -1: none; right only without
+    anchors, since an anchored square's token is language 0's but every language writes
+    it). With the first two it agrees with `dictionary_from_translation_table` on every
+    token of one square. Returns int64 [vocab_size, M] (-1 padded): each token `source`
+    writes -> the tokens `target` writes for its square, by increasing id.
     """
     squares = _int_array("token_square", token_square)
-    langs = _int_array("token_language", token_language)
-    if squares.shape != langs.shape:
-        raise ConceptError(f"token_square {squares.shape} and token_language {langs.shape}: "
-                           "expected the same length")
+    written = _written_by(token_language, len(squares))
+    for name, lang in (("source", source), ("target", target)):
+        if not 0 <= int(lang) < len(written):
+            raise ConceptError(f"{name}={lang!r}: expected a language index "
+                               f"0..{len(written) - 1}")
     out = {}
-    for tok in np.nonzero((langs == source) & (squares >= 0))[0]:
-        out[int(tok)] = np.nonzero((langs == target) & (squares == squares[tok]))[0].tolist()
+    for tok in np.nonzero(written[source] & (squares >= 0))[0]:
+        out[int(tok)] = np.nonzero(written[target] & (squares == squares[tok]))[0].tolist()
     return _padded(out, len(squares))
+
+
+def _written_by(token_language, vocab_size: int) -> np.ndarray:
+    """bool [n_languages, vocab_size] from a LanguageSet, a bool membership matrix
+    [n_languages, vocab_size] or an owner array int [vocab_size]."""
+    if hasattr(token_language, "translation_table"):          # a LanguageSet
+        table = np.asarray(token_language.translation_table)  # [n_lang, 64, K]
+        written = np.zeros((len(table), vocab_size), dtype=bool)
+        for j, ids in enumerate(table):
+            written[j, ids[ids >= 0]] = True
+        return written
+    array = np.asarray(token_language)
+    if array.dtype == bool and array.ndim == 2 and array.shape[1] == vocab_size:
+        return array
+    owner = _int_array("token_language", array)
+    if owner.shape != (vocab_size,):
+        raise ConceptError(f"token_language of shape {array.shape}: expected int64 "
+                           f"[{vocab_size}] or bool [n_languages, {vocab_size}] like "
+                           "token_square")
+    n_languages = int(owner.max()) + 1 if owner.size else 0
+    return owner[None, :] == np.arange(max(n_languages, 1))[:, None]
 
 
 def _padded(rows: Mapping[int, list[int]], n: int) -> np.ndarray:
@@ -386,6 +464,8 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
                         k_neighbors: int, seed: int) -> dict:
     """Geometry of the input embeddings (weight float [vocab_size, d_model]) of the input
     languages `names`; anchored squares' tokens (shared by every language) are left out.
+    When a language has fewer than 2 tokens of its own (e.g. every square anchored),
+    returns only the token counts and, under "skipped", why.
 
     A square's vector in a language is the mean embedding of its tokens there. Canonical
     angles compare the subspaces of the model space spanned by two languages' square
@@ -393,7 +473,7 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
     when d_model > n_squares.
     """
     from .geometry import (canonical_angles, cross_lingual_neighbors, language_identification,
-                           neighbor_overlap, normalize_rows, translation_retrieval)
+                           neighbor_overlap, translation_retrieval)
 
     index = [language_set.language_index(n) for n in names]
     token_language = np.asarray(language_set.token_language)
@@ -401,7 +481,12 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
     anchored = np.isin(token_square, list(language_set.anchors))
     tokens = np.nonzero(np.isin(token_language, index) & ~anchored)[0]
     langs = token_language[tokens]
-    smallest = int(np.bincount(langs)[index].min())
+    own = {name: int((langs == j).sum()) for j, name in zip(index, names)}
+    if min(own.values()) < 2:
+        return {"languages": names, "n_tokens": int(len(tokens)), "tokens_per_language": own,
+                "skipped": "embedding geometry needs at least 2 tokens of its own in every "
+                           f"language (anchored squares' tokens are shared); got {own}"}
+    smallest = min(own.values())
     k = min(k_neighbors, len(tokens) - 1)
     out: dict = {"languages": names, "n_tokens": int(len(tokens)),
                  "language_identification": language_identification(
@@ -414,8 +499,9 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
     squares = [s for s in range(64) if (table[:, s, 0] >= 0).all()
                and s not in set(language_set.anchors)]
     ids = table[:, squares]                                      # [n_lang, S, K]
-    vectors = np.where((ids >= 0)[..., None], weight[ids.clip(min=0)], 0.0).sum(2) \
-        / (ids >= 0).sum(2, keepdims=True)                       # [n_lang, S, d_model]
+    # float64 throughout: float32 rounding would hide the rank of compositional squares
+    vectors = np.where((ids >= 0)[..., None], weight.astype(np.float64)[ids.clip(min=0)],
+                       0.0).sum(2) / (ids >= 0).sum(2, keepdims=True)   # [n_lang, S, d_model]
     retrieval, angles, overlap = {}, {}, {}
     for a, name_a in zip(index, names):
         for b, name_b in zip(index, names):
@@ -427,7 +513,8 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
                 retrieval[f"{name_a}->{name_b}"] = translation_retrieval(
                     weight[src], weight[tgt], token_square[src], token_square[tgt], k=1)
             if a < b and len(squares) > 5:
-                ea, eb = normalize_rows(vectors[a]), normalize_rows(vectors[b])
+                ea, eb = (vectors[j] / np.linalg.norm(vectors[j], axis=1, keepdims=True)
+                          for j in (a, b))
                 angles[f"{name_a}-{name_b}"] = canonical_angles(ea.T, eb.T, normalize=False,
                                                                 seed=seed).to_dict()
                 overlap[f"{name_a}-{name_b}"] = neighbor_overlap(ea, eb, k=5)
@@ -454,10 +541,40 @@ def _plot_curves(layers: list, curves: dict[str, list], path) -> None:
     plt.close(fig)
 
 
+def _check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_ratio,
+                         min_types, theta_o, k_neighbors, seed) -> None:
+    """The checks of `concept_report`'s scalar parameters (also run by the CLI before it
+    loads anything): a ConceptError naming the first bad one."""
+    from .kmeans import KMeans
+
+    for name, value in (("theta_a", theta_a), ("size_ratio", size_ratio),
+                        ("theta_o", theta_o)):
+        _check_fraction(name, value)
+    _check_top_n(top_n)
+    _check_int("min_types", min_types, 0)
+    _check_int("k_neighbors", k_neighbors, 1)
+    KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed)._check_params()
+
+
+def _check_report_languages(language_set, languages) -> list[str]:
+    names = list(language_set.names) if languages is None else list(languages)
+    unknown = [n for n in names if n not in language_set.names]
+    if unknown:
+        raise ConceptError(f"languages={names}: {unknown} are not input languages; expected "
+                           f"some of {list(language_set.names)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConceptError(f"languages={names} lists {repeated} more than once: expected "
+                           "distinct languages")
+    if len(names) < 2:
+        raise ConceptError(f"languages={names}: expected at least two input languages")
+    return names
+
+
 def concept_report(model, language_set, games, *, layers=None, languages=None,
-                   n_clusters: int = 100, n_init: int = 1, max_iter: int = 100,
+                   n_clusters: int = 100, n_init: int = 3, max_iter: int = 100,
                    theta_a: float = 0.9, top_n: int = 1, size_ratio: float = 0.6,
-                   min_types: int = 0, theta_o: float = 0.3, k_neighbors: int = 10,
+                   min_types: int = 1, theta_o: float = 0.3, k_neighbors: int = 50,
                    seed: int = 0, device=None, batch_size: int = 256, progress: bool = True,
                    out_dir=None) -> dict:
     """CALIGN, COLAP and unification per layer on parallel games, and the geometry of the
@@ -472,6 +589,12 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
     k-means of all of them for COLAP (token and type level), and the unification score.
     With `out_dir`: writes concepts.json, curves.png and similarity_layer{l}.png there.
     Returns the JSON-ready results.
+
+    Defaults follow PROTOCOLS.md where the paper fixes them: `n_init` 3 k-means++ runs
+    ("several inits"), `min_types` 1 (the original code's), `k_neighbors` 50 (capped at
+    the number of tokens minus one). `n_clusters` 100 suits the 60 squares of mOthello
+    (the paper's 500-1500 are for natural-language vocabularies). Every parameter is
+    checked before any activation is collected.
     """
     import torch
     from tqdm.auto import tqdm
@@ -484,10 +607,16 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
 
     gpt = unwrap(model)
     layers = list(range(1, gpt.config.n_layers + 1)) if layers is None else list(layers)
-    names = list(language_set.names) if languages is None else list(languages)
-    if len(names) < 2:
-        raise ConceptError(f"languages={names}: expected at least two input languages")
+    names = _check_report_languages(language_set, languages)
+    _check_report_params(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
+                         theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
+                         min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,
+                         seed=seed)
     games = np.asarray(games)
+    n_moves = int((games >= 0).sum()) if games.ndim == 2 else None
+    if n_moves is not None and len(games) and n_clusters > n_moves:
+        raise ConceptError(f"n_clusters={n_clusters}: expected at most the {n_moves} moves of "
+                           "the games (the points of one language)")
     collected = [collect_activations(model, language_set, games, language=name, layers=layers,
                                      batch_size=batch_size, progress=progress) for name in names]
     hooks = collected[0].layers

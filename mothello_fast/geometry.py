@@ -11,8 +11,10 @@ Every analysis first L2-normalises the rows of the embedding matrices
 - `translation_retrieval`: accuracy@k of finding a token's translation (same item,
   e.g. the same square) among its k nearest tokens of another language.
 - `canonical_angles`: cosines of the principal angles between the column spaces of
-  two embedding matrices over the same rows (thin QR, then the singular values of
-  Q_A^T Q_B), with the spectrum of independent Gaussian matrices as a baseline.
+  two embedding matrices over the same rows (orthonormal bases Q_A, Q_B of their
+  column spaces, then the singular values of Q_A^T Q_B), with the spectrum of
+  independent Gaussian matrices as a baseline. The paper's thin QR is replaced by a
+  rank-revealing SVD basis, so rank-deficient matrices give min(rank) cosines.
 - `neighbor_overlap`: mean fraction of shared k nearest neighbours of each row in
   two embedding matrices over the same rows (e.g. two models).
 
@@ -45,6 +47,9 @@ def _matrix(name: str, values, dtype=torch.float32) -> torch.Tensor:
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ConceptError(f"{name} of shape {tuple(x.shape)}: expected a non-empty float "
                            "array [n_rows, n_features]")
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(1).nonzero()[0])
+        raise ConceptError(f"{name} row {bad} contains NaN or infinity: expected finite values")
     return x.to(dtype)
 
 
@@ -70,10 +75,13 @@ def nearest_neighbors(queries, candidates=None, *, k: int, exclude_self: bool = 
                       chunk_size: int = 4096) -> np.ndarray:
     """Indices of the `k` candidates of highest cosine similarity to each query.
 
-    queries: float [n, d]; candidates: float [m, d] (default: the queries, with
-    `exclude_self` leaving each row out of its own list). Returns int64 [n, k], best
+    queries: float [n, d]; candidates: float [m, d] (default: the queries; only then may
+    `exclude_self` leave each row out of its own list). Returns int64 [n, k], best
     first. Computed `chunk_size` queries at a time.
     """
+    if exclude_self and candidates is not None:
+        raise ConceptError("exclude_self=True with candidates given: expected exclude_self "
+                           "only when the queries are their own candidates (candidates=None)")
     q = normalize_rows(queries)
     c = q if candidates is None else normalize_rows(candidates).to(q.device)
     if c.shape[1] != q.shape[1]:
@@ -115,6 +123,8 @@ def language_identification(embeddings, languages, *, n_folds: int = 10, C: floa
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ConceptError(f"n_folds={n_folds!r}: expected an integer of at least 2")
     x = normalize_rows(embeddings).cpu().double().numpy()
     langs = _ids("languages", languages, len(x))
     present = np.unique(langs)
@@ -169,9 +179,9 @@ def translation_retrieval(source, target, source_items, target_items, *, k: int 
 
 @dataclass
 class CanonicalAngles:
-    """Cosines of the principal angles, descending: `cosines` float64 [min(d_a, d_b)];
-    `baseline` the same for independent Gaussian matrices of the same shapes (mean over
-    trials), or None."""
+    """Cosines of the principal angles, descending: `cosines` float64
+    [min(rank(a), rank(b))]; `baseline` the same for independent Gaussian matrices
+    [n, rank(a)] and [n, rank(b)] (mean over trials), or None."""
     cosines: np.ndarray
     baseline: np.ndarray | None
 
@@ -185,9 +195,29 @@ class CanonicalAngles:
                 "baseline": None if self.baseline is None else self.baseline.tolist()}
 
 
-def _principal_cosines(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    qa, _ = torch.linalg.qr(a.double())                               # (n, d_a)
-    qb, _ = torch.linalg.qr(b.double())                               # (n, d_b)
+def _eps(values) -> float:
+    """Machine epsilon of the input's float type (float64 for anything else)."""
+    dtype = values.dtype if isinstance(values, (torch.Tensor, np.ndarray)) else None
+    if dtype in (torch.float32, torch.float16, torch.bfloat16, np.float32, np.float16):
+        return float(torch.finfo(torch.float32).eps)    # half inputs are rounded like float32
+    return float(torch.finfo(torch.float64).eps)
+
+
+def _orthonormal_basis(a: torch.Tensor, eps: float = float(torch.finfo(torch.float64).eps)
+                       ) -> torch.Tensor:
+    """Orthonormal basis float64 [n, rank] of the column space of a (float [n, d]), as
+    scipy.linalg.orth: left singular vectors whose singular value exceeds
+    ``max(n, d) * eps * s_max``, eps that of the input's precision. A thin QR would keep d
+    columns, and for a rank-deficient `a` the extra ones are rounding noise that would
+    enter the angles."""
+    u, s, _ = torch.linalg.svd(a.double(), full_matrices=False)
+    cutoff = max(a.shape) * eps * (float(s[0]) if len(s) else 0.0)
+    return u[:, :int((s > cutoff).sum())]
+
+
+def _principal_cosines(qa: torch.Tensor, qb: torch.Tensor) -> np.ndarray:
+    """qa: float64 [n, r_a], qb: float64 [n, r_b], orthonormal columns -> float64
+    [min(r_a, r_b)], descending."""
     return torch.linalg.svdvals(qa.T @ qb).clamp(max=1.0).cpu().numpy()
 
 
@@ -196,8 +226,9 @@ def random_canonical_cosines(n_rows: int, d_a: int, d_b: int, *, seed: int = 0,
     """Mean principal-angle cosines (float64 [min(d_a, d_b)], descending) of two
     independent standard Gaussian matrices [n_rows, d_a] and [n_rows, d_b]."""
     gen = torch.Generator().manual_seed(seed)
-    runs = [_principal_cosines(torch.randn(n_rows, d_a, generator=gen, dtype=torch.float64),
-                               torch.randn(n_rows, d_b, generator=gen, dtype=torch.float64))
+    runs = [_principal_cosines(
+                _orthonormal_basis(torch.randn(n_rows, d_a, generator=gen, dtype=torch.float64)),
+                _orthonormal_basis(torch.randn(n_rows, d_b, generator=gen, dtype=torch.float64)))
             for _ in range(n_trials)]
     return np.mean(runs, axis=0)
 
@@ -207,17 +238,25 @@ def canonical_angles(a, b, *, normalize: bool = True, baseline: bool = True, see
     """Principal angles between the column spaces of `a` and `b` (rows L2-normalised first).
 
     a: float [n, d_a], b: float [n, d_b], the same n rows (e.g. the tokens of the same
-    squares in two languages, or the same tokens in two models). With n <= d the column
-    spaces span everything and every cosine is 1; the angles say most when n >> d.
+    squares in two languages, or the same tokens in two models). Each column space gets
+    a rank-revealing orthonormal basis (as ``scipy.linalg.subspace_angles``), so there are
+    min(rank(a), rank(b)) cosines, and the random baseline uses Gaussian matrices of those
+    ranks; the rank cutoff uses the epsilon of the inputs' dtype (float32 inputs carry
+    float32 rounding). With n <= d the column spaces span everything and every cosine
+    is 1; the angles say most when n >> d.
     """
     x, y = _matrix("a", a, torch.float64), _matrix("b", b, torch.float64)
     if x.shape[0] != y.shape[0]:
         raise ConceptError(f"a has {x.shape[0]} rows and b {y.shape[0]}: expected the same rows")
     if normalize:
         x, y = _unit(x), _unit(y)
-    base = random_canonical_cosines(x.shape[0], x.shape[1], y.shape[1], seed=seed,
+    qa, qb = _orthonormal_basis(x, _eps(a)), _orthonormal_basis(y, _eps(b))
+    for name, q in (("a", qa), ("b", qb)):
+        if q.shape[1] == 0:
+            raise ConceptError(f"{name} is all zeros: expected a matrix of rank at least 1")
+    base = random_canonical_cosines(x.shape[0], qa.shape[1], qb.shape[1], seed=seed,
                                     n_trials=n_trials) if baseline else None
-    return CanonicalAngles(_principal_cosines(x, y), base)
+    return CanonicalAngles(_principal_cosines(qa, qb), base)
 
 
 def neighbor_overlap(a, b, *, k: int = 10) -> float:

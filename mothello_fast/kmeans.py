@@ -1,12 +1,18 @@
 """K-means in torch, with scikit-learn's interface: latent concepts of a layer.
 
 `KMeans` runs Lloyd's algorithm on the GPU when there is one (on the CPU otherwise)
-and follows ``sklearn.cluster.KMeans``: greedy k-means++ seeding with
-``2 + int(ln K)`` local trials, `n_init` runs of which the lowest inertia wins, a
-tolerance relative to the mean per-feature variance of the points, relocation of
-an empty cluster to the point farthest from its centre, and labels consistent with
-the final centres. Distances are computed `chunk_size` points at a time, so the
-extra memory is ``chunk_size x n_clusters`` floats whatever the number of points.
+and follows ``sklearn.cluster.KMeans``: the points are centred on their mean first
+(float32 distances ``|x|^2 - 2 x.c + |c|^2`` lose the small differences of points far
+from the origin, as residual streams are), greedy k-means++ seeding with
+``2 + int(ln K)`` local trials, `n_init` runs of which the lowest inertia wins (the
+inertia summed exactly, in float64), a tolerance relative to the mean per-feature
+variance of the points, sklearn's relocation of empty clusters (each takes one of the
+points farthest from their centres, which leaves its old cluster), and labels
+consistent with the final centres.
+
+Memory beyond the float32 copy of the points: Lloyd steps work `chunk_size` points at
+a time, with a distance block and a one-hot block of ``chunk_size x n_clusters``
+floats each; k-means++ seeding holds ``(2 + int(ln K)) x n_points`` float64 distances.
 
 >>> import numpy as np
 >>> points = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
@@ -24,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .concepts import _check_int
 from .errors import ConceptError
 from .devices import resolve_device
 
@@ -31,9 +38,7 @@ __all__ = ["KMeans"]
 
 
 def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConceptError(f"{name}={value!r}: expected a positive integer")
-    return int(value)
+    return _check_int(name, value, 1)
 
 
 class KMeans:
@@ -41,14 +46,17 @@ class KMeans:
 
     n_clusters: K. init: "k-means++", "random" (K distinct points) or an array
     ``float [K, d]`` of initial centres (then a single run, whatever `n_init`).
-    n_init: runs from different seeds; the lowest inertia wins. max_iter: Lloyd
-    iterations per run. tol: a run stops when the squared shift of the centres sums
+    n_init: runs from different seeds; the lowest inertia wins (default 1, as
+    scikit-learn's "auto" for k-means++; the CALIGN/COLAP protocol asks for several,
+    which `concept_report` uses). max_iter: Lloyd
+    iterations per run. tol (finite, >= 0): a run stops when the squared shift of the centres sums
     to at most ``tol * mean(var(points, axis=0))`` (or the labels stop changing).
-    seed: the same seed on the same device gives the same clustering. device: where
+    seed (int): the same seed on the same device gives the same clustering. device: where
     to compute (default CUDA when present). chunk_size: points per distance block.
 
     Fitted attributes: ``cluster_centers_`` float32 [K, d], ``labels_`` int64 [n],
-    ``inertia_`` (sum of squared distances to the closest centre, float64),
+    ``inertia_`` (sum of squared distances to the centre of each point's label, summed
+    exactly in float64),
     ``n_iter_`` (Lloyd iterations of the winning run).
     """
 
@@ -69,17 +77,45 @@ class KMeans:
     def _device(self) -> torch.device:
         return resolve_device(self.device)
 
-    def _points(self, points, device: torch.device) -> torch.Tensor:
+    def _check_params(self) -> tuple[int, int, int, float, int]:
+        """(n_clusters, n_init, max_iter, tol, seed), checked: a ConceptError names the bad
+        one. `concept_report` calls this before collecting any activation."""
+        k = _positive_int("n_clusters", self.n_clusters)
+        n_init = 1 if not isinstance(self.init, str) else _positive_int("n_init", self.n_init)
+        max_iter = _positive_int("max_iter", self.max_iter)
+        _positive_int("chunk_size", self.chunk_size)
+        seed = _check_int("seed", self.seed, 0)
+        if isinstance(self.init, str) and self.init not in ("k-means++", "random"):
+            raise ConceptError(f"init={self.init!r}: expected 'k-means++', 'random' or an "
+                               "array of initial centres")
+        try:
+            tol = float(self.tol)
+        except (TypeError, ValueError):
+            tol = float("nan")
+        if isinstance(self.tol, bool) or not 0.0 <= tol < math.inf:
+            raise ConceptError(f"tol={self.tol!r}: expected a finite number >= 0")
+        return k, n_init, max_iter, tol, seed
+
+    def _points(self, points, device: torch.device, name: str = "points") -> torch.Tensor:
         """points: float [n, d] (numpy or torch) -> float32 contiguous tensor on `device`."""
-        x = points if isinstance(points, torch.Tensor) else torch.from_numpy(
+        x = points.detach() if isinstance(points, torch.Tensor) else torch.from_numpy(
             np.ascontiguousarray(points, dtype=np.float32))
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-            raise ConceptError(f"points of shape {tuple(x.shape)}: expected a non-empty "
+            raise ConceptError(f"{name} of shape {tuple(x.shape)}: expected a non-empty "
                                "float array [n_points, n_features]")
         x = x.to(device=device, dtype=torch.float32).contiguous()
         if not bool(torch.isfinite(x).all()):
-            raise ConceptError("points contain NaN or infinity: expected finite values")
+            raise ConceptError(f"{name} contain NaN or infinity: expected finite values")
         return x
+
+    def _inertia(self, x: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> float:
+        """Exact sum of ||x - c_label||^2 in float64, `chunk_size` points at a time."""
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
+        for s in range(0, x.shape[0], self.chunk_size):
+            rows = slice(s, s + self.chunk_size)
+            diff = x[rows].double() - centers[labels[rows]].double()      # (b, d)
+            total += (diff * diff).sum()
+        return float(total)
 
     def _assign(self, x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor,
                 accumulate: bool = False):
@@ -94,7 +130,7 @@ class KMeans:
         dist = torch.empty(n, dtype=torch.float32, device=x.device)
         sums = torch.zeros_like(centers) if accumulate else None
         counts = torch.zeros(k, dtype=torch.float32, device=x.device) if accumulate else None
-        chunk = _positive_int("chunk_size", self.chunk_size)
+        chunk = self.chunk_size
         for s in range(0, n, chunk):
             xb = x[s:s + chunk]                                     # (b, d)
             d = torch.addmm(c_sq, xb, centers.T, alpha=-2.0)        # (b, K): |c|^2 - 2 x.c
@@ -139,58 +175,69 @@ class KMeans:
         if isinstance(self.init, str):
             if self.init == "k-means++":
                 return self._kmeans_plusplus(x, x_sq, gen)
-            if self.init == "random":
-                chosen = torch.randperm(n, generator=gen, device=x.device)[:self.n_clusters]
-                return x[chosen].clone()
-            raise ConceptError(f"init={self.init!r}: expected 'k-means++', 'random' or an "
-                               "array of initial centres")
-        centers = self._points(self.init, x.device)
-        if centers.shape != (self.n_clusters, k):
+            chosen = torch.randperm(n, generator=gen, device=x.device)[:self.n_clusters]
+            return x[chosen].clone()
+        return self._init_array(x.device, k) - self._mean
+
+    def _init_array(self, device, n_features: int) -> torch.Tensor:
+        """The `init` array as float32 [n_clusters, n_features] on `device`, checked."""
+        centers = self._points(self.init, device, name="init")
+        if centers.shape != (self.n_clusters, n_features):
             raise ConceptError(f"init of shape {tuple(centers.shape)}: expected initial centres "
-                               f"[n_clusters={self.n_clusters}, n_features={k}]")
+                               f"[n_clusters={self.n_clusters}, n_features={n_features}]")
         return centers
 
-    def _lloyd(self, x, x_sq, centers, tol_abs):
-        """One run from `centers`: (centers, labels, squared distances, n_iter)."""
+    def _lloyd(self, x, x_sq, centers, tol_abs, max_iter):
+        """One run from `centers`: (centers, labels, n_iter)."""
         labels_prev = None
-        for it in range(_positive_int("max_iter", self.max_iter)):
+        for it in range(max_iter):
             labels, dist, sums, counts = self._assign(x, x_sq, centers, accumulate=True)
             if labels_prev is not None and torch.equal(labels, labels_prev):
-                return centers, labels, dist, it + 1  # centres are already these means
+                return centers, labels, it + 1  # centres are already these means
             empty = counts == 0
-            new = sums / counts.clamp(min=1.0)[:, None]
-            if bool(empty.any()):                     # relocate to the farthest points
+            if bool(empty.any()):
+                # as sklearn: the farthest points move to the empty clusters, leaving their own
                 far = torch.topk(dist, int(empty.sum())).indices
-                new[empty] = x[far]
+                leaving = torch.zeros(len(far), len(counts), device=x.device)
+                leaving.scatter_(1, labels[far, None], 1.0)          # (n_empty, K) one-hot
+                sums.addmm_(leaving.T, x[far], alpha=-1.0)
+                counts -= leaving.sum(0)
+                empty_ids = empty.nonzero()[:, 0]
+                sums[empty_ids], counts[empty_ids] = x[far], 1.0
+            new = sums / counts.clamp(min=1.0)[:, None]
             shift = float(((new - centers) ** 2).sum())
             centers, labels_prev = new, labels
             if shift <= tol_abs:
                 break
-        labels, dist, _, _ = self._assign(x, x_sq, centers)
-        return centers, labels, dist, it + 1
+        labels, _, _, _ = self._assign(x, x_sq, centers)
+        return centers, labels, it + 1
 
     # -- estimator -----------------------------------------------------------------------
     def fit(self, points, y=None) -> KMeans:
         """points: float [n_points, n_features] (numpy or torch, any device)."""
+        k, n_init, max_iter, tol, seed = self._check_params()
         device = self._device()
         x = self._points(points, device)
-        k = _positive_int("n_clusters", self.n_clusters)
         if k > x.shape[0]:
             raise ConceptError(f"n_clusters={k}: expected at most n_points={x.shape[0]}")
-        n_init = 1 if not isinstance(self.init, str) else _positive_int("n_init", self.n_init)
+        if not isinstance(self.init, str):
+            self._init_array(device, x.shape[1])           # checked before any work
+        self._mean = x.mean(0, dtype=torch.float64).float()    # (d,)
+        x = x - self._mean
         x_sq = (x * x).sum(1)
-        tol_abs = float(self.tol) * float(x.var(0, unbiased=False).double().mean())
+        tol_abs = tol * float(x.var(0, unbiased=False).double().mean())
         gen = torch.Generator(device=device)
-        gen.manual_seed(int(self.seed))
+        gen.manual_seed(seed)
         best = None
         for _ in tqdm(range(n_init), desc="k-means", disable=not self.progress, leave=False):
             centers = self._initial_centers(x, x_sq, gen)
-            centers, labels, dist, n_iter = self._lloyd(x, x_sq, centers, tol_abs)
-            inertia = float(dist.double().sum())
+            centers, labels, n_iter = self._lloyd(x, x_sq, centers, tol_abs, max_iter)
+            inertia = self._inertia(x, centers, labels)
             if best is None or inertia < best[0]:
                 best = (inertia, centers, labels, n_iter)
         self.inertia_, centers, labels, self.n_iter_ = best
-        self.cluster_centers_ = centers.cpu().numpy()
+        self.cluster_centers_ = (centers + self._mean).cpu().numpy()
+        self._centered_centers = centers
         self.labels_ = labels.cpu().numpy()
         return self
 
@@ -205,9 +252,10 @@ class KMeans:
         if x.shape[1] != self.cluster_centers_.shape[1]:
             raise ConceptError(f"points with {x.shape[1]} features: expected "
                                f"{self.cluster_centers_.shape[1]} as in fit")
-        centers = torch.from_numpy(self.cluster_centers_).to(device)
-        labels, dist, _, _ = self._assign(x, (x * x).sum(1), centers)
-        return labels.cpu().numpy(), float(dist.double().sum())
+        x = x - self._mean.to(device)
+        centers = self._centered_centers.to(device)
+        labels, _, _, _ = self._assign(x, (x * x).sum(1), centers)
+        return labels.cpu().numpy(), self._inertia(x, centers, labels)
 
     def predict(self, points) -> np.ndarray:
         """Closest centre: int64 [n_points]. points: float [n_points, n_features]."""

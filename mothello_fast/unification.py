@@ -64,6 +64,10 @@ def _cells(activations, items, languages, center: bool):
     if x.ndim != 2 or x.shape[0] == 0:
         raise ConceptError(f"activations of shape {tuple(x.shape)}: expected float [n, d_model]")
     x = x.double()
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(1).nonzero()[0])
+        raise ConceptError(f"activations row {bad} contains NaN or infinity: expected finite "
+                           "values")
     ids = []
     for name, values in (("items", items), ("languages", languages)):
         v = np.asarray(values.cpu() if hasattr(values, "cpu") else values)

@@ -151,6 +151,19 @@ def test_calign_unknown_direction_is_refused():
         run(direction="s<-t")
 
 
+@pytest.mark.parametrize("dictionary", [np.arange(3)[:, None] + 10, {}, -np.ones((3, 1), int)],
+                         ids=["no translation in the target", "empty mapping", "all -1"])
+def test_calign_without_any_translation_in_the_target_scores_zero(dictionary):
+    result = calign([0, 0, 1], [0, 1, 2], [0, 1], [0, 1], dictionary, theta_a=0.5)
+    assert result.score == 0.0
+    assert result.pairs == [] and result.aligned_clusters.tolist() == []
+
+
+def test_calign_negative_min_types_is_refused():
+    with pytest.raises(ConceptError, match="min_types=-1"):
+        run(min_types=-1)
+
+
 # --- COLAP -------------------------------------------------------------------------------
 
 def test_colap_score_worked_by_hand():
@@ -223,6 +236,14 @@ def test_colap_matches_a_counting_oracle_on_random_clusters():
         assert colap(labels, langs, theta_o=theta, n_clusters=8).score == expected / 8
 
 
+@pytest.mark.parametrize("include, message", [([0, 0, 1], r"lists \[0\] more than once"),
+                                              ([], r"include=\[\]"),
+                                              ([0, 5], r"language\(s\) \[5\] have no point")])
+def test_colap_include_must_be_distinct_languages_that_occur(include, message):
+    with pytest.raises(ConceptError, match=message):
+        colap([0, 0, 1, 1], [0, 1, 0, 1], include=include)
+
+
 def test_colap_type_level_without_types_is_refused():
     with pytest.raises(ConceptError, match="types"):
         colap([0], [0], level="type")
@@ -262,6 +283,34 @@ def test_exact_dictionary_gives_full_alignment_for_identical_clusterings():
     d = dictionary_from_translation_table(table, 0, 1)
     result = calign(labels, table[0, squares, 0], labels, table[1, squares, 0], d,
                     theta_a=0.99, size_ratio=1.0)
+    assert result.score == 1.0
+
+
+def test_token_square_dictionary_agrees_with_the_translation_table_with_anchors():
+    from mothello_fast.languages import LanguageSet
+
+    ls = LanguageSet.from_spec("atomic,split", n_anchors=5)
+    single = np.nonzero(ls.token_square >= 0)[0]            # tokens of one square
+    for source, target in ((0, 1), (1, 0)):
+        table = dictionary_from_translation_table(ls.translation_table, source, target)
+        square = dictionary_from_token_square(ls.token_square, ls, source, target)
+        for token in single:
+            assert sorted(square[token][square[token] >= 0]) == sorted(
+                table[token][table[token] >= 0])
+    anchored_token = ls.translation_table[0, ls.anchors[0], 0]
+    assert dictionary_from_token_square(ls.token_square, ls, 0, 1)[anchored_token, 0] \
+        == anchored_token
+
+
+def test_token_square_dictionary_gives_full_alignment_with_anchors():
+    from mothello_fast.languages import LanguageSet
+
+    ls = LanguageSet.from_spec("atomic,atomic", n_anchors=5)
+    squares = np.nonzero(ls.translation_table[0, :, 0] >= 0)[0]
+    labels = np.arange(60) // 5                           # identical clusterings
+    d = dictionary_from_token_square(ls.token_square, ls, 0, 1)
+    result = calign(labels, ls.translation_table[0, squares, 0], labels,
+                    ls.translation_table[1, squares, 0], d, theta_a=0.9, size_ratio=0.6)
     assert result.score == 1.0
 
 
@@ -333,3 +382,80 @@ def test_concepts_command_writes_the_report(twin_model, tmp_path):
     assert code == 0
     written = json.loads((tmp_path / "out" / "concepts.json").read_text())
     assert written["per_layer"][0]["calign_mean"] == 1.0
+
+
+def _tiny_model(ls):
+    import torch
+
+    from mothello_fast.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=ls.vocab_size, context_length=ls.context_length,
+                         n_layers=1, n_heads=2, d_model=32, d_mlp=64, dropout=0.0))
+
+
+def test_concept_report_skips_embedding_geometry_when_every_square_is_anchored():
+    from mothello_fast.languages import LanguageSet
+    from mothello_fast.othello import generate_games
+
+    ls = LanguageSet.from_spec("atomic,atomic", n_anchors=60)
+    out = concept_report(_tiny_model(ls), ls, generate_games(4, seed=3), layers=[1],
+                         n_clusters=6, n_init=1, progress=False, device="cpu")
+    assert [row["layer"] for row in out["per_layer"]] == [1]
+    geometry = out["embedding_geometry"]
+    assert geometry["tokens_per_language"] == {"L0": 0, "L1": 0}
+    assert "at least 2 tokens of its own" in geometry["skipped"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(theta_o=30), "theta_o=30"), (dict(theta_a=90), "theta_a=90"),
+    (dict(top_n=0), "top_n=0"), (dict(min_types=-1), "min_types=-1"),
+    (dict(k_neighbors=0), "k_neighbors=0"), (dict(n_clusters=0), "n_clusters=0"),
+    (dict(n_init=0), "n_init=0"), (dict(languages=["L0", "L0"]), r"\['L0'\] more than once"),
+    (dict(languages=["L0", "X"]), r"\['X'\] are not input languages"),
+    (dict(n_clusters=1000), "n_clusters=1000")])
+def test_concept_report_checks_its_parameters_before_collecting_activations(
+        twin_model, monkeypatch, bad, message):
+    import mothello_fast.activations
+    from mothello_fast.othello import generate_games
+
+    def collect(*args, **kwargs):
+        raise AssertionError("activations collected before the parameters were checked")
+
+    monkeypatch.setattr(mothello_fast.activations, "collect_activations", collect)
+    model, ls = twin_model
+
+    with pytest.raises(ConceptError, match=message):
+        concept_report(model, ls, generate_games(4, seed=0), layers=[1], progress=False,
+                       device="cpu", **{"n_clusters": 4, **bad})
+
+
+def test_concepts_command_checks_its_parameters_before_loading_the_checkpoint(tmp_path, capsys):
+    from mothello_fast.cli import main
+
+    code = main(["concepts", str(tmp_path / "missing"), "--theta-o", "30", "--out",
+                 str(tmp_path / "out")])
+    assert code == 2
+    assert "theta_o=30.0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_concept_report_angles_of_compositional_squares_count_their_rank():
+    import scipy.linalg
+
+    from mothello_fast.languages import LanguageSet
+    from mothello_fast.othello import generate_games
+
+    ls = LanguageSet.from_spec("compositional,compositional")
+    model = _tiny_model(ls)
+    out = concept_report(model, ls, generate_games(4, seed=3), layers=[1], n_clusters=4,
+                         n_init=1, progress=False, device="cpu")
+    weight = model.embed.weight.detach().double().numpy()
+    table = ls.translation_table
+    squares = np.nonzero(table[0, :, 0] >= 0)[0]
+    vectors = [weight[table[j, squares]].mean(1) for j in (0, 1)]      # [60, d] each
+    a, b = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in vectors)
+    expected = np.sort(np.cos(scipy.linalg.subspace_angles(a.T, b.T)))[::-1]
+    got = out["embedding_geometry"]["canonical_angles"]["L0-L1"]["cosines"]
+    assert len(expected) == 15
+    assert np.allclose(got, expected, atol=1e-8)

@@ -147,3 +147,61 @@ def test_neighbor_overlap_matches_a_brute_force_count():
 def test_rows_that_differ_in_number_are_refused():
     with pytest.raises(ConceptError, match="same rows"):
         canonical_angles(np.ones((4, 2)), np.ones((5, 2)))
+
+
+def _square_vectors(row_tokens, column_tokens):
+    """Compositional squares: each of 60 squares is the mean of its row and column token
+    vectors, so the 60 vectors span at most 15 dimensions. Returns float [60, d]."""
+    rows, columns = np.divmod(SQUARES, 8)
+    return unit((row_tokens[rows] + column_tokens[columns]) / 2)
+
+
+def test_canonical_cosines_match_scipy_on_rank_deficient_inputs():
+    rng = np.random.default_rng(14)
+    rows, columns = rng.normal(size=(8, 128)), rng.normal(size=(8, 128))
+    a = _square_vectors(rows, columns).T                             # [128, 60], rank 15
+    b = _square_vectors(rows + 0.05 * rng.normal(size=rows.shape),
+                        columns + 0.05 * rng.normal(size=columns.shape)).T
+    expected = np.sort(np.cos(scipy.linalg.subspace_angles(a, b)))[::-1]
+    got = canonical_angles(a, b, normalize=False, baseline=False).cosines
+    assert len(expected) == 15
+    assert np.allclose(got, expected, atol=1e-8)
+
+
+def test_random_baseline_has_as_many_cosines_as_the_smaller_rank():
+    rng = np.random.default_rng(15)
+    a = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 10))          # rank 3
+    b = rng.normal(size=(50, 6))
+    result = canonical_angles(a, b, normalize=False, seed=2)
+    assert len(result.cosines) == 3
+    assert np.allclose(result.baseline, random_canonical_cosines(50, 3, 6, seed=2))
+
+
+def test_nearest_neighbors_refuse_exclude_self_with_other_candidates():
+    x = np.random.default_rng(16).normal(size=(10, 4))
+    with pytest.raises(ConceptError, match="exclude_self=True with candidates"):
+        nearest_neighbors(x[:3], x[5:], k=2, exclude_self=True)
+
+
+def test_embeddings_with_nan_are_refused():
+    x = np.random.default_rng(17).normal(size=(20, 4))
+    x[3, 1] = np.nan
+    with pytest.raises(ConceptError, match="row 3 contains NaN"):
+        cross_lingual_neighbors(x, np.arange(20) % 2, k=3)
+
+
+def test_language_identification_with_one_fold_is_refused():
+    e, langs = _separated()
+    with pytest.raises(ConceptError, match="n_folds=1"):
+        language_identification(e, langs, n_folds=1)
+
+
+def test_float32_inputs_use_the_float32_rank_cutoff_as_scipy():
+    rng = np.random.default_rng(18)
+    rows, columns = rng.normal(size=(8, 64)), rng.normal(size=(8, 64))
+    a = _square_vectors(rows, columns).T.astype(np.float32)          # rank 15 + rounding
+    b = _square_vectors(rows + 0.1 * rng.normal(size=rows.shape), columns).T.astype(np.float32)
+    expected = np.sort(np.cos(scipy.linalg.subspace_angles(a, b)))[::-1]
+    got = canonical_angles(a, b, normalize=False, baseline=False).cosines
+    assert len(got) == len(expected) == 15
+    assert np.allclose(got, expected, atol=1e-4)

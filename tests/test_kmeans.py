@@ -111,3 +111,47 @@ def test_more_clusters_than_points_is_refused():
 def test_initial_centres_of_the_wrong_shape_are_refused(points):
     with pytest.raises(ConceptError, match="initial centres"):
         KMeans(3, init=points[:2], device="cpu").fit(points)
+
+
+def test_points_far_from_the_origin_give_the_exact_inertia_and_labels():
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(2000, 8)) + 3000).astype(np.float32)
+    init = x[rng.choice(len(x), 10, replace=False)]
+    ours = KMeans(10, init=init, max_iter=100, device="cpu").fit(x)
+    ref = SklearnKMeans(10, init=init, n_init=1, max_iter=100, algorithm="lloyd").fit(x)
+    d = _sq_dists(x, ours.cluster_centers_)
+    assert ours.inertia_ == pytest.approx(d[np.arange(len(x)), ours.labels_].sum(), rel=1e-4)
+    assert np.allclose(d[np.arange(len(x)), ours.labels_], d.min(1), rtol=1e-4, atol=1e-2)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-3)
+
+
+def test_empty_clusters_are_relocated_as_sklearn_does():
+    # Two identical initial centres far away: both empty at first; each takes one of the
+    # farthest points, which leaves its own cluster.
+    x = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)
+    init = np.concatenate([x[:6], np.full((2, 4), 50, np.float32)])
+    ours = KMeans(8, init=init, max_iter=300, device="cpu").fit(x)
+    ref = SklearnKMeans(8, init=init, n_init=1, max_iter=300, algorithm="lloyd").fit(x)
+    assert np.array_equal(ours.labels_, ref.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+def test_fits_a_tensor_that_requires_grad(points):
+    tensor = torch.from_numpy(points[:200]).requires_grad_(True)
+    a = KMeans(3, seed=0, device="cpu").fit(tensor)
+    b = KMeans(3, seed=0, device="cpu").fit(points[:200])
+    assert np.array_equal(a.labels_, b.labels_)
+
+
+@pytest.mark.parametrize("bad, message", [(dict(seed=None), "seed=None"), (dict(tol=-1), "tol=-1"),
+                                          (dict(tol=float("nan")), "tol=nan")])
+def test_bad_parameters_are_refused(points, bad, message):
+    with pytest.raises(ConceptError, match=message):
+        KMeans(3, device="cpu", **bad).fit(points[:50])
+
+
+def test_initial_centres_with_nan_are_named_as_init(points):
+    init = points[:3].copy()
+    init[1, 0] = np.nan
+    with pytest.raises(ConceptError, match="init contain NaN"):
+        KMeans(3, init=init, device="cpu").fit(points)

@@ -117,3 +117,11 @@ def test_plot_writes_a_png(tmp_path):
     sim = similarity_matrix(activations(items, langs, 1.0, 0.0), items, langs)
     path = plot_similarity_matrix(sim, tmp_path / "sim.png", language_names=["A", "B"])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_activations_with_nan_are_refused():
+    items, langs = rows(n_items=5, n_languages=2)
+    acts = activations(items, langs, 1.0, 0.0)
+    acts[3, 2] = np.nan
+    with pytest.raises(ConceptError, match="row 3 contains NaN"):
+        unification_score(acts, items, langs)

@@ -24,18 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="without --data: number of fresh random games; with it, the first N")
     parser.add_argument("--seed", type=int, default=0, help="seed of the games and k-means")
     parser.add_argument("--clusters", type=int, default=100, help="K of k-means")
-    parser.add_argument("--n-init", type=int, default=1, help="k-means runs per clustering")
+    parser.add_argument("--n-init", type=int, default=3,
+                        help="k-means++ runs per clustering, the best kept")
     parser.add_argument("--max-iter", type=int, default=100, help="k-means iterations per run")
     parser.add_argument("--theta-a", type=float, default=0.9, help="CALIGN match threshold (>)")
     parser.add_argument("--top-n", type=int, default=1, help="CALIGN translations per type")
     parser.add_argument("--size-ratio", type=float, default=0.6,
                         help="CALIGN least min/max ratio of cluster sizes (>=)")
-    parser.add_argument("--min-types", type=int, default=0,
+    parser.add_argument("--min-types", type=int, default=1,
                         help="CALIGN: a source cluster needs more types than this")
     parser.add_argument("--theta-o", type=float, default=0.3,
                         help="COLAP least share of every language (>=)")
-    parser.add_argument("--neighbors", type=int, default=10,
-                        help="k of the cross-lingual neighbours of embeddings")
+    parser.add_argument("--neighbors", type=int, default=50,
+                        help="k of the cross-lingual neighbours of embeddings (the paper's 50)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -43,11 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
-    from ..concepts import concept_report
+    from ..concepts import _check_report_params, concept_report
     from ..datasets import load_games
     from ..devices import resolve_device
     from ..othello import generate_games
 
+    _check_report_params(n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
+                         theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
+                         min_types=args.min_types, theta_o=args.theta_o,
+                         k_neighbors=args.neighbors, seed=args.seed)   # before loading anything
     device = resolve_device(args.device)
     model, language_set = load_model(args.checkpoint, device=device)
     games = (load_games(args.data)[:args.games] if args.data is not None
