@@ -42,6 +42,7 @@ _LAZY = {
     "probe_model": ".probes",
     "Activations": ".activations", "ActivationStore": ".activations",
     "collect_activations": ".activations", "load_activations": ".activations",
+    "resolve_layers": ".activations",
     "alignment_matrix": ".alignment", "alignment_by_layer": ".alignment",
     "model_alignment": ".alignment", "AlignmentMatrix": ".alignment",
     "LayerAlignment": ".alignment",

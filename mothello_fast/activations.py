@@ -5,10 +5,16 @@ in one language and keeps the residual stream at the last sub-token of every mov
 (``Encoded.move_end``), row by row aligned with the labels of the position after
 that move: the board (absolute and relative), the legal next moves and the player.
 
-Layers are hook names (``"blocks.5.hook_resid_post"``) or integers counted as in
-Othello-GPT's probe tables: layer 0 is the embeddings (``blocks.0.hook_resid_pre``)
-and layer ``l >= 1`` the residual stream after block ``l``
-(``blocks.{l-1}.hook_resid_post``), so "layer 6" is the output of the sixth block.
+Layers are hook names (``"blocks.5.hook_resid_post"``), glob patterns of hook names
+(``"blocks.*.hook_resid_post"``) or integers counted as in Othello-GPT's probe tables:
+layer 0 is the embeddings (``blocks.0.hook_resid_pre``) and layer ``l >= 1`` the
+residual stream after block ``l`` (``blocks.{l-1}.hook_resid_post``), so "layer 6" is
+the output of the sixth block. `resolve_layers` turns them into (layer, hook name)
+pairs, one per distinct hook; every function that takes `layers` goes through it.
+
+By default only the positions after moves 0..58 are kept (``max_moves=59``): the
+mOthello protocol scores probes over the first 59 moves, and the position after the
+60th move has no next move for the model to predict.
 
 With ``out_dir``, the collection streams to disk instead of filling memory: one
 safetensors shard per `shard_games` games, each written atomically, and an
@@ -16,6 +22,7 @@ safetensors shard per `shard_games` games, each written atomically, and an
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -32,12 +39,15 @@ from .model import unwrap
 from .othello import replay, validate_games
 
 __all__ = ["Activations", "ActivationStore", "collect_activations", "load_activations",
-           "hook_name"]
+           "hook_name", "resolve_layers", "check_games", "check_label_kind", "LABEL_KINDS",
+           "MAX_MOVES"]
 
 INDEX = "index.json"
 PARAMS = "params.json"
 _FORMAT = "mothello-activations/1"
 _LABELS = ("board", "relative", "legal_next", "player", "game", "move")
+LABEL_KINDS = ("absolute", "relative")
+MAX_MOVES = 59   # mOthello scores probes over the first 59 moves
 
 
 def hook_name(layer: int | str, n_layers: int) -> str:
@@ -54,6 +64,55 @@ def hook_name(layer: int | str, n_layers: int) -> str:
         raise ProbeError(f"layer={layer!r}: expected a hook name or an integer 0..{n_layers} "
                          "(0 the embeddings, l the output of block l)")
     return "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{int(layer) - 1}.hook_resid_post"
+
+
+def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple[int | str, str]]:
+    """`layers` (one or a sequence of integers, hook names or glob patterns of hook names)
+    as ``(layer, hook name)`` pairs of `model`, one per distinct hook, in the order given.
+
+    A glob pattern gives one pair per matching hook, labelled with the hook name; a hook
+    named twice (``[1, 1]``, ``[1, "blocks.0.hook_resid_post"]``) keeps its first label.
+    Raises `ProbeError` for an empty list, an unknown hook name or a pattern that
+    matches nothing.
+    """
+    from .model import HookPoint
+
+    gpt = unwrap(model)
+    points = [name for name, module in gpt.named_modules() if isinstance(module, HookPoint)]
+    layers = [layers] if isinstance(layers, (int, str, np.integer)) else list(layers)
+    if not layers:
+        raise ProbeError("layers is empty: expected at least one layer or hook name")
+    pairs: dict[str, int | str] = {}
+    for layer in layers:
+        if isinstance(layer, str) and any(c in layer for c in "*?["):
+            matched = [name for name in points if fnmatch.fnmatchcase(name, layer)]
+            if not matched:
+                raise ProbeError(f"layer pattern {layer!r} matches no hook point of the model; "
+                                 f"expected a pattern of one of {points}")
+            for name in matched:
+                pairs.setdefault(name, name)
+            continue
+        name = hook_name(layer, gpt.config.n_layers)
+        if name not in points:
+            raise ProbeError(f"layer={layer!r} is not a hook point of the model; expected an "
+                             f"integer 0..{gpt.config.n_layers} or one of {points}")
+        pairs.setdefault(name, int(layer) if isinstance(layer, np.integer) else layer)
+    return [(layer, name) for name, layer in pairs.items()]
+
+
+def check_games(games, name: str = "games") -> np.ndarray:
+    """`games` (int8 [n, 60]) validated, with at least one game, else an error naming `name`."""
+    games = validate_games(games)
+    if len(games) == 0:
+        raise ProbeError(f"{name} is empty: expected at least one game")
+    return games
+
+
+def check_label_kind(kind: str) -> str:
+    """`kind` if it is one of `LABEL_KINDS`, else a `ProbeError`."""
+    if kind not in LABEL_KINDS:
+        raise ProbeError(f"labels={kind!r}: expected one of {list(LABEL_KINDS)}")
+    return kind
 
 
 @dataclass
@@ -83,11 +142,7 @@ class Activations:
 
     def labels(self, kind: str = "absolute") -> np.ndarray:
         """Probe labels ``int8 [P, 64]``: "absolute" (the board) or "relative"."""
-        if kind == "absolute":
-            return self.board
-        if kind == "relative":
-            return self.relative
-        raise ProbeError(f"labels={kind!r}: expected 'absolute' or 'relative'")
+        return self.board if check_label_kind(kind) == "absolute" else self.relative
 
     @classmethod
     def concatenate(cls, parts: Sequence[Activations]) -> Activations:
@@ -103,12 +158,15 @@ def _numpy(array) -> np.ndarray:
 
 
 def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: list[str],
-                   first_game: int, device: torch.device) -> Activations:
+                   first_game: int, device: torch.device, max_moves: int | None
+                   ) -> Activations:
     encoded = language_set.encode(games, language)
     context = gpt.config.context_length
     tokens = _numpy(encoded.tokens)[:, :context]
     move_end = _numpy(encoded.move_end)[:, :context]
     move_index = _numpy(encoded.move_index)[:, :context]
+    if max_moves is not None:
+        move_end = move_end & (move_index < max_moves)
     rows, cols = np.nonzero(move_end)  # game-major, then position order
     moves = move_index[rows, cols].astype(np.int64)
     _, cache = gpt.run_with_cache(torch.as_tensor(tokens, device=device), names_filter=hooks)
@@ -211,40 +269,39 @@ def _check_positive(name: str, value) -> int:
 @torch.no_grad()
 def collect_activations(model, language_set, games, *, language: str,
                         layers: Sequence[int | str] | int | str = (6,), batch_size: int = 256,
-                        progress: bool = True, out_dir=None, shard_games: int = 4096
-                        ) -> Activations | ActivationStore:
+                        progress: bool = True, out_dir=None, shard_games: int = 4096,
+                        max_moves: int | None = MAX_MOVES) -> Activations | ActivationStore:
     """Residual stream at the last sub-token of every move of `games` written in `language`.
 
-    games: int8 [n, 60]. layers: hook names or integers (see `hook_name`). The model
-    runs in eval mode (dropout off) on its own device, `batch_size` games at a time;
-    its training mode is restored afterwards. Returns `Activations` in memory, or with
-    `out_dir` an `ActivationStore` of safetensors shards of `shard_games` games
-    (re-running the same collection into the same directory skips finished shards).
+    games: int8 [n, 60]. layers: see `resolve_layers` (the hidden states are keyed by hook
+    name, one per distinct hook). Only the positions after moves ``0..max_moves-1`` are
+    kept (default 59, the mOthello protocol; None: every move). The model runs in eval
+    mode (dropout off) on its own device, `batch_size` games at a time; its training
+    mode is restored afterwards. Returns `Activations` in memory, or with `out_dir` an
+    `ActivationStore` of safetensors shards of `shard_games` games (re-running the same
+    collection into the same directory skips finished shards).
     """
-    games = validate_games(games)
+    games = check_games(games)
     batch_size = _check_positive("batch_size", batch_size)
+    if max_moves is not None:
+        max_moves = _check_positive("max_moves", max_moves)
     if language not in language_set.names:
         raise LanguageError(f"language={language!r}: expected one of {list(language_set.names)}")
     gpt = unwrap(model)
-    layers = [layers] if isinstance(layers, (int, str, np.integer)) else list(layers)
-    hooks = list(dict.fromkeys(hook_name(layer, gpt.config.n_layers) for layer in layers))
-    if not hooks:
-        raise ProbeError("layers is empty: expected at least one layer or hook name")
+    hooks = [hook for _, hook in resolve_layers(gpt, layers)]
+    shard_games = _check_positive("shard_games", shard_games)
     device = next(gpt.parameters()).device
     was_training = gpt.training
     gpt.eval()
     try:
         if out_dir is None:
-            parts = [_collect_batch(gpt, language_set, games[s:s + batch_size], language, hooks,
-                                    s, device)
-                     for s in tqdm(range(0, len(games), batch_size), desc=f"activations {language}",
-                                   disable=not progress, leave=False)]
-            if not parts:
-                raise ProbeError("games is empty: expected at least one game")
-            return Activations.concatenate(parts)
+            return Activations.concatenate([
+                _collect_batch(gpt, language_set, games[s:s + batch_size], language, hooks, s,
+                               device, max_moves)
+                for s in tqdm(range(0, len(games), batch_size), desc=f"activations {language}",
+                              disable=not progress, leave=False)])
         return _collect_to_disk(gpt, language_set, games, language, hooks, batch_size,
-                                _check_positive("shard_games", shard_games), progress,
-                                Path(out_dir), device)
+                                shard_games, progress, Path(out_dir), device, max_moves)
     finally:
         gpt.train(was_training)
 
@@ -259,11 +316,11 @@ def _fingerprint(gpt, games: np.ndarray) -> dict:
 
 
 def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shard_games,
-                     progress, out_dir: Path, device) -> ActivationStore:
+                     progress, out_dir: Path, device, max_moves) -> ActivationStore:
     from safetensors.torch import save
 
     params = {"format": _FORMAT, "language": language, "layers": hooks, "n_games": len(games),
-              "shard_games": shard_games, **_fingerprint(gpt, games)}
+              "shard_games": shard_games, "max_moves": max_moves, **_fingerprint(gpt, games)}
     if (out_dir / INDEX).exists():
         store = load_activations(out_dir, verify=False)
         if {k: store.index.get(k) for k in params} == params:
@@ -287,7 +344,8 @@ def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shar
         else:
             part = Activations.concatenate(
                 [_collect_batch(gpt, language_set, games[s:min(s + batch_size, stop)], language,
-                                hooks, s, device) for s in range(start, stop, batch_size)])
+                                hooks, s, device, max_moves)
+                 for s in range(start, stop, batch_size)])
             data = save(_shard_tensors(part))
             atomic_write_bytes(file, data)
             record = {"file": file.name, "games": [start, stop], "n_positions": len(part),

@@ -2,9 +2,11 @@
 
 The all-pairs matrix at a layer: entry ``[a, b]`` is the accuracy of a probe trained
 on language a's hidden states and tested on language b's hidden states of the same
-held-out positions (the same games, the same moves). The diagonal is the
+test positions (the same games, the same moves). The diagonal is the
 in-distribution accuracy; the off-diagonal mean is the cross-lingual accuracy.
-Positions are split 80/20 at random (seeded), the same split for every language.
+The test positions are those of separate test games when given (mOthello's protocol:
+probes trained on the probe games, tested on 100 fresh games); otherwise the positions
+are split 80/20 at random (seeded), the same split for every language.
 
 `alignment_matrix` and `alignment_by_layer` take plain arrays, so they work on any
 model's activations; `model_alignment` collects them from a mOthello model first.
@@ -17,21 +19,17 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .datasets import split_games
-from .errors import ProbeError
-from .probes import LinearProbe, MLPProbe
+from .errors import LanguageError, ProbeError
+from .probes import PROBE_KINDS, check_test_fraction, make_probe, split_positions
 
+# PROBE_KINDS and make_probe live in `probes`; re-exported here for older imports
 __all__ = ["PROBE_KINDS", "make_probe", "AlignmentMatrix", "LayerAlignment", "alignment_matrix",
            "alignment_by_layer", "model_alignment"]
 
-PROBE_KINDS = {"linear": LinearProbe, "mlp": MLPProbe}
 
-
-def make_probe(kind: str = "mlp", **params) -> LinearProbe | MLPProbe:
-    """A fresh probe of `kind` ("linear" or "mlp") with constructor `params`."""
-    if kind not in PROBE_KINDS:
-        raise ProbeError(f"probe={kind!r}: expected one of {sorted(PROBE_KINDS)}")
-    return PROBE_KINDS[kind](**params)
+def _json_number(value: float) -> float | None:
+    """`value`, or None for nan (strict JSON has no NaN)."""
+    return None if np.isnan(value) else float(value)
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,11 @@ class AlignmentMatrix:
                 f"[trained on: tested on {' '.join(self.languages)}] {rows}, n_test={self.n_test})")
 
     def to_dict(self) -> dict:
+        """JSON-ready; ``cross_lingual`` is None for a single language."""
         return {"languages": list(self.languages), "accuracy": self.accuracy.tolist(),
+                "per_square": self.per_square.tolist(),
                 "in_distribution": self.in_distribution.tolist(),
-                "cross_lingual": self.cross_lingual, "n_train": self.n_train,
+                "cross_lingual": _json_number(self.cross_lingual), "n_train": self.n_train,
                 "n_test": self.n_test}
 
 
@@ -99,50 +99,93 @@ class LayerAlignment:
     def to_dict(self) -> dict:
         return {"layers": list(self.layers),
                 "in_distribution": self.in_distribution.tolist(),
-                "cross_lingual": self.cross_lingual.tolist(),
+                "cross_lingual": [_json_number(c) for c in self.cross_lingual],
                 "matrices": [m.to_dict() for m in self.matrices]}
+
+
+def _check_languages(languages: Sequence[str]) -> tuple[str, ...]:
+    languages = tuple(languages)
+    if not languages:
+        raise ProbeError("languages is empty: expected at least one language")
+    repeated = sorted({name for name in languages if languages.count(name) > 1})
+    if repeated:
+        raise ProbeError(f"languages={list(languages)} names {repeated} more than once: "
+                         "expected each language once")
+    return languages
+
+
+def _check_positions(hidden: Mapping[str, np.ndarray], labels, what: str) -> np.ndarray:
+    """labels as an array ``[N, 64]``, checked against every language's ``[N, d]``."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ProbeError(f"{what}labels has shape {labels.shape}: expected "
+                         "[n_positions, 64]")
+    for language, X in hidden.items():
+        if np.ndim(X) != 2 or np.shape(X)[0] != labels.shape[0]:
+            raise ProbeError(f"{what}hidden[{language!r}] has shape {np.shape(X)} but "
+                             f"{what}labels has {labels.shape[0]} positions: expected "
+                             "[n_positions, d], the same positions in every language")
+    return labels
 
 
 def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe: str = "mlp",
                      probe_params: Mapping | None = None, test_fraction: float = 0.2,
-                     seed: int = 0, progress: bool = False) -> AlignmentMatrix:
+                     seed: int = 0, test_hidden: Mapping[str, np.ndarray] | None = None,
+                     test_labels=None, progress: bool = False) -> AlignmentMatrix:
     """All-pairs cross-lingual probe accuracy at one layer.
 
     hidden: language -> float ``[N, d]``, row i of every language being the same
     position (game, move); labels: int ``[N, 64]`` (classes 0..2) of those positions.
+    With `test_hidden` (language -> float ``[M, d]``, the same languages) and
+    `test_labels` (int ``[M, 64]``), probes train on every position of `hidden` and are
+    scored on the test positions; without them, on a seeded random split of `hidden`
+    with `test_fraction` of the positions held out.
     probe: "linear" or "mlp", built with `probe_params` (its `seed` defaults to `seed`).
     """
-    languages = tuple(hidden)
-    if not languages:
-        raise ProbeError("hidden is empty: expected activations of at least one language")
-    labels = np.asarray(labels)
-    n = labels.shape[0] if labels.ndim else 0
-    for language, X in hidden.items():
-        if np.shape(X)[0] != n:
-            raise ProbeError(f"language {language!r} has {np.shape(X)[0]} positions but labels "
-                             f"has {n}: expected the same positions in every language")
-    train, test = split_games(n, val_fraction=test_fraction, seed=seed)
-    if len(train) == 0 or len(test) == 0:
-        raise ProbeError(f"{n} positions with test_fraction={test_fraction}: expected both "
-                         "a training and a test part")
+    languages = _check_languages(hidden)
     params = {"seed": seed, **(probe_params or {})}
+    make_probe(probe, **params)
+    labels = _check_positions(hidden, labels, "")
+    if (test_hidden is None) != (test_labels is None):
+        raise ProbeError("test_hidden and test_labels: expected both or neither")
+    if test_hidden is None:
+        train, test = split_positions(len(labels), test_fraction, seed)
+        train_x = {k: np.asarray(X)[train] for k, X in hidden.items()}
+        test_x = {k: np.asarray(X)[test] for k, X in hidden.items()}
+        train_y, test_y = labels[train], labels[test]
+    else:
+        if set(test_hidden) != set(languages):
+            raise ProbeError(f"test_hidden has languages {list(test_hidden)}: expected the "
+                             f"languages of hidden, {list(languages)}")
+        train_x, train_y = hidden, labels
+        test_x, test_y = test_hidden, _check_positions(test_hidden, test_labels, "test_")
+        if len(train_y) == 0 or len(test_y) == 0:
+            raise ProbeError(f"{len(train_y)} training and {len(test_y)} test positions: "
+                             "expected at least one of each")
     per_square = np.empty((len(languages), len(languages), labels.shape[1]))
     for a, source in enumerate(tqdm(languages, desc="alignment", disable=not progress,
                                     leave=False)):
-        fitted = make_probe(probe, **params).fit(np.asarray(hidden[source])[train], labels[train])
+        fitted = make_probe(probe, **params).fit(np.asarray(train_x[source]), train_y)
         for b, target in enumerate(languages):
-            per_square[a, b] = fitted.per_square_accuracy(np.asarray(hidden[target])[test],
-                                                          labels[test])
-    return AlignmentMatrix(languages, per_square.mean(-1), per_square, len(train), len(test))
+            per_square[a, b] = fitted.per_square_accuracy(np.asarray(test_x[target]), test_y)
+    return AlignmentMatrix(languages, per_square.mean(-1), per_square, len(train_y),
+                           len(test_y))
 
 
-def alignment_by_layer(hidden: Mapping[object, Mapping[str, np.ndarray]], labels,
-                       **kwargs) -> LayerAlignment:
-    """`alignment_matrix` at every layer: hidden maps layer -> language -> float ``[N, d]``;
-    keyword arguments as `alignment_matrix`."""
+def alignment_by_layer(hidden: Mapping[object, Mapping[str, np.ndarray]], labels, *,
+                       test_hidden: Mapping[object, Mapping[str, np.ndarray]] | None = None,
+                       test_labels=None, **kwargs) -> LayerAlignment:
+    """`alignment_matrix` at every layer: hidden (and `test_hidden`, if given) map
+    layer -> language -> float ``[N, d]``; keyword arguments as `alignment_matrix`."""
     layers = tuple(hidden)
-    return LayerAlignment(layers, tuple(alignment_matrix(hidden[layer], labels, **kwargs)
-                                        for layer in layers))
+    if test_hidden is not None and set(test_hidden) != set(layers):
+        raise ProbeError(f"test_hidden has layers {list(test_hidden)}: expected the layers "
+                         f"of hidden, {list(layers)}")
+    return LayerAlignment(layers, tuple(
+        alignment_matrix(hidden[layer], labels, test_labels=test_labels,
+                         test_hidden=None if test_hidden is None else test_hidden[layer],
+                         **kwargs)
+        for layer in layers))
 
 
 def _common_positions(collections: Sequence) -> list[np.ndarray]:
@@ -156,26 +199,53 @@ def _common_positions(collections: Sequence) -> list[np.ndarray]:
             else np.flatnonzero(np.isin(k, common)) for k in keys]
 
 
-def model_alignment(model, language_set, games, *, languages: Sequence[str] | None = None,
-                    layers: Sequence[int | str] = (6,), labels: str = "absolute",
-                    probe: str = "mlp", probe_params: Mapping | None = None,
-                    test_fraction: float = 0.2, seed: int = 0, batch_size: int = 256,
-                    progress: bool = True) -> LayerAlignment:
-    """Collect `model`'s hidden states on `games` (int8 [n, 60]) in every language (all
-    input languages by default) at `layers`, and compute `alignment_by_layer` with
-    "absolute" or "relative" board labels."""
+def _collect(model, language_set, games, languages, pairs, batch_size, progress, labels):
+    """(layer -> language -> float [N, d], labels int8 [N, 64]) at the positions every
+    language has."""
     from .activations import collect_activations
 
-    if languages is None:
-        languages = list(language_set.names)
+    hooks = [hook for _, hook in pairs]
     collected = [collect_activations(model, language_set, games, language=language,
-                                     layers=layers, batch_size=batch_size, progress=progress)
+                                     layers=hooks, batch_size=batch_size, progress=progress)
                  for language in languages]
     rows = _common_positions(collected)
-    hooks = collected[0].layers
     hidden = {layer: {language: c.hidden[hook][r]
                       for language, c, r in zip(languages, collected, rows)}
-              for layer, hook in zip(layers, hooks)}
-    return alignment_by_layer(hidden, collected[0].labels(labels)[rows[0]], probe=probe,
-                              probe_params=probe_params, test_fraction=test_fraction, seed=seed,
-                              progress=progress)
+              for layer, hook in pairs}
+    return hidden, collected[0].labels(labels)[rows[0]]
+
+
+def model_alignment(model, language_set, games, *, languages: Sequence[str] | None = None,
+                    layers: Sequence[int | str] | int | str = (6,), labels: str = "absolute",
+                    probe: str = "mlp", probe_params: Mapping | None = None,
+                    test_games=None, test_fraction: float = 0.2, seed: int = 0,
+                    batch_size: int = 256, progress: bool = True) -> LayerAlignment:
+    """Collect `model`'s hidden states on `games` (int8 [n, 60]) in every language (all
+    input languages by default) at `layers` (see `activations.resolve_layers`; the
+    result has one entry per distinct hook), and compute `alignment_by_layer` with
+    "absolute" or "relative" board labels. With `test_games` (int8 [m, 60], fresh games:
+    mOthello's protocol), probes train on every position of `games` and are tested on
+    those of `test_games`; without, on a `test_fraction` split of the positions of
+    `games`."""
+    from .activations import check_games, check_label_kind, resolve_layers
+
+    games = check_games(games)
+    if test_games is not None:
+        test_games = check_games(test_games, "test_games")
+    languages = _check_languages(language_set.names if languages is None else languages)
+    unknown = [name for name in languages if name not in language_set.names]
+    if unknown:
+        raise LanguageError(f"languages {unknown} are not in the language set: expected some "
+                            f"of {list(language_set.names)}")
+    check_label_kind(labels)
+    make_probe(probe, **{"seed": seed, **(probe_params or {})})
+    if test_games is None:
+        check_test_fraction(test_fraction)
+    pairs = resolve_layers(model, layers)
+    hidden, y = _collect(model, language_set, games, languages, pairs, batch_size, progress,
+                         labels)
+    test_hidden, test_y = (None, None) if test_games is None else _collect(
+        model, language_set, test_games, languages, pairs, batch_size, progress, labels)
+    return alignment_by_layer(hidden, y, test_hidden=test_hidden, test_labels=test_y,
+                              probe=probe, probe_params=probe_params,
+                              test_fraction=test_fraction, seed=seed, progress=progress)

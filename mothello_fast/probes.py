@@ -6,7 +6,9 @@ ReLU layer, 512 units by default). Both train every square at once with Adam
 one; their last layer goes through `mothello_fast.kernels.probe.probe_loss`. Inputs
 are standardised with the training set's mean and deviation, the last layer's bias
 starts at each square's class log-frequencies, and Adam carries a light L2 penalty
-(``weight_decay=1e-4``, about scikit-learn's default C=1 at 50k positions).
+(``weight_decay=1e-4``: torch's coupled weight decay, which adds ``1e-4 * w`` to the
+gradient of the mean cross-entropy of every parameter, biases included; Adam rescales
+that gradient per parameter, so it matches no fixed scikit-learn ``C``).
 Labels are classes 0..2 per square, absolute (empty / black / white) or relative
 (empty / mine / theirs), as the engine's `Replay` gives them.
 
@@ -31,14 +33,13 @@ from .devices import resolve_device
 from .errors import ProbeError
 from .kernels.probe import probe_loss
 
-__all__ = ["N_SQUARES", "N_CLASSES", "LinearProbe", "MLPProbe", "load_probe", "probe_model"]
+__all__ = ["N_SQUARES", "N_CLASSES", "PROBE_KINDS", "LinearProbe", "MLPProbe", "make_probe",
+           "load_probe", "probe_model"]
 
 N_SQUARES = 64
 N_CLASSES = 3
 _PREDICT_CHUNK = 65536  # rows per forward pass at predict time
 _FORMAT = "mothello-probe/1"
-
-
 
 
 def _features(X, device) -> torch.Tensor:
@@ -318,6 +319,44 @@ class MLPProbe(_BoardProbe):
 
 
 _PROBE_CLASSES = {"LinearProbe": LinearProbe, "MLPProbe": MLPProbe}
+PROBE_KINDS = {"linear": LinearProbe, "mlp": MLPProbe}
+
+
+def make_probe(kind: str = "mlp", **params) -> LinearProbe | MLPProbe:
+    """A fresh probe of `kind` ("linear" or "mlp") with constructor `params`, whose
+    hyperparameters are checked at once (`ProbeError` for a bad kind, name or value)."""
+    if kind not in PROBE_KINDS:
+        raise ProbeError(f"probe={kind!r}: expected one of {sorted(PROBE_KINDS)}")
+    cls = PROBE_KINDS[kind]
+    try:
+        probe = cls(**params)
+    except TypeError:
+        unknown = sorted(set(params) - set(cls().get_params()))
+        raise ProbeError(f"probe parameter(s) {unknown} are not parameters of {cls.__name__}; "
+                         f"expected some of {sorted(cls().get_params())}") from None
+    probe._check_hyperparameters()
+    return probe
+
+
+def check_test_fraction(test_fraction) -> float:
+    """`test_fraction` if it is a number strictly between 0 and 1, else a `ProbeError`."""
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)) \
+            or not 0.0 < test_fraction < 1.0:
+        raise ProbeError(f"test_fraction={test_fraction!r}: expected a fraction strictly "
+                         "between 0 and 1")
+    return float(test_fraction)
+
+
+def split_positions(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of `n` positions: sorted ``int64`` index arrays (train, test),
+    ``round(test_fraction * n)`` test positions; `ProbeError` if either part is empty."""
+    from .datasets import split_games
+
+    train, test = split_games(n, val_fraction=check_test_fraction(test_fraction), seed=seed)
+    if len(train) == 0 or len(test) == 0:
+        raise ProbeError(f"{n} positions with test_fraction={test_fraction}: expected both "
+                         "a training and a test part")
+    return train, test
 
 
 def load_probe(path, *, device: str | None = None) -> LinearProbe | MLPProbe:
@@ -351,25 +390,31 @@ def probe_model(model, language_set, games, *, language: str, layers=(6,), kind:
     """Train a board probe at each of `layers` on `model`'s hidden states over `games`
     (int8 [n, 60]) written in `language`, on a seeded random 80/20 split by position.
 
-    Returns ``{"layers": [...], "accuracy": [...], "per_square": [[64 floats], ...],
-    "n_train", "n_test", ...}``; with `out_dir`, also writes each probe
-    (``probe-<hook name>.safetensors``) and this dict (``probes.json``) there.
+    layers: see `activations.resolve_layers` (one entry per distinct hook). Returns
+    ``{"layers": [...], "hooks": [...], "accuracy": [...], "per_square": [[64 floats],
+    ...], "n_train", "n_test", ...}``, entry i of each list for the same layer; with
+    `out_dir`, also writes each probe (``probe-<hook name>.safetensors``) and this dict
+    (``probes.json``) there.
     """
-    from .activations import collect_activations
-    from .alignment import make_probe
-    from .datasets import split_games
+    from .activations import check_games, check_label_kind, collect_activations, resolve_layers
     from .storage import atomic_write_json
 
-    acts = collect_activations(model, language_set, games, language=language, layers=layers,
-                               batch_size=batch_size, progress=progress)
+    games = check_games(games)
+    params = {"seed": seed, "progress": progress, **(probe_params or {})}
+    make_probe(kind, **params)
+    check_label_kind(labels)
+    check_test_fraction(test_fraction)
+    pairs = resolve_layers(model, layers)
+    acts = collect_activations(model, language_set, games, language=language,
+                               layers=[hook for _, hook in pairs], batch_size=batch_size,
+                               progress=progress)
     y = acts.labels(labels)
-    train, test = split_games(len(acts), val_fraction=test_fraction, seed=seed)
-    result = {"language": language, "kind": kind, "labels": labels, "layers": list(layers),
-              "hooks": acts.layers, "accuracy": [], "per_square": [], "n_train": len(train),
-              "n_test": len(test)}
-    for hook in acts.layers:
-        probe = make_probe(kind, **{"seed": seed, "progress": progress, **(probe_params or {})})
-        probe.fit(acts.hidden[hook][train], y[train])
+    train, test = split_positions(len(acts), test_fraction, seed)
+    result = {"language": language, "kind": kind, "labels": labels,
+              "layers": [layer for layer, _ in pairs], "hooks": [hook for _, hook in pairs],
+              "accuracy": [], "per_square": [], "n_train": len(train), "n_test": len(test)}
+    for _, hook in pairs:
+        probe = make_probe(kind, **params).fit(acts.hidden[hook][train], y[train])
         per_square = probe.per_square_accuracy(acts.hidden[hook][test], y[test])
         result["accuracy"].append(float(per_square.mean()))
         result["per_square"].append(per_square.tolist())

@@ -14,7 +14,7 @@ import numpy as np
 from .storage import atomic_write_bytes
 
 __all__ = ["plot_probe_by_layer", "plot_alignment", "plot_transfer", "study_markdown",
-           "write_study_report"]
+           "write_study_report", "format_accuracy"]
 
 
 def _figure():
@@ -81,6 +81,11 @@ def plot_transfer(results: dict, path) -> Path:
     return _save(fig, Path(path))
 
 
+def format_accuracy(value: float | None) -> str:
+    """``0.1234`` as "0.1234"; None (no cross-lingual figure for one language) as "n/a"."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def study_markdown(results: dict) -> str:
     """A short Markdown report of a study."""
     alignment, transfer = results["alignment"], results["transfer"]
@@ -96,14 +101,14 @@ def study_markdown(results: dict) -> str:
     for layer, row, cross in zip(results["probe"]["layers"], results["probe"]["in_distribution"],
                                  results["probe"]["cross_lingual"]):
         lines.append(f"| {layer} | " + " | ".join(f"{v:.4f}" for v in row)
-                     + f" | {cross:.4f} |")
+                     + f" | {format_accuracy(cross)} |")
     lines += ["", f"## Alignment matrix at layer {alignment['layer']}", "",
               "rows: probe trained on; columns: tested on", "",
               "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {a} | " + " | ".join(f"{v:.4f}" for v in row) + " |"
               for a, row in zip(names, alignment["matrix"])]
     lines += ["", f"In-distribution {alignment['in_distribution']:.4f}, cross-lingual "
-              f"{alignment['cross_lingual']:.4f}.", "",
+              f"{format_accuracy(alignment['cross_lingual'])}.", "",
               f"## Transfer (fine-tuned in {transfer['finetune_language']} only)", "",
               "| language | pretrained | fine-tuned | gain |", "|---|---|---|---|"]
     lines += [f"| {k} | {v[0]:.4f} | {v[-1]:.4f} | {transfer['gain'][k]:+.4f} |"

@@ -4,12 +4,17 @@
 runs, each step resumable (a finished step is skipped, an interrupted training run
 continues from its last checkpoint, every output is written atomically):
 
-    DIR/data/{train,val,probe,pretrain,finetune}/   game datasets (see `datasets`)
+    DIR/study.json                                  the parameters that define the results
+    DIR/data/{train,val,probe,align,pretrain,finetune}/   game datasets (see `datasets`)
     DIR/model/                                      multilingual training run
     DIR/probes.json                                 alignment matrix at every layer
     DIR/transfer/                                   pretraining on c4 c3 c2 and fine-tuning
     DIR/transfer.json                               transfer curves and gains
     DIR/results.json, DIR/report.md, DIR/*.png      the summary
+
+A directory holds one study: re-running with other parameters (setting, languages,
+scale, seed, probe) is refused, naming the fields that differ. Probes are trained
+on the probe games and tested on `align_games` fresh games (mOthello: 100).
 
 Settings: ``naive`` (standard multilingual pretraining), ``anchors:K`` (K anchored
 squares), ``unified`` (a shared output space). Scales: ``tiny`` runs on a laptop CPU
@@ -28,8 +33,8 @@ import numpy as np
 
 from .datasets import generate_dataset, load_games
 from .storage import atomic_write_json
-from .errors import ConfigError
-from .othello import square_name
+from .errors import ConfigError, DatasetError
+from .othello import parse_moves, square_name
 
 __all__ = ["SCALES", "StudyScale", "parse_setting", "run_study"]
 
@@ -59,6 +64,8 @@ class StudyScale:
     probe_batch_size: int = 1024
     probe_epochs: int = 16
     n_evaluations: int = 10   # fine-tuning checkpoints measured
+    align_games: int = 100    # fresh games the probes are tested on (mOthello: 100)
+    checkpoint_every: int | None = None   # training checkpoints (None: every eval_every)
 
 
 SCALES = {
@@ -67,7 +74,7 @@ SCALES = {
                        batch_size=32, max_steps=150, warmup_steps=15, finetune_steps=45,
                        lr=5e-3, finetune_lr=1e-3, eval_games=64, eval_every=0,
                        probe_hidden=128, probe_lr=3e-3, probe_batch_size=256, probe_epochs=6,
-                       n_evaluations=3),
+                       n_evaluations=3, checkpoint_every=50),
     "small": StudyScale(train_games=1_000_000, val_games=2000, probe_games=1000,
                         pretrain_games=500_000, finetune_games=100_000, n_layers=4, n_heads=4,
                         d_model=256, d_mlp=1024, batch_size=512, max_steps=4000,
@@ -92,11 +99,53 @@ def parse_setting(setting: str) -> tuple[int, str]:
     raise ConfigError(f"setting={setting!r}: expected 'naive', 'anchors:K' (K > 0) or 'unified'")
 
 
+STUDY = "study.json"
+_STEPS = ("model.json", "probes.json", "transfer.json")
+
+
 def _games(path: Path, n_games: int, seed: int, prefix: str | None, progress: bool) -> np.ndarray:
-    """A dataset generated once and reopened afterwards."""
+    """A dataset generated once and reopened afterwards; reopening checks that it holds
+    `n_games` games of `seed` and `prefix`."""
     if not (path / "manifest.json").exists():
         generate_dataset(path, n_games=n_games, seed=seed, prefix=prefix, progress=progress)
-    return np.asarray(load_games(path))
+    dataset = load_games(path)
+    opening = [] if prefix is None else parse_moves(prefix)
+    found = {"n_games": len(dataset), "seed": dataset.manifest.get("seed"),
+             "prefix": list(dataset.manifest.get("prefix") or [])}
+    wanted = {"n_games": n_games, "seed": seed, "prefix": opening}
+    differ = [f"{k}={found[k]!r} (expected {wanted[k]!r})"
+              for k in wanted if found[k] != wanted[k]]
+    if differ:
+        raise DatasetError(f"dataset {str(path)!r} holds other games: {', '.join(differ)}; "
+                           "expected an empty directory or the same games")
+    return np.asarray(dataset)
+
+
+def _check_study(out: Path, params: dict) -> None:
+    """Record `params` in ``out/study.json``, or check them against the recorded ones."""
+    path = out / STUDY
+    if not path.exists():
+        if any((out / step).exists() for step in _STEPS):
+            raise ConfigError(f"{str(out)!r} holds results of a study without {STUDY}: "
+                              "expected an empty directory or a study of this version")
+        atomic_write_json(path, params)
+        return
+
+    def flat(d: dict) -> dict:   # {"sizes": {"n_layers": 2}} -> {"sizes.n_layers": 2}
+        fields = {}
+        for key, value in d.items():
+            if isinstance(value, dict):
+                fields.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                fields[key] = value
+        return fields
+
+    recorded, now = flat(json.loads(path.read_text())), flat(params)
+    differ = [f"{k}={recorded.get(k)!r} (now {now[k]!r})"
+              for k in now if recorded.get(k) != now[k]]
+    if differ:
+        raise ConfigError(f"{str(out)!r} holds a study with other parameters: "
+                          f"{'; '.join(differ)}; expected the same parameters or a new out_dir")
 
 
 def _step(path: Path, compute, progress: bool, name: str) -> dict:
@@ -118,36 +167,48 @@ def run_study(*, setting: str = "naive", languages: str = "atomic,atomic",
     from .alignment import model_alignment
     from .checkpoint import load_model
     from .devices import resolve_device
+    from .languages import LanguageSet
+    from .probes import make_probe
     from .train import TrainConfig, train
     from .transfer import TRANSFER_PREFIX, run_transfer
 
     n_anchors, objective = parse_setting(setting)
+    resolve_device(device)
+    LanguageSet.from_spec(languages, n_anchors=n_anchors, unified=objective == "unified")
     if isinstance(scale, str):
         if scale not in SCALES:
             raise ConfigError(f"scale={scale!r}: expected one of {sorted(SCALES)}")
         sizes = SCALES[scale]
     else:
         sizes, scale = scale, "custom"
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = out / "data"
-    # distinct seeds per role, so that no two roles share games
-    train_games = _games(data / "train", sizes.train_games, seed, None, progress)
-    val_games = _games(data / "val", sizes.val_games, seed + 1_000_001, None, progress)
-    probe_games = _games(data / "probe", sizes.probe_games, seed + 2_000_002, None, progress)
-    prefix = ",".join(square_name(s) for s in TRANSFER_PREFIX)
-    pretrain_games = _games(data / "pretrain", sizes.pretrain_games, seed + 3_000_003, prefix,
-                            progress)
-    finetune_games = _games(data / "finetune", sizes.finetune_games, seed + 4_000_004, None,
-                            progress)
-
+    probe_params = {"lr": sizes.probe_lr, "batch_size": sizes.probe_batch_size,
+                    "epochs": sizes.probe_epochs, "device": device,
+                    **({"hidden": sizes.probe_hidden} if probe == "mlp" else {})}
+    make_probe(probe, **probe_params)
+    checkpoint_every = sizes.eval_every if sizes.checkpoint_every is None \
+        else sizes.checkpoint_every
     config = TrainConfig(languages=languages, n_anchors=n_anchors, objective=objective,
                          n_layers=sizes.n_layers, n_heads=sizes.n_heads, d_model=sizes.d_model,
                          d_mlp=sizes.d_mlp, batch_size=sizes.batch_size, lr=sizes.lr,
                          warmup_steps=sizes.warmup_steps, max_steps=sizes.max_steps,
                          eval_every=sizes.eval_every, eval_games=sizes.eval_games,
-                         checkpoint_every=sizes.eval_every, keep_checkpoints=2, seed=seed,
+                         checkpoint_every=checkpoint_every, keep_checkpoints=2, seed=seed,
                          device=device, log_every=max(1, min(100, sizes.max_steps // 10)))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_study(out, {"setting": setting, "languages": languages, "scale": scale,
+                       "sizes": dataclasses.asdict(sizes), "seed": seed, "probe": probe})
+    data = out / "data"
+    # distinct seeds per role, so that no two roles share games
+    train_games = _games(data / "train", sizes.train_games, seed, None, progress)
+    val_games = _games(data / "val", sizes.val_games, seed + 1_000_001, None, progress)
+    probe_games = _games(data / "probe", sizes.probe_games, seed + 2_000_002, None, progress)
+    align_games = _games(data / "align", sizes.align_games, seed + 5_000_005, None, progress)
+    prefix = ",".join(square_name(s) for s in TRANSFER_PREFIX)
+    pretrain_games = _games(data / "pretrain", sizes.pretrain_games, seed + 3_000_003, prefix,
+                            progress)
+    finetune_games = _games(data / "finetune", sizes.finetune_games, seed + 4_000_004, None,
+                            progress)
 
     def training() -> dict:
         result = train(config, train_games=train_games, val_games=val_games,
@@ -166,19 +227,16 @@ def run_study(*, setting: str = "naive", languages: str = "atomic,atomic",
         model, language_set = load_model(out / trained["checkpoint"],
                                          device=resolve_device(device))
         layers = list(range(sizes.n_layers + 1))
-        result = model_alignment(
-            model, language_set, probe_games, layers=layers, probe=probe,
-            probe_params={"lr": sizes.probe_lr, "batch_size": sizes.probe_batch_size,
-                          "epochs": sizes.probe_epochs,
-                          **({"hidden": sizes.probe_hidden} if probe == "mlp" else {})},
-            seed=seed, progress=progress)
+        result = model_alignment(model, language_set, probe_games, test_games=align_games,
+                                 layers=layers, probe=probe, probe_params=probe_params,
+                                 seed=seed, progress=progress)
         return {"probe": probe, "labels": "absolute", **result.to_dict()}
 
     probes = _step(out / "probes.json", probing, progress, "probes and alignment")
 
     def transferring() -> dict:
-        pretrain = dataclasses.replace(config, eval_every=0, checkpoint_every=0)
-        result = run_transfer(pretrain, pretrain_games=pretrain_games,
+        pretrain = dataclasses.replace(config, eval_every=0)
+        result = run_transfer(pretrain, pretrain_games=pretrain_games, prefix=TRANSFER_PREFIX,
                               finetune_games=finetune_games, val_games=val_games,
                               out_dir=out / "transfer", finetune_steps=sizes.finetune_steps,
                               finetune_lr=sizes.finetune_lr, n_evaluations=sizes.n_evaluations,
@@ -192,8 +250,6 @@ def run_study(*, setting: str = "naive", languages: str = "atomic,atomic",
     from .report import write_study_report
     write_study_report(results, out)
     return results
-
-
 
 
 def _summary(setting, languages, scale, seed, sizes, trained, probes, transfer) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, LanguageError
-from .othello import parse_moves
+from .othello import parse_moves, square_name, validate_games
 
 __all__ = ["TRANSFER_PREFIX", "TransferResult", "finetune_curves", "run_transfer"]
 
@@ -95,35 +95,70 @@ def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_game
     return _curves(result.metrics, finetune_language)
 
 
+def _common_prefix(games: np.ndarray) -> list[int]:
+    """The longest opening (squares) that every row of `games` (int8 [n, 60]) starts with."""
+    same = (games == games[0]).all(0) & (games[0] >= 0)
+    length = int(np.argmin(same)) if not same.all() else games.shape[1]
+    return games[0, :length].astype(int).tolist()
+
+
+def _check_pretrain_games(pretrain_games, prefix) -> np.ndarray:
+    """pretrain_games validated: non-empty, all opening with `prefix` (squares or names),
+    or with None, all sharing an opening of at least one move."""
+    games = validate_games(pretrain_games)
+    if len(games) == 0:
+        raise ConfigError("pretrain_games is empty: expected games opening with a fixed prefix")
+    common = _common_prefix(games)
+    if prefix is None:
+        if not common:
+            raise ConfigError("pretrain_games do not share an opening move; expected games "
+                              f"generated with a fixed prefix such as "
+                              f"{' '.join(square_name(s) for s in TRANSFER_PREFIX)}")
+        return games
+    wanted = parse_moves(prefix)
+    if not wanted or common[:len(wanted)] != wanted:
+        raise ConfigError(f"prefix={prefix!r}: expected a non-empty opening that every "
+                          "pretraining game starts with; their common opening is "
+                          f"{' '.join(square_name(s) for s in common) or '(none)'}")
+    return games
+
+
 def run_transfer(config, *, finetune_language: str | None = None, pretrain_games,
                  finetune_games, val_games, out_dir, finetune_steps: int,
                  finetune_lr: float | None = None, n_evaluations: int = 10,
-                 progress: bool = True) -> TransferResult:
+                 prefix=None, progress: bool = True) -> TransferResult:
     """The whole protocol: pretrain with `config` (a `TrainConfig`) on `pretrain_games`
-    (int8 [n, 60], all opening with `TRANSFER_PREFIX` or another fixed prefix) in every
-    language, then `finetune_curves` for `finetune_steps` steps in `finetune_language`
-    (the first language by default) on `finetune_games`, measured `n_evaluations` times
-    on `val_games` (full-distribution games, int8 [m, 60]).
+    (int8 [n, 60]) in every language, then `finetune_curves` for `finetune_steps` steps in
+    `finetune_language` (the first language by default) on `finetune_games`, measured
+    `n_evaluations` times on `val_games` (full-distribution games, int8 [m, 60]).
 
-    Writes ``out_dir/pretrain`` and ``out_dir/finetune-<language>`` (training runs,
-    each resumable).
+    Every pretraining game must open with `prefix` (squares or names, e.g.
+    `TRANSFER_PREFIX` or ``"f5 d6"``); with ``prefix=None`` they must share an opening
+    of at least one move. Every input is checked before any training. Writes
+    ``out_dir/pretrain`` and ``out_dir/finetune-<language>`` (training runs, each
+    resumable).
     """
+    from .languages import LanguageSet
     from .train import train
 
-    pretrain_games = np.asarray(pretrain_games)
-    prefix = pretrain_games[:, :len(TRANSFER_PREFIX)]
-    if len(pretrain_games) and not (prefix == prefix[0]).all():
-        raise ConfigError("pretrain_games do not share one opening prefix; expected games "
-                          f"generated with a fixed prefix such as {parse_moves('c4 c3 c2')}")
-    if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) \
-            or finetune_steps < 1:
-        raise ConfigError(f"finetune_steps={finetune_steps!r}: expected a positive integer")
+    pretrain_games = _check_pretrain_games(pretrain_games, prefix)
+    for name, value in (("finetune_steps", finetune_steps), ("n_evaluations", n_evaluations)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name}={value!r}: expected a positive integer")
+    if finetune_lr is not None and not finetune_lr > 0:
+        raise ConfigError(f"finetune_lr={finetune_lr!r}: expected a positive number")
+    names = LanguageSet.from_spec(config.languages, n_anchors=config.n_anchors,
+                                  unified=config.objective == "unified",
+                                  seed=config.language_seed).names
+    if finetune_language is None:
+        finetune_language = names[0]
+    if finetune_language not in names:
+        raise LanguageError(f"finetune_language={finetune_language!r}: expected one of "
+                            f"{list(names)}")
     out_dir = Path(out_dir)
     pretrained = train(config, train_games=pretrain_games, val_games=val_games,
                        out_dir=out_dir / "pretrain", resume=True, progress=progress)
-    if finetune_language is None:
-        finetune_language = pretrained.language_set.names[0]
-    every = max(1, finetune_steps // max(1, n_evaluations))
+    every = max(1, finetune_steps // n_evaluations)
     finetune = dataclasses.replace(
         config, max_steps=finetune_steps, warmup_steps=min(config.warmup_steps,
                                                            finetune_steps // 10),

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mothello_fast.activations import collect_activations, hook_name, load_activations
+from mothello_fast.activations import (collect_activations, hook_name, load_activations,
+                                       resolve_layers)
 from mothello_fast.errors import DatasetError, LanguageError, ProbeError
 from mothello_fast.languages import LanguageSet
 from mothello_fast.model import GPT, GPTConfig
@@ -30,11 +31,13 @@ def games():
     return generate_games(6, seed=3)
 
 
-def move_end_positions(language_set, language: str, game: np.ndarray) -> list[int]:
-    """Token position of the last sub-token of each move, by walking the game's codes."""
+def move_end_positions(language_set, language: str, game: np.ndarray,
+                       max_moves: int | None = 59) -> list[int]:
+    """Token position of the last sub-token of each of the first `max_moves` moves (the
+    protocol's 59 by default), by walking the game's codes."""
     codes = language_set.token_ids(language)
     positions, t = [], -1
-    for square in game[game >= 0]:
+    for square in game[game >= 0][:max_moves]:
         t += int((codes[square] >= 0).sum())
         positions.append(t)
     return [p for p in positions if p < language_set.context_length]
@@ -66,11 +69,27 @@ def test_labels_are_the_position_after_each_move(model, language_set, games):
                                           board.legal_moves)
 
 
-def test_every_move_of_every_game_has_one_row(model, language_set, games):
+def test_each_of_the_first_59_moves_of_every_game_has_one_row(model, language_set, games):
+    # the protocol scores the first 59 moves: the 60th move's position has no next move
+    assert (games >= 0).sum(1).max() == 60
     acts = collect_activations(model, language_set, games, language="L0", layers=[0],
                                batch_size=4, progress=False)
+    expected = [(g, i) for g in range(len(games))
+                for i in range(min(59, int((games[g] >= 0).sum())))]
+    assert list(zip(acts.game.tolist(), acts.move.tolist())) == expected
+
+
+def test_max_moves_none_keeps_every_move(model, language_set, games):
+    acts = collect_activations(model, language_set, games, language="L0", layers=[0],
+                               max_moves=None, progress=False)
     expected = [(g, i) for g in range(len(games)) for i in range(int((games[g] >= 0).sum()))]
     assert list(zip(acts.game.tolist(), acts.move.tolist())) == expected
+
+
+def test_a_bad_max_moves_is_refused(model, language_set, games):
+    with pytest.raises(ProbeError, match="max_moves=0"):
+        collect_activations(model, language_set, games, language="L0", max_moves=0,
+                            progress=False)
 
 
 def test_layer_zero_is_token_plus_position_embedding(model, language_set, games):
@@ -153,3 +172,35 @@ def test_another_collection_in_the_same_directory_is_refused(tmp_path, model, la
     with pytest.raises(DatasetError, match="another activation collection"):
         collect_activations(model, language_set, games, language="L1", layers=[1], out_dir=out,
                             progress=False)
+
+
+def test_layers_resolve_to_one_pair_per_distinct_hook(model):
+    assert resolve_layers(model, [1, 1, 2, "blocks.0.hook_resid_post"]) == [
+        (1, "blocks.0.hook_resid_post"), (2, "blocks.1.hook_resid_post")]
+
+
+def test_a_single_integer_layer_is_a_list_of_one(model):
+    assert resolve_layers(model, 2) == [(2, "blocks.1.hook_resid_post")]
+
+
+def test_a_glob_pattern_expands_to_the_matching_hooks(model, language_set, games):
+    acts = collect_activations(model, language_set, games[:1], language="L0",
+                               layers=["blocks.*.hook_resid_post"], progress=False)
+    assert acts.layers == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+
+
+def test_a_pattern_matching_no_hook_is_refused(model):
+    with pytest.raises(ProbeError, match=r"blocks\.\*\.hook_nothing"):
+        resolve_layers(model, ["blocks.*.hook_nothing"])
+
+
+def test_an_unknown_hook_name_is_refused(model):
+    with pytest.raises(ProbeError, match="blocks.7.hook_resid_post"):
+        resolve_layers(model, ["blocks.7.hook_resid_post"])
+
+
+def test_empty_games_are_refused_before_writing_to_disk(tmp_path, model, language_set, games):
+    with pytest.raises(ProbeError, match="games is empty"):
+        collect_activations(model, language_set, games[:0], language="L0", layers=[1],
+                            out_dir=tmp_path / "acts", progress=False)
+    assert not (tmp_path / "acts").exists()

@@ -140,3 +140,108 @@ def test_alignment_reprs_summarise_instead_of_dumping_arrays():
     assert "cross_lingual=0.450" in text and "L0: 0.900 0.400" in text and "L1: 0.500 0.800" in text
     assert repr(LayerAlignment((6,), (matrix,))) == \
         "LayerAlignment(layer: in-distribution/cross-lingual 6: 0.850/0.450)"
+
+
+def test_model_alignment_gives_one_matrix_per_distinct_hook(two_atomic):
+    language_set, games = two_atomic
+    model = small_model(language_set, seed=0)
+
+    def run(layers):
+        return model_alignment(model, language_set, games[:20], layers=layers, probe="linear",
+                               probe_params=FAST, progress=False)
+
+    aliased = run([1, "blocks.0.hook_resid_post", 0, 0])
+    assert aliased.layers == (1, 0)
+    np.testing.assert_array_equal(aliased[1].accuracy, run([1])[1].accuracy)
+    np.testing.assert_array_equal(aliased[0].accuracy, run([0])[0].accuracy)
+
+
+def test_model_alignment_takes_a_single_integer_layer(two_atomic):
+    language_set, games = two_atomic
+    result = model_alignment(small_model(language_set, seed=0), language_set, games[:20],
+                             layers=1, probe="linear", probe_params=FAST, progress=False)
+    assert result.layers == (1,) and result[1].accuracy.shape == (2, 2)
+
+
+def test_test_positions_score_a_probe_trained_on_every_training_position(boards):
+    hidden = {"a": linear_code(boards, 64, seed=0), "b": linear_code(boards, 64, seed=2)}
+    n = len(boards) // 2
+    result = alignment_matrix({k: X[:n] for k, X in hidden.items()}, boards[:n],
+                              test_hidden={k: X[n:] for k, X in hidden.items()},
+                              test_labels=boards[n:], probe="linear", probe_params=FAST)
+    probe = make_probe("linear", **FAST, seed=0).fit(hidden["a"][:n], boards[:n])
+    assert result.accuracy[0, 1] == pytest.approx(probe.score(hidden["b"][n:], boards[n:]))
+    assert (result.n_train, result.n_test) == (n, len(boards) - n)
+
+
+def test_model_alignment_tests_on_the_test_games(two_atomic):
+    from mothello_fast.activations import collect_activations
+
+    language_set, games = two_atomic
+    model = small_model(language_set, seed=0)
+    train_games, test_games = games[:20], games[20:30]
+    result = model_alignment(model, language_set, train_games, test_games=test_games,
+                             layers=[1], probe="linear", probe_params=FAST, progress=False)[1]
+    hook = "blocks.0.hook_resid_post"
+    fit = collect_activations(model, language_set, train_games, language="L0", layers=[1],
+                              progress=False)
+    test = collect_activations(model, language_set, test_games, language="L1", layers=[1],
+                               progress=False)
+    probe = make_probe("linear", **FAST, seed=0).fit(fit.hidden[hook], fit.board)
+    assert (result.n_train, result.n_test) == (len(fit), len(test))
+    assert result.accuracy[0, 1] == pytest.approx(probe.score(test.hidden[hook], test.board))
+
+
+def test_one_dimensional_labels_are_refused(boards):
+    with pytest.raises(ProbeError, match=r"labels has shape \(10,\)"):
+        alignment_matrix({"a": np.zeros((10, 4), np.float32)}, np.zeros(10, int))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5])
+def test_a_test_fraction_outside_0_1_is_a_probe_error(boards, fraction):
+    X = linear_code(boards[:100], 16, seed=0)
+    with pytest.raises(ProbeError, match=f"test_fraction={fraction}"):
+        alignment_matrix({"a": X}, boards[:100], probe="linear", probe_params=FAST,
+                         test_fraction=fraction)
+
+
+@pytest.mark.parametrize("languages, match", [([], "languages is empty"),
+                                              (["L0", "L0", "L1"], r"\['L0'\] more than once"),
+                                              (["L0", "L7"], "L7")])
+def test_bad_language_lists_are_refused(two_atomic, languages, match):
+    language_set, games = two_atomic
+    with pytest.raises(ValueError, match=match):
+        model_alignment(small_model(language_set, seed=0), language_set, games[:5],
+                        languages=languages, layers=[1], probe="linear", probe_params=FAST,
+                        progress=False)
+
+
+@pytest.mark.parametrize("bad, match", [({"probe": "foo"}, "probe='foo'"),
+                                        ({"labels": "rel"}, "labels='rel'"),
+                                        ({"languages": ["L0", "L7"]}, "L7")])
+def test_model_alignment_checks_its_arguments_before_collecting(two_atomic, monkeypatch, bad,
+                                                                match):
+    import mothello_fast.activations as activations
+
+    def collect(*args, **kwargs):
+        raise AssertionError("activations were collected before the arguments were checked")
+
+    monkeypatch.setattr(activations, "collect_activations", collect)
+    language_set, games = two_atomic
+    with pytest.raises(ValueError, match=match):
+        model_alignment(small_model(language_set, seed=0), language_set, games[:5],
+                        layers=[1], **{"probe": "linear", "probe_params": FAST,
+                                       "progress": False, **bad})
+
+
+def test_alignment_to_dict_is_strict_json_with_the_per_square_accuracy():
+    import json
+
+    from mothello_fast.alignment import AlignmentMatrix, LayerAlignment
+    per_square = np.random.default_rng(0).random((1, 1, 64))
+    matrix = AlignmentMatrix(("L0",), per_square.mean(-1), per_square, n_train=80, n_test=20)
+    data = LayerAlignment((6,), (matrix,)).to_dict()
+    text = json.dumps(data, allow_nan=False)
+    assert json.loads(text)["cross_lingual"] == [None]
+    assert data["matrices"][0]["cross_lingual"] is None
+    np.testing.assert_array_equal(data["matrices"][0]["per_square"], per_square)

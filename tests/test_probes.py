@@ -1,5 +1,7 @@
 """Board probes: accuracy on synthetic hidden states whose board content is known,
 agreement with scikit-learn's logistic regression, determinism and persistence."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mothello_fast.errors import ProbeError
 from mothello_fast.othello import generate_games, replay
-from mothello_fast.probes import LinearProbe, MLPProbe, load_probe
+from mothello_fast.probes import LinearProbe, MLPProbe, load_probe, make_probe, probe_model
 
 FAST = {"lr": 1e-2, "batch_size": 256, "epochs": 6, "device": "cpu"}
 
@@ -156,3 +158,86 @@ def test_a_feature_constant_in_training_does_not_blow_up_predictions(synthetic):
     probe = LinearProbe(**FAST, seed=0).fit(X, y[:3000])
     assert probe.scale_[0] == 1.0
     assert probe.score(X_test, y_test) > 0.97
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """(model, language set, games): a random 2-layer model over two atomic languages."""
+    from mothello_fast.languages import LanguageSet
+    from mothello_fast.model import GPT, GPTConfig
+
+    language_set = LanguageSet.from_spec("atomic,atomic", seed=0)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=language_set.vocab_size,
+                          context_length=language_set.context_length, n_layers=2, n_heads=2,
+                          d_model=32, d_mlp=64)).eval()
+    return model, language_set, generate_games(6, seed=1)
+
+
+TINY = {"epochs": 1, "batch_size": 256, "device": "cpu"}
+
+
+def test_probe_model_gives_one_entry_per_distinct_hook(tiny_model):
+    model, language_set, games = tiny_model
+
+    def run(layers):
+        return probe_model(model, language_set, games, language="L0", layers=layers,
+                           kind="linear", probe_params=TINY, progress=False)
+
+    aliased = run([2, "blocks.1.hook_resid_post", 1, 1])
+    assert aliased["layers"] == [2, 1]
+    assert aliased["hooks"] == ["blocks.1.hook_resid_post", "blocks.0.hook_resid_post"]
+    assert aliased["accuracy"] == [run([2])["accuracy"][0], run([1])["accuracy"][0]]
+
+
+def test_probe_model_takes_a_single_integer_layer(tiny_model):
+    model, language_set, games = tiny_model
+    result = probe_model(model, language_set, games, language="L0", layers=2, kind="linear",
+                         probe_params=TINY, progress=False)
+    assert result["layers"] == [2] and result["hooks"] == ["blocks.1.hook_resid_post"]
+    assert len(result["accuracy"]) == 1
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.1])
+def test_probe_model_refuses_a_test_fraction_outside_0_1(tiny_model, fraction):
+    model, language_set, games = tiny_model
+    with pytest.raises(ProbeError, match=f"test_fraction={fraction}"):
+        probe_model(model, language_set, games, language="L0", layers=[1], kind="linear",
+                    test_fraction=fraction, probe_params=TINY, progress=False)
+
+
+@pytest.mark.parametrize("bad, match", [({"kind": "foo"}, "probe='foo'"),
+                                        ({"labels": "rel"}, "labels='rel'"),
+                                        ({"probe_params": {"epoch": 1}}, "epoch")])
+def test_probe_model_checks_its_arguments_before_collecting(tiny_model, monkeypatch, bad,
+                                                            match):
+    import mothello_fast.activations as activations
+
+    def collect(*args, **kwargs):
+        raise AssertionError("activations were collected before the arguments were checked")
+
+    monkeypatch.setattr(activations, "collect_activations", collect)
+    model, language_set, games = tiny_model
+    with pytest.raises(ProbeError, match=match):
+        probe_model(model, language_set, games, language="L0", layers=[1],
+                    **{"kind": "linear", "probe_params": TINY, "progress": False, **bad})
+
+
+def test_an_unknown_probe_parameter_is_a_probe_error():
+    with pytest.raises(ProbeError, match="'width'"):
+        make_probe("mlp", width=3)
+
+
+def test_probe_command_trains_the_probes_on_the_device_asked_for(tmp_path, tiny_model,
+                                                                 monkeypatch, capsys):
+    from mothello_fast.checkpoint import save_checkpoint
+    from mothello_fast.cli import main
+
+    model, language_set, _ = tiny_model
+    save_checkpoint(tmp_path / "ckpt", model=model, language_set=language_set)
+    # a machine with a GPU: --device cpu must keep the probes on the CPU all the same
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    rc = main(["probe", "--checkpoint", str(tmp_path / "ckpt"), "--games", "3",
+               "--language", "L0", "--layers", "1", "--kind", "linear", "--epochs", "1",
+               "--device", "cpu", "--quiet"])
+    assert rc == 0 and list(json.loads(capsys.readouterr().out)) == ["1"]

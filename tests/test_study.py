@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from mothello_fast.cli import build_parser
-from mothello_fast.errors import ConfigError
-from mothello_fast.study import SCALES, parse_setting, run_study
-from mothello_fast.transfer import TransferResult, _curves
+from mothello_fast.datasets import load_games
+from mothello_fast.errors import ConfigError, DatasetError, LanguageError, ProbeError
+from mothello_fast.othello import generate_games
+from mothello_fast.study import SCALES, _games, _summary, parse_setting, run_study
+from mothello_fast.train import TrainConfig
+from mothello_fast.transfer import TransferResult, _check_pretrain_games, _curves, run_transfer
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +126,92 @@ def test_study_command_line_parses_the_documented_options():
                                       "atomic,split:3", "--scale", "tiny", "--out", "d"])
     assert (args.setting, args.languages, args.scale, args.out) == (
         "anchors:4", "atomic,split:3", "tiny", "d")
+
+
+def test_probes_are_tested_on_the_fresh_alignment_games(study):
+    out, _ = study
+    probes = json.loads((out / "probes.json").read_text())
+
+    def positions(role):   # the first 59 moves of every game
+        return int(np.minimum((np.asarray(load_games(out / "data" / role)) >= 0).sum(1), 59).sum())
+    assert len(load_games(out / "data" / "align")) == SCALES["tiny"].align_games == 100
+    for matrix in probes["matrices"]:
+        assert (matrix["n_train"], matrix["n_test"]) == (positions("probe"), positions("align"))
+
+
+def test_the_tiny_training_keeps_checkpoints_along_the_way(study):
+    out, _ = study
+    steps = sorted(p.name for p in (out / "model" / "checkpoints").iterdir())
+    assert steps == ["step-000100", "step-000150"]
+
+
+@pytest.mark.parametrize("change, field", [({"setting": "unified"}, "setting='naive'"),
+                                           ({"languages": "atomic,compositional"},
+                                            "languages='atomic,atomic'"),
+                                           ({"seed": 3}, "seed=0"),
+                                           ({"probe": "linear"}, "probe='mlp'")])
+def test_rerunning_with_other_parameters_is_refused(study, change, field):
+    out, _ = study
+    before = (out / "probes.json").read_bytes()
+    kwargs = {"setting": "naive", "languages": "atomic,atomic", "scale": "tiny", **change}
+    with pytest.raises(ConfigError, match=field):
+        run_study(**kwargs, out_dir=out, device="cpu", progress=False)
+    assert (out / "probes.json").read_bytes() == before
+
+
+def test_an_unknown_probe_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ProbeError, match="probe='foo'"):
+        run_study(scale="tiny", out_dir=tmp_path / "s", probe="foo", device="cpu",
+                  progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+def test_study_games_of_another_count_or_seed_are_refused(tmp_path):
+    _games(tmp_path / "g", 10, 0, None, False)
+    with pytest.raises(DatasetError, match=r"n_games=10 \(expected 20\), seed=0 \(expected 7\)"):
+        _games(tmp_path / "g", 20, 7, None, False)
+
+
+def test_a_single_language_summary_is_strict_json_with_null_cross_lingual(study):
+    from mothello_fast.alignment import AlignmentMatrix, LayerAlignment
+    from mothello_fast.report import study_markdown
+
+    _, results = study
+    per_square = np.full((1, 1, 64), 0.75)
+    matrices = tuple(AlignmentMatrix(("L0",), per_square.mean(-1), per_square, 80, 20)
+                     for _ in range(3))
+    probes = {"probe": "mlp", "labels": "absolute", "seconds": 1.0,
+              **LayerAlignment((0, 1, 2), matrices).to_dict()}
+    summary = _summary("naive", "atomic", "tiny", 0, SCALES["tiny"],
+                       {"seconds": 1.0, **results["model"]}, probes, results["transfer"])
+    assert json.loads(json.dumps(summary, allow_nan=False))["alignment"]["cross_lingual"] is None
+    assert "cross-lingual n/a" in study_markdown(summary)
+
+
+TRANSFER_CONFIG = TrainConfig(languages="atomic,atomic", n_layers=1, n_heads=2, d_model=16,
+                              d_mlp=32, batch_size=8, max_steps=3, warmup_steps=1, eval_every=0,
+                              eval_games=8, checkpoint_every=0, device="cpu", log_every=1)
+
+
+def test_transfer_checks_the_finetune_language_before_pretraining(tmp_path):
+    games = generate_games(16, seed=0, prefix="c4 c3 c2")
+    with pytest.raises(LanguageError, match="nope"):
+        run_transfer(TRANSFER_CONFIG, finetune_language="nope", pretrain_games=games,
+                     finetune_games=games, val_games=games, out_dir=tmp_path / "t",
+                     finetune_steps=2, progress=False)
+    assert not (tmp_path / "t").exists()
+
+
+def test_transfer_accepts_a_fixed_prefix_shorter_than_three_moves():
+    games = generate_games(16, seed=0, prefix="f5 d6")
+    np.testing.assert_array_equal(_check_pretrain_games(games, None), games)
+    np.testing.assert_array_equal(_check_pretrain_games(games, "f5 d6"), games)
+
+
+def test_transfer_refuses_games_without_the_given_prefix(tmp_path):
+    games = generate_games(16, seed=0, prefix="f5 d6")
+    with pytest.raises(ConfigError, match="prefix='c4 c3 c2'.*f5 d6"):
+        run_transfer(TRANSFER_CONFIG, pretrain_games=games, finetune_games=games,
+                     val_games=games, out_dir=tmp_path / "t", finetune_steps=2,
+                     prefix="c4 c3 c2", progress=False)
+    assert not (tmp_path / "t").exists()

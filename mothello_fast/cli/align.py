@@ -16,18 +16,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--languages", nargs="+", default=None,
                         help="languages to compare (default: every input language)")
+    parser.add_argument("--test-games", type=int, default=None,
+                        help="test the probes on this many fresh games (seed + 1; mOthello: "
+                             "100) instead of a --test-fraction split of the games")
     parser.add_argument("--out", required=True, help="JSON file for the matrices and curves")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..alignment import model_alignment
+    from ..othello import generate_games
     from ..storage import atomic_write_json
 
     model, language_set, games, layers, params = model_inputs(args)
+    test_games = None if args.test_games is None else generate_games(args.test_games,
+                                                                     seed=args.seed + 1)
     result = model_alignment(model, language_set, games, languages=args.languages,
                              layers=layers, labels=args.labels, probe=args.kind,
-                             probe_params=params, test_fraction=args.test_fraction,
-                             seed=args.seed, progress=not args.quiet)
+                             probe_params=params, test_games=test_games,
+                             test_fraction=args.test_fraction, seed=args.seed,
+                             progress=not args.quiet)
     atomic_write_json(args.out, {"labels": args.labels, "probe": args.kind, **result.to_dict()})
     for layer, matrix in zip(result.layers, result.matrices):
         print(f"layer {layer}: in-distribution {matrix.in_distribution.mean():.4f}, "

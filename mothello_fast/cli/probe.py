@@ -45,7 +45,7 @@ def model_inputs(args: argparse.Namespace):
              else generate_games(args.games, seed=args.seed))
     layers = [int(x) if x.isdigit() else x for x in args.layers]
     params = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-              **({"hidden": args.hidden} if args.kind == "mlp" else {})}
+              "device": args.device, **({"hidden": args.hidden} if args.kind == "mlp" else {})}
     return model, language_set, games, layers, params
 
 

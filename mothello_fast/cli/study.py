@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report import format_accuracy
     from ..study import run_study
 
     results = run_study(setting=args.setting, languages=args.languages, scale=args.scale,
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
                         progress=not args.quiet)
     alignment = results["alignment"]
     print(f"alignment at layer {alignment['layer']}: in-distribution "
-          f"{alignment['in_distribution']:.4f}, cross-lingual {alignment['cross_lingual']:.4f}; "
+          f"{alignment['in_distribution']:.4f}, cross-lingual "
+          f"{format_accuracy(alignment['cross_lingual'])}; "
           f"transfer gains {results['transfer']['gain']}; report in {args.out}/report.md")
     return 0

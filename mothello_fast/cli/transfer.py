@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_transfer(config, finetune_language=args.language, pretrain_games=pretrain,
                           finetune_games=finetune, val_games=val, out_dir=args.out,
                           finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
-                          n_evaluations=args.evaluations, progress=not args.quiet)
+                          n_evaluations=args.evaluations, prefix=TRANSFER_PREFIX,
+                          progress=not args.quiet)
     atomic_write_json(f"{args.out}/transfer.json", result.to_dict())
     print(json.dumps(result.gain))
     return 0
