@@ -599,27 +599,27 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
     import torch
     from tqdm.auto import tqdm
 
-    from .activations import collect_activations
+    from .activations import MAX_MOVES, collect_activations, resolve_layers
     from .storage import atomic_write_json
     from .kmeans import KMeans
     from .model import unwrap
     from .unification import plot_similarity_matrix, similarity_matrix, unification_score
 
     gpt = unwrap(model)
-    layers = list(range(1, gpt.config.n_layers + 1)) if layers is None else list(layers)
+    pairs = resolve_layers(model, range(1, gpt.config.n_layers + 1) if layers is None else layers)
+    layers, hooks = [layer for layer, _ in pairs], [hook for _, hook in pairs]
     names = _check_report_languages(language_set, languages)
     _check_report_params(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
                          theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
                          min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,
                          seed=seed)
     games = np.asarray(games)
-    n_moves = int((games >= 0).sum()) if games.ndim == 2 else None
+    n_moves = int(np.minimum((games >= 0).sum(1), MAX_MOVES).sum()) if games.ndim == 2 else None
     if n_moves is not None and len(games) and n_clusters > n_moves:
         raise ConceptError(f"n_clusters={n_clusters}: expected at most the {n_moves} moves of "
                            "the games (the points of one language)")
-    collected = [collect_activations(model, language_set, games, language=name, layers=layers,
+    collected = [collect_activations(model, language_set, games, language=name, layers=hooks,
                                      batch_size=batch_size, progress=progress) for name in names]
-    hooks = collected[0].layers
     per_language = [(act.game * 60 + act.move, games[act.game, act.move].astype(np.int64))
                     for act in collected]                       # items, types (squares)
     lang_ids = np.concatenate([np.full(len(a), j) for j, a in enumerate(collected)])

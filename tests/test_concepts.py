@@ -369,6 +369,23 @@ def test_concept_report_writes_json_and_plots(twin_model, tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_concept_report_gives_one_entry_per_distinct_layer(twin_model):
+    from mothello_fast.othello import generate_games
+
+    model, ls = twin_model
+    games = generate_games(8, seed=5)
+
+    def report(layers):
+        return concept_report(model, ls, games, layers=layers, n_clusters=4, seed=0,
+                              progress=False)["per_layer"]
+
+    both = report([1, 1, "blocks.0.hook_resid_post", 2])   # layer 1 is blocks.0.hook_resid_post
+    assert [row["layer"] for row in both] == [1, 2]
+    assert [row["hook"] for row in both] == ["blocks.0.hook_resid_post",
+                                             "blocks.1.hook_resid_post"]
+    assert both == report([1]) + report([2])
+
+
 def test_concepts_command_writes_the_report(twin_model, tmp_path):
     import json
 
