@@ -5,7 +5,8 @@ Layout of a checkpoint directory::
     model.safetensors       the GPT's weights
     optimizer.safetensors   optimizer state tensors and RNG states (training checkpoints)
     checkpoint.json         format version, step, model/train configs, language set,
-                            optimizer hyper-parameters, byte size and sha256 of each file
+                            optimizer hyper-parameters, byte size and sha256 of each file,
+                            and the sha256 of the manifest itself (`manifest_sha256`)
 
 The directory is first written as ``DIR.partial/`` (each file fsynced) and renamed
 to ``DIR`` once ``checkpoint.json`` is in it, so a checkpoint directory that exists
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,8 @@ FORMAT_VERSION = 1
 MANIFEST = "checkpoint.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+MANIFEST_DIGEST = "manifest_sha256"
+_STEP_DIR = re.compile(r"step-(\d+)")
 
 
 @dataclass
@@ -137,9 +141,16 @@ def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0
                 "step": int(step), "model_config": gpt.config.to_dict(),
                 "language_set": language_set.to_dict(), "train_config": train_config,
                 "optimizer": optimizer_meta, "extra": extra or {}, "files": files}
+    manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
     atomic_write_json(partial / MANIFEST, manifest)
     replace_directory(partial, path)
     return path
+
+
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest as canonical JSON (sorted keys), its own digest left out."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _read_manifest(path: Path) -> dict:
@@ -160,6 +171,10 @@ def _read_manifest(path: Path) -> dict:
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{str(manifest_path)!r} is truncated or not a checkpoint manifest "
                               f"({type(exc).__name__}: {exc})") from None
+    # manifests written before the digest existed have none and are taken as they are
+    if MANIFEST_DIGEST in manifest and manifest[MANIFEST_DIGEST] != _manifest_digest(manifest):
+        raise CheckpointError(f"{str(manifest_path)!r} is corrupted: its contents do not match "
+                              f"its {MANIFEST_DIGEST}")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {str(path)!r} has format version {version!r}; this "
                               f"version of mothello-fast reads version {FORMAT_VERSION}")
@@ -167,6 +182,7 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _read_file(directory: Path, name: str, meta: dict, verify: bool) -> dict[str, torch.Tensor]:
+    """The tensors of safetensors file `name` (on the CPU), checked against `meta`."""
     file = directory / name
     if not file.exists():
         raise CheckpointError(f"checkpoint {str(directory)!r}: {name} is missing")
@@ -200,13 +216,18 @@ def load_checkpoint(path, *, model: torch.nn.Module | None = None,
     With `model`, its config must equal the checkpoint's (else `CheckpointError`
     listing the differing fields) and the weights are loaded into it; with
     `optimizer`, the optimizer state too. RNG states are returned, not applied
-    (see `restore_rng_state`). `verify` checks each file's sha256.
+    (see `restore_rng_state`), and stay on the CPU; the weights and optimizer state
+    tensors are moved to `map_location`. `verify` checks each file's sha256.
     """
     from .languages import LanguageSet
 
     path = Path(path)
     if path.is_file():
         path = path.parent
+    try:
+        location = torch.device(map_location)
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"map_location={map_location!r} is not a device ({exc})") from None
     manifest = _read_manifest(path)
     files = manifest["files"]
     if MODEL_FILE not in files:
@@ -221,7 +242,8 @@ def load_checkpoint(path, *, model: torch.nn.Module | None = None,
         if diffs:
             raise CheckpointError(f"checkpoint {str(path)!r} is from an incompatible model "
                                   f"config: {'; '.join(diffs)}")
-    weights = _read_file(path, MODEL_FILE, files[MODEL_FILE], verify)
+    weights = {k: v.to(location) for k, v in
+               _read_file(path, MODEL_FILE, files[MODEL_FILE], verify).items()}
     ckpt = Checkpoint(path=path, step=int(manifest["step"]), model_config=config,
                       language_set=LanguageSet.from_dict(manifest["language_set"]),
                       train_config=manifest.get("train_config"), model_state=weights,
@@ -230,7 +252,8 @@ def load_checkpoint(path, *, model: torch.nn.Module | None = None,
         tensors = _read_file(path, OPTIMIZER_FILE, files[OPTIMIZER_FILE], verify)
         ckpt.rng_state = {k: v for k, v in tensors.items() if k.startswith("rng.")}
         ckpt.optimizer_state = _optimizer_state_dict(
-            {k: v for k, v in tensors.items() if k.startswith("state.")}, manifest["optimizer"])
+            {k: v.to(location) for k, v in tensors.items() if k.startswith("state.")},
+            manifest["optimizer"])
     if model is not None:
         load_weights(model, weights, source=str(path))
     if optimizer is not None:
@@ -262,11 +285,18 @@ def load_model(path, *, device: str | torch.device = "cpu", verify: bool = True)
     return ckpt.build_model(device), ckpt.language_set
 
 
-def find_latest_checkpoint(directory) -> Path | None:
-    """The highest-step complete checkpoint ``step-*`` in `directory` (None if there is none)."""
+def _step_directories(directory) -> list[Path]:
+    """The directories named exactly ``step-N`` (N digits) in `directory`, by ascending N;
+    other names (``step-N.partial``, ``step-N-copy``, ...) are not checkpoints of the run."""
     directory = Path(directory)
     if not directory.is_dir():
-        return None
-    complete = [p for p in directory.glob("step-*") if p.is_dir() and (p / MANIFEST).exists()
-                and not p.name.endswith((".partial", ".old"))]
-    return max(complete, key=lambda p: int(p.name.split("-", 1)[1]), default=None)
+        return []
+    steps = [(int(m.group(1)), p) for p in directory.iterdir()
+             if (m := _STEP_DIR.fullmatch(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(steps)]
+
+
+def find_latest_checkpoint(directory) -> Path | None:
+    """The highest-step complete checkpoint ``step-N`` in `directory` (None if there is none)."""
+    complete = [p for p in _step_directories(directory) if (p / MANIFEST).exists()]
+    return complete[-1] if complete else None

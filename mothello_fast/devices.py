@@ -3,15 +3,28 @@ from __future__ import annotations
 
 import torch
 
+from .errors import MothelloError
+
 __all__ = ["resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`device` as a `torch.device`; ``None`` or ``"auto"``: CUDA when present, else the CPU.
+    A device torch does not know, or a CUDA device this machine lacks, is a `MothelloError`.
 
     >>> resolve_device("cpu")
     device(type='cpu')
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise MothelloError(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N' "
+                            "(a torch device)") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index or 0) >= count:
+            raise MothelloError(f"device={device!r}: this machine has {count} CUDA device(s); "
+                                "use 'cpu' or 'auto'")
+    return resolved

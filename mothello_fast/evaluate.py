@@ -17,7 +17,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from .errors import LanguageError
+from .errors import ConfigError, LanguageError
 from .devices import resolve_device
 from .model import unwrap
 from .othello import replay, validate_games
@@ -74,10 +74,18 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def _autocast(device: torch.device, bf16: bool | None):
+    """bf16 autocast where `bf16` (None: on CUDA, as training runs by default)."""
+    if (device.type == "cuda") if bf16 is None else bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r}: expected a positive integer (games per "
+                          "forward pass)")
 
 
 def _predict(model, tokens: torch.Tensor, rows: np.ndarray, positions: np.ndarray,
@@ -159,8 +167,9 @@ def _codes_for(language_set, language, objective: str) -> _Codes:
     return _Codes(language_set.token_ids(code_language), language_set.vocab_size)
 
 
-def _evaluate(model, language_set, games, language, objective: str, batch_size: int
-              ) -> tuple[int, int, float, int]:
+def _evaluate(model, language_set, games, language, objective: str, batch_size: int,
+              bf16: bool | None) -> tuple[int, int, float, int]:
+    _check_batch_size(batch_size)
     _check_objective(language_set, objective)
     games = validate_games(games)
     codes = _codes_for(language_set, language, objective)
@@ -169,7 +178,7 @@ def _evaluate(model, language_set, games, language, objective: str, batch_size: 
     gpt.eval()
     totals = np.zeros(4)
     try:
-        with torch.no_grad(), _autocast(_device_of(gpt)):
+        with torch.no_grad(), _autocast(_device_of(gpt), bf16):
             for start in range(0, len(games), batch_size):
                 chunk = np.asarray(games[start:start + batch_size])
                 totals += _count_batch(gpt, language_set, chunk, language, objective, codes,
@@ -180,35 +189,43 @@ def _evaluate(model, language_set, games, language, objective: str, batch_size: 
 
 
 def legal_move_accuracy(model, language_set, games, *, language, objective: str = "standard",
-                        batch_size: int = 256) -> float:
+                        batch_size: int = 256, bf16: bool | None = None) -> float:
     """Fraction of greedy top-1 next moves that are legal, over every move of `games`
-    (int8 [n, 60]) but each game's last, with the games written in `language`."""
-    correct, total, _, _ = _evaluate(model, language_set, games, language, objective, batch_size)
+    (int8 [n, 60]) but each game's last, with the games written in `language`.
+
+    batch_size: games per forward pass; bf16: run under bf16 autocast (None: on CUDA)."""
+    correct, total, _, _ = _evaluate(model, language_set, games, language, objective, batch_size,
+                                     bf16)
     return correct / total if total else float("nan")
 
 
 def evaluate_languages(model, language_set, games, *, objective: str = "standard",
-                       languages=None, batch_size: int = 256) -> dict[str, float]:
+                       languages=None, batch_size: int = 256,
+                       bf16: bool | None = None) -> dict[str, float]:
     """``{"legal_acc/<lang>": ..., "val_loss/<lang>": ...}`` for every input language
-    (all but the output language) or the given `languages`, on games int8 [n, 60]."""
+    (all but the output language) or the given `languages`, on games int8 [n, 60];
+    `batch_size` and `bf16` as in `legal_move_accuracy`."""
+    _check_batch_size(batch_size)
     _check_objective(language_set, objective)
     if languages is None:
         languages = [name for name in language_set.names if name != language_set.output_language]
     result = {}
     for language in languages:
         correct, total, loss, n_targets = _evaluate(model, language_set, games, language,
-                                                    objective, batch_size)
+                                                    objective, batch_size, bf16)
         result[f"legal_acc/{language}"] = correct / total if total else float("nan")
         result[f"val_loss/{language}"] = loss / n_targets if n_targets else float("nan")
     return result
 
 
 def evaluate_checkpoint(checkpoint, games, *, objective: str | None = None, languages=None,
-                        device: str = "auto", batch_size: int = 256) -> dict[str, float]:
+                        device: str = "auto", batch_size: int = 256,
+                        bf16: bool | None = None) -> dict[str, float]:
     """Load `checkpoint` and run `evaluate_languages` on games int8 [n, 60]; the objective
     defaults to the one the checkpoint was trained with."""
     from .checkpoint import load_checkpoint
 
+    _check_batch_size(batch_size)
     device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)
     model, language_set = ckpt.build_model(device=device), ckpt.language_set
@@ -216,4 +233,4 @@ def evaluate_checkpoint(checkpoint, games, *, objective: str | None = None, lang
         objective = (ckpt.train_config or {}).get("objective") or (
             "unified" if language_set.output_language is not None else "standard")
     return evaluate_languages(model, language_set, games, objective=objective,
-                              languages=languages, batch_size=batch_size)
+                              languages=languages, batch_size=batch_size, bf16=bf16)

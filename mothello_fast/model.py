@@ -225,6 +225,9 @@ class GPT(nn.Module):
         Returns logits float [B, T, vocab_size] and the mean cross-entropy over the
         targets that are not -100 (None without targets).
         """
+        if tokens.ndim != 2:
+            raise MothelloError(f"tokens have shape {tuple(tokens.shape)}; expected [batch, "
+                                "positions] (a single sequence is tokens[None])")
         T = tokens.shape[-1]
         if T > self.config.context_length:
             raise MothelloError(f"tokens have length {T}; this model's context_length is "
@@ -276,7 +279,8 @@ class GPT(nn.Module):
         """Forward pass that also returns the activations at the hook points chosen by
         `names_filter` (None: all; a name or glob pattern; a list of them; or a
         predicate on names). tokens: int64 [B, T] -> (logits [B, T, vocab], cache
-        name -> [B, T, d_model])."""
+        name -> [B, T, d_model]; ``hook_pos_embed`` is [T, d_model], the same for
+        every row, as it is added before broadcasting over the batch)."""
         cache = ActivationCache()
 
         def save(activation: torch.Tensor, name: str) -> None:

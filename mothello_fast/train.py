@@ -24,6 +24,8 @@ import math
 import os
 import shutil
 import time
+import warnings
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +33,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (find_latest_checkpoint, load_checkpoint, load_weights,
-                         restore_rng_state, save_checkpoint)
+from .checkpoint import (_step_directories, find_latest_checkpoint, load_checkpoint,
+                         load_weights, restore_rng_state, save_checkpoint)
 from .storage import atomic_write_bytes, atomic_write_json
 from .errors import CheckpointError, ConfigError
 from .devices import resolve_device
@@ -88,13 +90,14 @@ class TrainConfig:
     wandb: bool = False
     wandb_project: str = "mothello"
 
-    # fields that may change when resuming (they do not change the loss curve)
+    # fields that may change when resuming: they do not change the model or the optimiser.
+    # `device` does change the batches (corpus streams differ between CPU and CUDA), as does
+    # the number of processes (dropout is seeded per rank): resuming warns when either differs.
     RUNTIME_FIELDS = ("eval_every", "eval_games", "log_every", "checkpoint_every",
                       "keep_checkpoints", "device", "compile", "compile_mode", "bf16", "tf32",
                       "wandb", "wandb_project")
 
     def __post_init__(self):
-        self.betas = tuple(self.betas)
         if self.objective not in ("standard", "unified"):
             raise ConfigError(f"objective={self.objective!r}: expected 'standard' or 'unified'")
         for name in ("batch_size", "max_steps", "n_layers", "n_heads", "d_model", "d_mlp",
@@ -106,10 +109,40 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"TrainConfig.{name}={value!r}: expected an integer >= 0")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError(f"TrainConfig.min_lr_ratio={self.min_lr_ratio!r}: expected [0, 1]")
-        if len(self.betas) != 2:
+        keep = self.keep_checkpoints
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ConfigError(f"TrainConfig.keep_checkpoints={keep!r}: expected None (keep all) "
+                              "or a positive integer")
+        for name, expected, valid in self._NUMBERS:
+            value = getattr(self, name)
+            if name == "grad_clip" and value is None:
+                continue
+            setattr(self, name, _number(name, value, expected, valid))
+        if isinstance(self.betas, (str, bytes, Mapping)) or not hasattr(self.betas, "__len__") \
+                or len(self.betas) != 2:
             raise ConfigError(f"TrainConfig.betas={self.betas!r}: expected two numbers")
+        self.betas = tuple(_number("betas", b, "two numbers in [0, 1)", lambda x: 0 <= x < 1,
+                                   whole=self.betas) for b in self.betas)
+        weights = self.language_weights
+        if weights is None:
+            return
+        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
+            raise ConfigError(f"TrainConfig.language_weights={weights!r}: expected None or a "
+                              "list of numbers")
+        items = weights.items() if isinstance(weights, Mapping) else enumerate(weights)
+        floats = {k: _number("language_weights", w, "numbers >= 0", lambda x: x >= 0,
+                             whole=weights) for k, w in items}
+        # a list (or a mapping language -> weight, see corpus.Corpus), whatever sequence
+        # was given, so that it compares equal to the checkpoint's JSON on resume
+        self.language_weights = floats if isinstance(weights, Mapping) else list(floats.values())
+
+    # float fields: (name, what is expected, test); YAML reads 1e-3 as a string
+    _NUMBERS = (("lr", "a number > 0", lambda x: x > 0),
+                ("weight_decay", "a number >= 0", lambda x: x >= 0),
+                # a negative clip would reverse the gradients (clip_grad_norm_ scales by it)
+                ("grad_clip", "a number >= 0 (or None: no clipping)", lambda x: x >= 0),
+                ("min_lr_ratio", "a number in [0, 1]", lambda x: 0 <= x <= 1),
+                ("dropout", "a number in [0, 1)", lambda x: 0 <= x < 1))
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -133,6 +166,19 @@ class TrainConfig:
                          n_layers=self.n_layers, n_heads=self.n_heads, d_model=self.d_model,
                          d_mlp=self.d_mlp, dropout=self.dropout,
                          attention_backend=self.attention_backend)
+
+
+def _number(name: str, value, expected: str, valid, *, whole=None) -> float:
+    """`value` as a float, or `ConfigError` naming TrainConfig.`name` (`whole`: the list
+    `value` is an entry of). Numeric strings are taken: YAML 1.1 reads ``1e-3`` as one."""
+    shown = value if whole is None else whole
+    try:
+        number = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not valid(number):
+        raise ConfigError(f"TrainConfig.{name}={shown!r}: expected {expected}")
+    return number
 
 
 def load_train_config(path=None, overrides=()) -> TrainConfig:
@@ -246,12 +292,32 @@ def _resolve_device(config: TrainConfig, ddp: _Dist) -> torch.device:
     return device
 
 
-def _read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
+def _read_metrics(path: Path, up_to_step: int) -> list[dict]:
+    """The records of metrics.jsonl up to step `up_to_step` (the step resumed from).
+
+    A line that is not a record is skipped when no record up to that step follows it
+    (an append cut short by the interruption); anywhere else it is a `CheckpointError`."""
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if up_to_step is not None:
-        records = [r for r in records if r["step"] <= up_to_step]
+    lines = [(number, line) for number, line in enumerate(path.read_text().splitlines(), 1)
+             if line.strip()]
+    records, bad = [], None
+    for number, line in lines:
+        try:
+            record = json.loads(line)
+            step = record["step"]
+            if isinstance(step, bool) or not isinstance(step, int):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            bad = bad or number
+            continue
+        if step > up_to_step:
+            continue
+        if bad is not None:
+            raise CheckpointError(f"cannot resume: line {bad} of {str(path)!r} is not a metrics "
+                                  f"record (a JSON object with an integer 'step'), and records "
+                                  f"up to the resumed step {up_to_step} follow it")
+        records.append(record)
     return records
 
 
@@ -297,7 +363,7 @@ def _prepare_out_dir(out_dir: Path, resume: bool):
     return None
 
 
-def _check_resume_config(ckpt, config: TrainConfig) -> None:
+def _check_resume_config(ckpt, config: TrainConfig, device: torch.device, ddp: _Dist) -> None:
     saved = dict(ckpt.train_config or {})
     current = config.to_dict()
     diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in current
@@ -305,15 +371,46 @@ def _check_resume_config(ckpt, config: TrainConfig) -> None:
     if diffs:
         raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: its training config "
                               f"differs ({'; '.join(diffs)})")
+    # allowed, but the rest of the run then differs from the uninterrupted one
+    run = ckpt.extra.get("run") or {}
+    for what, old, new, why in (
+            ("device type", run.get("device_type"), device.type, "the batches differ"),
+            ("number of processes", run.get("world_size"), ddp.world,
+             "dropout is seeded per rank")):
+        if ddp.main and old is not None and old != new:
+            warnings.warn(f"resuming {str(ckpt.path)!r}: it was trained with {what} {old!r}, "
+                          f"this run uses {new!r}; {why}, so the rest of the run will not "
+                          "repeat the uninterrupted one", stacklevel=4)
+
+
+def _wrap_ddp(model: GPT, device_ids):
+    """`model` under DistributedDataParallel, without the per-step buffer broadcast: the
+    only buffer, `positions`, is constant (the same on every process)."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # torch >= 2.13 renames broadcast_buffers (deprecated) to forward_sync_buffers
+    name = ("forward_sync_buffers" if "forward_sync_buffers"
+            in inspect.signature(DistributedDataParallel.__init__).parameters
+            else "broadcast_buffers")
+    return DistributedDataParallel(model, device_ids=device_ids, **{name: False})
+
+
+def _restore_loss_window(ckpt, ddp: _Dist, device: torch.device) -> tuple[torch.Tensor, int]:
+    """(loss sum float32 [] of this process, steps) of the window not logged when `ckpt`
+    was written; zeros for a fresh run or a checkpoint without one."""
+    saved = (ckpt.extra.get("loss_window") if ckpt is not None else None) or {}
+    sums, steps = saved.get("sums") or [0.0], int(saved.get("steps", 0))
+    # with another number of processes each takes the mean, which all_reduce preserves
+    mine = sums[ddp.rank] if len(sums) == ddp.world else sum(sums) / len(sums)
+    return torch.tensor(mine, dtype=torch.float32, device=device), steps
 
 
 def _keep_newest(directory: Path, keep: int | None) -> None:
     if keep is None:
         return
-    steps = sorted((p for p in directory.glob("step-*") if p.is_dir()
-                    and not p.name.endswith((".partial", ".old"))),
-                   key=lambda p: int(p.name.split("-", 1)[1]))
-    for old in steps[:-keep] if keep > 0 else steps:
+    for old in _step_directories(directory)[:-keep]:
         shutil.rmtree(old)
 
 
@@ -364,6 +461,12 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
         dist.barrier()  # every process has looked at out_dir before rank 0 writes into it
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     init = load_checkpoint(init_from) if init_from is not None else None
+    records = []
+    if ckpt is not None:
+        _check_resume_config(ckpt, config, device, ddp)
+        # the records up to the checkpoint we resume from (read by every process, so that
+        # a bad log stops them all)
+        records = _read_metrics(out_dir / METRICS, up_to_step=ckpt.step)
     if language_set is None:
         source = ckpt or init
         language_set = source.language_set if source is not None else LanguageSet.from_spec(
@@ -379,7 +482,6 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     optimizer = make_optimizer(model, config, fused=cuda)
     start_step = 0
     if ckpt is not None:
-        _check_resume_config(ckpt, config)
         load_weights(model, ckpt.model_state, source=str(ckpt.path))
         if ckpt.optimizer_state is None:
             raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: it holds no "
@@ -399,8 +501,7 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
 
     ddp_model = model
     if ddp.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        ddp_model = _wrap_ddp(model, device_ids=[device.index] if cuda else None)
     compiled = config.compile if config.compile is not None else cuda
     step_model = torch.compile(ddp_model, mode=config.compile_mode) if compiled else ddp_model
     bf16 = config.bf16 if config.bf16 is not None else cuda
@@ -416,13 +517,9 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
                                                     "model_config": model_config.to_dict(),
                                                     "language_set": language_set.to_dict(),
                                                     "world_size": ddp.world})
-        # keep the records up to the checkpoint we resume from (none for a fresh start)
-        records = _read_metrics(out_dir / METRICS, up_to_step=start_step) if ckpt else []
         atomic_write_bytes(out_dir / METRICS,
                            "".join(json.dumps(r) + "\n" for r in records).encode())
-    else:
-        records = []
-    log = _Log(out_dir, config, ddp.main, records)
+    log = _Log(out_dir, config, ddp.main, records if ddp.main else [])
     checkpoint_path = ckpt.path if ckpt is not None else None
     per_rank = config.batch_size // ddp.world
     T = language_set.context_length
@@ -430,7 +527,7 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     def evaluate(step: int) -> None:
         if ddp.main and len(eval_games):
             record = {"step": step, **evaluate_languages(model, language_set, eval_games,
-                                                         objective=config.objective)}
+                                                         objective=config.objective, bf16=bf16)}
             log.write(record)
             if bar is not None:
                 postfix.update({k.replace("legal_acc/", "acc/"): f"{v:.3f}"
@@ -439,9 +536,17 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
 
     def save(step: int) -> Path:
         path = out_dir / CHECKPOINTS / f"step-{step:06d}"
+        # the loss window not logged yet, each process's own sum, so that a resumed run
+        # logs the same mean loss as the uninterrupted one
+        sums = [loss_sum]
+        if ddp.world > 1 and window:
+            sums = [torch.zeros_like(loss_sum) for _ in range(ddp.world)]
+            dist.all_gather(sums, loss_sum)
+        extra = {"run": {"device_type": device.type, "world_size": ddp.world},
+                 "loss_window": {"steps": window, "sums": [float(x) for x in sums]}}
         if ddp.main:
             save_checkpoint(path, model=model, language_set=language_set, step=step,
-                            optimizer=optimizer, train_config=config.to_dict())
+                            optimizer=optimizer, train_config=config.to_dict(), extra=extra)
             _keep_newest(out_dir / CHECKPOINTS, config.keep_checkpoints)
         return path
 
@@ -452,8 +557,8 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     if start_step == 0 and config.eval_every:
         evaluate(0)
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    window, window_start = 0, time.perf_counter()
+    loss_sum, window = _restore_loss_window(ckpt, ddp, device)
+    timed, window_start = 0, time.perf_counter()   # steps since window_start
     try:
         for step in range(start_step, config.max_steps):
             lr = learning_rate(step, config)
@@ -473,6 +578,7 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
                                          loss_scale=scale)
             loss_sum += loss
             window += 1
+            timed += 1
             done = step + 1
             if bar is not None:
                 bar.update(1)
@@ -480,16 +586,17 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
                 if ddp.world > 1:
                     dist.all_reduce(loss_sum)
                     loss_sum /= ddp.world
+                loss_value = loss_sum.item()  # waits for the device: the clock reads work done
                 elapsed = time.perf_counter() - window_start
-                record = {"step": done, "loss": loss_sum.item() / window, "lr": lr,
+                record = {"step": done, "loss": loss_value / window, "lr": lr,
                           "grad_norm": float(grad_norm),
-                          "tokens_per_s": window * config.batch_size * T / elapsed}
+                          "tokens_per_s": timed * config.batch_size * T / elapsed}
                 log.write(record)
                 if bar is not None:
                     postfix["loss"] = f"{record['loss']:.4f}"
                     bar.set_postfix(postfix, refresh=False)
                 loss_sum.zero_()
-                window, window_start = 0, time.perf_counter()
+                window, timed, window_start = 0, 0, time.perf_counter()
             if (config.eval_every and done % config.eval_every == 0) or done == config.max_steps:
                 evaluate(done)
             if (config.checkpoint_every and done % config.checkpoint_every == 0) \

@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from mothello_fast.checkpoint import (find_latest_checkpoint, load_checkpoint, load_model,
-                                      save_checkpoint)
+from mothello_fast.checkpoint import (_manifest_digest, find_latest_checkpoint, load_checkpoint,
+                                      load_model, save_checkpoint)
 from mothello_fast.errors import CheckpointError
 from mothello_fast.languages import LanguageSet
 from mothello_fast.model import GPT, GPTConfig
@@ -114,6 +114,7 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, language_set):
     path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
     manifest = json.loads((path / "checkpoint.json").read_text())
     manifest["model_config"]["d_mlp"] = 128
+    manifest["manifest_sha256"] = _manifest_digest(manifest)  # a consistent, wrong manifest
     (path / "checkpoint.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="weights do not fit the model"):
         load_model(path)
@@ -128,3 +129,44 @@ def test_saving_over_a_checkpoint_replaces_it(tmp_path, language_set):
     assert load_checkpoint(tmp_path / "ck").step == 2
     assert torch.equal(loaded(tokens)[0], first.eval()(tokens)[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_a_changed_digit_in_the_manifest_is_refused(tmp_path, language_set):
+    model, optimizer, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set, step=2,
+                           optimizer=optimizer)
+    text = (path / "checkpoint.json").read_text()
+    assert text.count('"step": 2,') == 1
+    (path / "checkpoint.json").write_text(text.replace('"step": 2,', '"step": 3,'))
+    with pytest.raises(CheckpointError, match=r"ck/checkpoint.json' is corrupted: its contents "
+                                              r"do not match its manifest_sha256"):
+        load_checkpoint(path)
+
+
+def test_a_manifest_written_before_the_manifest_digest_still_loads(tmp_path, language_set):
+    model, optimizer, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set, step=5,
+                           optimizer=optimizer)
+    manifest = json.loads((path / "checkpoint.json").read_text())
+    del manifest["manifest_sha256"]
+    (path / "checkpoint.json").write_text(json.dumps(manifest))
+    assert load_checkpoint(path).step == 5
+
+
+def test_directories_not_named_step_and_digits_are_not_checkpoints(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    save_checkpoint(tmp_path / "step-000002", model=model, language_set=language_set, step=2)
+    save_checkpoint(tmp_path / "step-000002-copy", model=model, language_set=language_set,
+                    step=2)
+    assert find_latest_checkpoint(tmp_path) == tmp_path / "step-000002"
+
+
+def test_map_location_places_weights_and_optimizer_state(tmp_path, language_set):
+    model, optimizer, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set,
+                           optimizer=optimizer)
+    ckpt = load_checkpoint(path, map_location="meta")
+    assert {v.device.type for v in ckpt.model_state.values()} == {"meta"}
+    assert {v.device.type for state in ckpt.optimizer_state["state"].values()
+            for v in state.values() if torch.is_tensor(v)} == {"meta"}
+    assert ckpt.rng_state["rng.torch"].device.type == "cpu"   # torch.set_rng_state wants CPU

@@ -1,13 +1,16 @@
 """Data-parallel training: two gloo CPU processes launched by torchrun train the same
 model as one process on the same global batch (dropout off, so the only difference
 is the order of floating-point sums)."""
+import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 
 from mothello_fast.checkpoint import load_model
@@ -19,16 +22,30 @@ CONFIG = dict(languages="atomic,split", n_layers=1, n_heads=2, d_model=32, d_mlp
               eval_games=8, log_every=1, checkpoint_every=0, compile=False, device="cpu", seed=4)
 
 WORKER = textwrap.dedent("""
-    import json, sys
+    import functools, json, os, sys
     import numpy as np
+    import torch.nn.parallel
     from mothello_fast.train import TrainConfig, train
+
+    class RecordingDDP(torch.nn.parallel.DistributedDataParallel):
+        @functools.wraps(torch.nn.parallel.DistributedDataParallel.__init__)  # its signature
+        def __init__(self, *args, **kwargs):  # rank 0 writes the keyword arguments it got
+            if os.environ["RANK"] == "0":
+                with open(sys.argv[4] + ".ddp_kwargs.json", "w") as f:
+                    json.dump({k: v for k, v in kwargs.items() if k != "device_ids"}, f)
+            super().__init__(*args, **kwargs)
+
+    torch.nn.parallel.DistributedDataParallel = RecordingDDP
     config = TrainConfig(**json.loads(sys.argv[1]))
     train(config, train_games=np.load(sys.argv[2]), val_games=np.load(sys.argv[3]),
           out_dir=sys.argv[4], progress=False)
 """)
 
 
-def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """A 4-step run of two gloo processes under torchrun: (its directory, the games)."""
+    tmp_path = tmp_path_factory.mktemp("ddp")
     train_games, val_games = generate_games(500, seed=1), generate_games(8, seed=2)
     np.save(tmp_path / "train.npy", train_games)
     np.save(tmp_path / "val.npy", val_games)
@@ -39,16 +56,38 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     done = subprocess.run(launch, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
+    return tmp_path / "ddp", train_games, val_games
+
+
+def test_two_gloo_processes_match_one_process_on_the_global_batch(ddp_run, tmp_path):
+    run, train_games, val_games = ddp_run
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
 
     single = train(TrainConfig(**CONFIG), train_games=train_games, val_games=val_games,
                    out_dir=tmp_path / "single", progress=False)
-    ddp_model, _ = load_model(tmp_path / "ddp" / "checkpoints" / "step-000004")
+    ddp_model, _ = load_model(run / "checkpoints" / "step-000004")
     for (name, a), b in zip(single.model.state_dict().items(), ddp_model.state_dict().values()):
         torch.testing.assert_close(b, a, atol=2e-6, rtol=1e-5, msg=name)
     ddp_losses = [json.loads(line)["loss"] for line in
-                  (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+                  (run / "metrics.jsonl").read_text().splitlines()
                   if "loss" in json.loads(line)]
     single_losses = [r["loss"] for r in single.metrics if "loss" in r]
     np.testing.assert_allclose(ddp_losses, single_losses, rtol=1e-5)
     assert len(single_losses) == 4
+
+
+def test_ddp_does_not_broadcast_the_constant_position_buffer(ddp_run):
+    run, _, _ = ddp_run
+    kwargs = json.loads((run.parent / "ddp.ddp_kwargs.json").read_text())
+    # torch >= 2.13 renames broadcast_buffers to forward_sync_buffers
+    name = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(
+        torch.nn.parallel.DistributedDataParallel.__init__).parameters else "broadcast_buffers"
+    assert kwargs == {name: False}
+
+
+def test_resuming_a_two_process_run_in_one_process_warns(ddp_run, tmp_path):
+    run, train_games, val_games = ddp_run
+    shutil.copytree(run, tmp_path / "run")
+    with pytest.warns(UserWarning, match="number of processes 2, this run uses 1"):
+        train(TrainConfig(**CONFIG), train_games=train_games, val_games=val_games,
+              out_dir=tmp_path / "run", resume=True, progress=False)

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mothello_fast.devices import resolve_device
 from mothello_fast.errors import CheckpointError, MothelloError
 from mothello_fast.model import GPT, GPTConfig, flops_per_token
 
@@ -253,3 +254,22 @@ def test_compiled_model_gives_eager_logits_and_loss():
     logits, loss = compiled(x, targets)
     torch.testing.assert_close(logits, eager_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(loss, eager_loss, atol=1e-5, rtol=1e-5)
+
+
+def test_tokens_without_a_batch_dimension_are_refused():
+    model = GPT(GPTConfig(vocab_size=10, context_length=8, n_layers=1, n_heads=2, d_model=32,
+                          d_mlp=64))
+    with pytest.raises(MothelloError, match=r"tokens have shape \(5,\); expected \[batch, "):
+        model(torch.zeros(5, dtype=torch.long))
+
+
+def test_unknown_device_name_is_refused():
+    with pytest.raises(MothelloError, match=r"device='gpu': expected 'auto', 'cpu', 'cuda'"):
+        resolve_device("gpu")
+
+
+def test_cuda_device_the_machine_lacks_is_refused():
+    missing = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(MothelloError, match=rf"device='{missing}': this machine has "
+                                            rf"{torch.cuda.device_count()} CUDA device"):
+        resolve_device(missing)

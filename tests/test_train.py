@@ -6,13 +6,14 @@ the move is legal; an uninterrupted run for resume equality; the same model
 evaluated before training for the accuracy gain.
 """
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from mothello_fast import corpus as corpus_module
-from mothello_fast.checkpoint import load_checkpoint, load_model
+from mothello_fast.checkpoint import _manifest_digest, load_checkpoint, load_model
 from mothello_fast.cli import main
 from mothello_fast.datasets import write_games
 from mothello_fast.errors import CheckpointError, ConfigError
@@ -69,6 +70,45 @@ def test_config_file_and_overrides_set_fields(tmp_path):
 def test_unknown_config_field_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown TrainConfig field\(s\) \['learning_rate'\]"):
         load_train_config(None, ["learning_rate=0.1"])
+
+
+def test_numbers_written_with_an_exponent_are_read_as_floats():
+    # YAML 1.1 reads 1e-3 (no dot) as a string
+    config = load_train_config(None, ["lr=1e-3", "min_lr_ratio=1e-1", "weight_decay=1e-2",
+                                      "betas=[9e-1, 0.99]", "grad_clip=5e-1"])
+    got = (config.lr, config.min_lr_ratio, config.weight_decay, config.betas, config.grad_clip)
+    assert got == (0.001, 0.1, 0.01, (0.9, 0.99), 0.5)
+    assert all(type(x) is float for x in (*got[:3], *got[3], got[4]))
+    model = GPT(GPTConfig(vocab_size=10, context_length=8, n_layers=1, n_heads=2, d_model=32,
+                          d_mlp=64))
+    assert make_optimizer(model, config).param_groups[0]["lr"] == 0.001
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lr=-1", r"lr=-1: expected a number > 0"),
+    ("lr=0", r"lr=0: expected a number > 0"),
+    ("lr=true", r"lr=True: expected a number > 0"),
+    ("lr=fast", r"lr='fast': expected a number > 0"),
+    ("weight_decay=-0.5", r"weight_decay=-0.5: expected a number >= 0"),
+    ("grad_clip=-1", r"grad_clip=-1: expected a number >= 0 \(or None"),
+    ("betas=[0.9,1.5]", r"betas=\[0.9, 1.5\]: expected two numbers in \[0, 1\)"),
+    ("dropout=1.5", r"dropout=1.5: expected a number in \[0, 1\)"),
+    ("min_lr_ratio=2e0", r"min_lr_ratio='2e0': expected a number in \[0, 1\]"),
+    ("language_weights=[1,x]", r"language_weights=\[1, 'x'\]: expected numbers >= 0"),
+])
+def test_out_of_range_or_non_numeric_settings_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(None, [override])
+
+
+def test_grad_clip_none_means_no_clipping():
+    assert TrainConfig(grad_clip=None).grad_clip is None
+
+
+@pytest.mark.parametrize("keep", [0, -1])
+def test_keeping_no_checkpoint_is_refused(keep):
+    with pytest.raises(ConfigError, match=rf"keep_checkpoints={keep}: expected None"):
+        TrainConfig(keep_checkpoints=keep)
 
 
 # ---- legal-move accuracy ---------------------------------------------------------------
@@ -287,3 +327,162 @@ def test_keep_checkpoints_keeps_the_newest(tmp_path, games):
     train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path, progress=False)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == \
         ["step-000003", "step-000004"]
+
+
+def interrupt_at(monkeypatch, step):
+    """Make `corpus.Corpus.batch` raise KeyboardInterrupt at `step`; returns the undo."""
+    real_batch = corpus_module.Corpus.batch
+
+    def interrupted(self, s):
+        if s == step:
+            raise KeyboardInterrupt
+        return real_batch(self, s)
+
+    monkeypatch.setattr(corpus_module.Corpus, "batch", interrupted)
+    return lambda: monkeypatch.setattr(corpus_module.Corpus, "batch", real_batch)
+
+
+def test_resume_between_log_steps_repeats_the_logged_losses(tmp_path, games, monkeypatch):
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=12, seed=3, dropout=0.1,
+                         **{**TINY, "log_every": 4, "checkpoint_every": 6})
+    whole = train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path / "a",
+                  progress=False)
+    undo = interrupt_at(monkeypatch, 7)   # after the checkpoint at step 6, mid log window
+    with pytest.raises(KeyboardInterrupt):
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path / "b",
+              progress=False)
+    undo()
+    resumed = train(config, train_games=train_games, val_games=val_games,
+                    out_dir=tmp_path / "b", resume=True, progress=False)
+    curve = [(r["step"], r["loss"]) for r in whole.metrics if "loss" in r]
+    assert [r[0] for r in curve] == [4, 8, 12]
+    assert [(r["step"], r["loss"]) for r in resumed.metrics if "loss" in r] == curve
+
+
+def test_resume_skips_a_metrics_line_cut_short_by_the_interruption(tmp_path, games,
+                                                                   monkeypatch):
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=4, checkpoint_every=2, **TINY)
+    undo = interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+              progress=False)
+    undo()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "lo')
+    resumed = train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+                    resume=True, progress=False)
+    assert [r["step"] for r in resumed.metrics if "loss" in r] == [1, 2, 3, 4]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged == resumed.metrics
+
+
+def test_a_bad_metrics_line_before_the_resumed_step_is_refused(tmp_path, games):
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=2, checkpoint_every=2, **TINY)
+    train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+          progress=False)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    broken = "\n".join(["{not json"] + lines[1:]) + "\n"
+    (tmp_path / "metrics.jsonl").write_text(broken)
+    with pytest.raises(CheckpointError, match=r"line 1 of '.*metrics.jsonl' is not a metrics "
+                                              r"record"):
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+              resume=True, progress=False)
+    assert (tmp_path / "metrics.jsonl").read_text() == broken
+
+
+def test_resume_accepts_language_weights_given_as_a_tuple(tmp_path, games):
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=2, checkpoint_every=1,
+                         language_weights=(1, 1.0), **TINY)
+    assert config.language_weights == [1.0, 1.0]
+    first = train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+                  progress=False)
+    resumed = train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+                    resume=True, progress=False)
+    assert resumed.checkpoint == first.checkpoint
+
+
+def test_checkpoints_folder_ignores_directories_not_named_step_and_digits(tmp_path, games):
+    train_games, val_games = games
+    (tmp_path / "checkpoints" / "step-000002-copy").mkdir(parents=True)
+    config = TrainConfig(languages="atomic,atomic", max_steps=3, checkpoint_every=1,
+                         keep_checkpoints=1, **TINY)
+    train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path, progress=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == \
+        ["step-000002-copy", "step-000003"]
+
+
+@pytest.mark.parametrize("field, saved, message", [
+    ("world_size", 2, r"number of processes 2, this run uses 1"),
+    ("device_type", "cuda", r"device type 'cuda', this run uses 'cpu'"),
+])
+def test_resume_on_another_device_or_process_count_warns(tmp_path, games, field, saved,
+                                                         message):
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=1, device="cpu", **TINY)
+    result = train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+                   progress=False)
+    manifest_path = result.checkpoint / "checkpoint.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["extra"]["run"] == {"device_type": "cpu", "world_size": 1}
+    manifest["extra"]["run"][field] = saved
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match=message):
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+              resume=True, progress=False)
+
+
+def test_resume_on_the_same_device_and_process_count_does_not_warn(tmp_path, games):
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=1, device="cpu", **TINY)
+    train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path, progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="resuming")
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+              resume=True, progress=False)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_evaluation_batch_size_must_be_positive(batch_size):
+    language_set = LanguageSet.from_spec("atomic", seed=0)
+    model = biased_random_model(language_set, "L0")
+    with pytest.raises(ConfigError, match=rf"batch_size={batch_size}: expected a positive"):
+        legal_move_accuracy(model, language_set, generate_games(2, seed=0), language="L0",
+                            batch_size=batch_size)
+
+
+def test_eval_cli_refuses_a_batch_size_that_is_not_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", str(tmp_path / "nowhere"), "--batch-size", "0"])
+    assert "'0' is not a positive integer" in capsys.readouterr().err
+
+
+def test_bf16_evaluation_equals_evaluation_under_bf16_autocast():
+    language_set = LanguageSet.from_spec("atomic,split", seed=0)
+    model = biased_random_model(language_set, "L0")
+    games = generate_games(3, seed=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = evaluate_languages(model, language_set, games, bf16=False)
+    got = evaluate_languages(model, language_set, games, bf16=True)
+    assert got == expected
+    assert got != evaluate_languages(model, language_set, games, bf16=False)
+
+
+def test_train_cli_prints_its_summary_on_rank_zero_only(tmp_path, games, capsys, monkeypatch):
+    train_games, _ = games
+    write_games(train_games[:200], tmp_path / "data")
+    args = ["train", "--data", str(tmp_path / "data"), "--config", str(tmp_path / "cfg.yaml"),
+            "--val-fraction", "0.05", "--quiet"]
+    (tmp_path / "cfg.yaml").write_text("languages: atomic\nn_layers: 1\nn_heads: 2\n"
+                                       "d_model: 16\nd_mlp: 32\nbatch_size: 8\nmax_steps: 1\n"
+                                       "eval_games: 2\n")
+    monkeypatch.setenv("RANK", "1")
+    assert main(args + ["--out", str(tmp_path / "rank1")]) == 0
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(args + ["--out", str(tmp_path / "rank0")]) == 0
+    assert capsys.readouterr().out.startswith("trained to step 1")

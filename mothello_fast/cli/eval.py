@@ -9,6 +9,16 @@ from __future__ import annotations
 import argparse
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint directory")
     parser.add_argument("--data", default=None, help="games dataset directory to evaluate on")
@@ -18,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=["standard", "unified"], default=None,
                         help="default: the one the checkpoint was trained with")
     parser.add_argument("--languages", default=None, help="comma-separated (default: all inputs)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=_positive_int, default=256,
+                        help="games per forward pass")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
 
