@@ -2,7 +2,7 @@
 in every other, at each layer.
 
 Example:
-    mothello align --checkpoint runs/x/checkpoints/step-020000 --games 1000 --seed 1 \
+    mothello align --checkpoint runs/x/checkpoints/step-020000 --games 1000 --test-games 100 \
         --layers 6 --out alignment.json
 """
 from __future__ import annotations
@@ -16,20 +16,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--languages", nargs="+", default=None,
                         help="languages to compare (default: every input language)")
-    parser.add_argument("--test-games", type=int, default=None,
-                        help="test the probes on this many fresh games (seed + 1; mOthello: "
-                             "100) instead of a --test-fraction split of the games")
+    parser.add_argument("--test-games", type=int, default=100,
+                        help="test the probes on this many fresh games drawn with seed + 1 "
+                             "(default: mOthello's 100); 0: on a --test-fraction split of the "
+                             "games instead")
     parser.add_argument("--out", required=True, help="JSON file for the matrices and curves")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..alignment import model_alignment
+    from ..errors import ConfigError
     from ..othello import generate_games
     from ..storage import atomic_write_json
 
     model, language_set, games, layers, params = model_inputs(args)
-    test_games = None if args.test_games is None else generate_games(args.test_games,
-                                                                     seed=args.seed + 1)
+    if args.test_games < 0:
+        raise ConfigError(f"--test-games {args.test_games}: expected a number of games >= 0")
+    test_games = generate_games(args.test_games, seed=args.seed + 1) if args.test_games else None
     result = model_alignment(model, language_set, games, languages=args.languages,
                              layers=layers, labels=args.labels, probe=args.kind,
                              probe_params=params, test_games=test_games,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from .games import add_games_arguments, games_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint directory")
@@ -19,10 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated layers, 0 the embeddings, l the output of block l "
                              "(default: every block)")
     parser.add_argument("--languages", default=None, help="comma-separated (default: all inputs)")
-    parser.add_argument("--data", default=None, help="games dataset directory (default: fresh)")
-    parser.add_argument("--games", type=int, default=500,
-                        help="without --data: number of fresh random games; with it, the first N")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the games and k-means")
+    add_games_arguments(parser, default_games=500, seed_help="seed of the fresh games and k-means")
     parser.add_argument("--clusters", type=int, default=100, help="K of k-means")
     parser.add_argument("--n-init", type=int, default=3,
                         help="k-means++ runs per clustering, the best kept")
@@ -45,9 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..concepts import _check_report_params, concept_report
-    from ..datasets import load_games
     from ..devices import resolve_device
-    from ..othello import generate_games
 
     _check_report_params(n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
                          theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
@@ -55,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
                          k_neighbors=args.neighbors, seed=args.seed)   # before loading anything
     device = resolve_device(args.device)
     model, language_set = load_model(args.checkpoint, device=device)
-    games = (load_games(args.data)[:args.games] if args.data is not None
-             else generate_games(args.games, seed=args.seed))
+    games = games_from_args(args)
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
     results = concept_report(
         model, language_set, games, layers=layers,

@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
+from .games import add_games_arguments, games_from_args, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint directory")
-    parser.add_argument("--data", default=None, help="games dataset directory to evaluate on")
-    parser.add_argument("--games", type=int, default=1000,
-                        help="without --data: number of fresh random games to generate")
-    parser.add_argument("--seed", type=int, default=2024, help="seed of the fresh games")
+    add_games_arguments(parser, default_games=1000)
     parser.add_argument("--objective", choices=["standard", "unified"], default=None,
                         help="default: the one the checkpoint was trained with")
     parser.add_argument("--languages", default=None, help="comma-separated (default: all inputs)")
-    parser.add_argument("--batch-size", type=_positive_int, default=256,
+    parser.add_argument("--batch-size", type=positive_int, default=256,
                         help="games per forward pass")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
@@ -38,13 +27,10 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..datasets import load_games
     from ..storage import atomic_write_json
     from ..evaluate import evaluate_checkpoint
-    from ..othello import generate_games
 
-    games = (load_games(args.data)[:] if args.data is not None
-             else generate_games(args.games, seed=args.seed))
+    games = games_from_args(args)
     results = evaluate_checkpoint(args.checkpoint, games, objective=args.objective,
                                   languages=args.languages.split(",") if args.languages else None,
                                   device=args.device, batch_size=args.batch_size)

@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from .games import add_games_arguments, games_from_args
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by the commands that analyse a checkpoint over a set of games."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="games dataset directory (mothello gen)")
-    source.add_argument("--games", type=int, help="number of fresh random games to generate")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the fresh games, the split and the probes")
+    add_games_arguments(parser, default_games=1000,   # mOthello's probe games
+                        seed_help="seed of the fresh games, the split and the probes")
     parser.add_argument("--layers", nargs="+", default=["6"],
                         help="layers: integers (0 embeddings, l after block l) or hook names")
     parser.add_argument("--kind", choices=["mlp", "linear"], default="mlp", help="probe kind")
@@ -33,16 +32,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_inputs(args: argparse.Namespace):
     """(model, language set, games, layers, probe parameters) from the shared arguments."""
-    import numpy as np
-
     from ..checkpoint import load_model
     from ..devices import resolve_device
-    from ..datasets import load_games
-    from ..othello import generate_games
 
     model, language_set = load_model(args.checkpoint, device=resolve_device(args.device))
-    games = (np.asarray(load_games(args.data)) if args.data is not None
-             else generate_games(args.games, seed=args.seed))
+    games = games_from_args(args)
     layers = [int(x) if x.isdigit() else x for x in args.layers]
     params = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
               "device": args.device, **({"hidden": args.hidden} if args.kind == "mlp" else {})}
