@@ -68,14 +68,7 @@ def test_interrupted_generation_resumes_to_the_same_dataset(tmp_path, monkeypatc
 
 
 def test_interrupted_generation_with_other_parameters_is_not_mixed_in(tmp_path, monkeypatch):
-    real = datasets._write_shard
-
-    def fail_after_first(path, games):
-        if path.name != "shard-00000.npy":
-            raise KeyboardInterrupt
-        return real(path, games)
-
-    monkeypatch.setattr(datasets, "_write_shard", fail_after_first)
+    _interrupt_after_first_shard(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         mf.generate_dataset(tmp_path / "d", n_games=300, seed=1, shard_size=100, progress=False)
     monkeypatch.undo()
