@@ -75,7 +75,8 @@ def _check_metadata(metadata) -> dict:
             raise DatasetError(f"metadata[{key!r}] = {value!r} is not JSON-serialisable ({exc}); "
                                "expected str, int, float, bool, None, list or dict "
                                "(e.g. int(x) for a numpy integer)") from None
-    return dict(metadata)
+    # as it reads back (tuples become lists, keys strings), so a resumed write compares equal
+    return json.loads(json.dumps(metadata))
 
 
 def _resume_record(partial: Path, params: dict) -> tuple[dict, list] | None:
@@ -264,33 +265,54 @@ class GameDataset:
         if first is Ellipsis or first is None or \
                 (isinstance(first, np.ndarray) and first.dtype == bool and first.ndim > 1):
             return self._gather(np.arange(len(self)))[index]   # not a pick of games: apply whole
-        rows = self._rows(first)
         if isinstance(first, slice):
-            games = self._gather(rows)
+            games = self._slice(first)
             return games[(slice(None), *rest)] if rest else games
+        rows = self._rows(first)
         if rows.ndim == 0:
             game = self._gather(rows[None])[0]
             return game[rest] if rest else game
-        # gather each game once; indexing the gathered games with the remapped row index
-        # and the rest keeps numpy's rules for combined advanced indices
-        needed, remap = np.unique(rows, return_inverse=True)
-        return self._gather(needed)[(remap.reshape(rows.shape), *rest)]
+        # indexing the gathered games with their positions and the rest keeps numpy's rules
+        # for combined advanced indices
+        games = self._gather(rows.ravel())
+        if not rest:
+            return games.reshape(*rows.shape, GAME_PLIES)
+        return games[(np.arange(rows.size).reshape(rows.shape), *rest)]
+
+    def _slice(self, index: slice) -> np.ndarray:
+        """``int8 [m, 60]``: a copy of the games `index` picks, shard by shard."""
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            return self._gather(np.arange(start, stop, step))
+        pieces = [shard[max(start - lo, 0):max(stop - lo, 0)]
+                  for shard, lo in zip(self.shards, self._offsets[:-1])]
+        return np.concatenate([np.empty((0, GAME_PLIES), np.int8)] + pieces)
 
     def _rows(self, first) -> np.ndarray:
-        """The game numbers that index `first` (an int, slice, index array or bool mask over
-        games) picks, without building an index of every game for an int or a slice."""
+        """The game numbers (``int64``, any shape) that an int, an integer array or a bool
+        mask over games picks, without an index of every game."""
         n = len(self)
-        if isinstance(first, slice):
-            return np.arange(*first.indices(n))
         if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
             if not -n <= first < n:
                 raise IndexError(f"index {first} is out of bounds for a dataset of {n} games")
             return np.asarray(first % n)
-        return np.arange(n)[first]
+        rows = np.asarray(first)
+        if rows.dtype == bool and rows.ndim == 1:
+            if rows.shape != (n,):
+                raise IndexError(f"boolean index of shape {rows.shape} does not match a dataset "
+                                 f"of {n} games")
+            return np.flatnonzero(rows)
+        if rows.dtype.kind in "iu" and rows.ndim >= 1:
+            if rows.size and (rows.min() < -n or rows.max() >= n):
+                raise IndexError(f"index out of range for a dataset of {n} games")
+            return rows.astype(np.int64) % max(n, 1)
+        return np.arange(n)[first]   # anything else, with numpy's own errors
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
         """Games at `rows` (``int [m]``, negative counts from the end): ``int8 [m, 60]``."""
         rows = np.asarray(rows, dtype=np.int64)
+        if len(self.shards) == 1:   # numpy's fancy index: a copy, bounds checked
+            return np.asarray(self.shards[0][rows])
         rows = np.where(rows < 0, rows + len(self), rows)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"index out of range for a dataset of {len(self)} games")

@@ -5,23 +5,21 @@ target, so concurrent writers never share one), fsynced and renamed over its
 target; a directory (a dataset, a checkpoint) is built under ``NAME.partial``
 and swapped into place whole with `replace_directory`. Readers therefore see
 either the old version or the complete new one, and a crash leaves at most a
-``.partial`` (or a ``.old`` directory holding the replaced version).
+``.partial`` (or a ``.swap-*.old`` directory holding the replaced version).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "sha256_file", "fsync_dir",
            "replace_directory"]
-
-# mkstemp creates files 0600; written files get the usual 0666 & ~umask instead.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def fsync_dir(path: Path) -> None:
@@ -40,10 +38,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
     anything fails, so concurrent writers of one path never corrupt each other (the
     last rename wins)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: the name is this writer's alone; mode 0666 & ~umask, as open() would give
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with open(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -70,16 +69,27 @@ def replace_directory(partial: Path, path: Path) -> None:
     """Move the finished directory `partial` to `path`, replacing what is there (a
     directory or a file).
 
-    The old version is first moved into a fresh directory ``PATH.XXXX.old`` of its own
-    (so concurrent swaps never share one), so a crash in between leaves that directory
-    and the complete `partial`, never a mixture."""
+    The old version is first moved into a fresh directory ``PATH.swap-XXXXXXXX.old`` (a
+    name no other swap uses), so a crash in between leaves that directory and the
+    complete `partial`, never a mixture; if the second rename fails, the old version
+    is put back. Such leftovers of earlier crashed swaps are removed by the next one."""
     partial, path = Path(partial), Path(path)
     fsync_dir(partial)
     if path.exists() or path.is_symlink():
-        aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + ".", suffix=".old"))
+        aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + ".swap-",
+                                      suffix=".old"))
         os.replace(path, aside / path.name)
-        os.replace(partial, path)
-        shutil.rmtree(aside)
+        try:
+            os.replace(partial, path)
+        except BaseException:
+            os.replace(aside / path.name, path)
+            aside.rmdir()
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
     else:
         os.replace(partial, path)
     fsync_dir(path.parent)
+    leftover = re.compile(re.escape(path.name) + r"\.swap-[^.]{8}\.old")   # mkdtemp's 8 characters
+    for stale in path.parent.iterdir():
+        if stale.is_dir() and leftover.fullmatch(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)

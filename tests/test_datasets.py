@@ -250,6 +250,27 @@ def test_tuple_index_picks_games_then_applies_the_rest(one_and_three_shards, ind
         assert np.shape(got) == np.shape(games[index]) and np.array_equal(got, games[index])
 
 
+@pytest.mark.parametrize("index", [-1, np.int64(7), slice(None), slice(2, 29, 3),
+                                   slice(None, None, -1), slice(25, 100), slice(20, 10), [],
+                                   [4, 1, 4], np.array([[1, 2], [3, 4]]), np.arange(30) % 3 == 0])
+def test_game_index_picks_the_games_of_the_array(one_and_three_shards, index):
+    games, datasets_ = one_and_three_shards
+    for ds in datasets_:
+        got = ds[index]
+        assert got.dtype == np.int8 and got.shape == games[index].shape
+        assert np.array_equal(got, games[index])
+
+
+@pytest.mark.parametrize("index", [30, -31, [0, 30], np.ones(29, dtype=bool)])
+def test_game_index_out_of_range_is_an_index_error(one_and_three_shards, index):
+    games, datasets_ = one_and_three_shards
+    with pytest.raises(IndexError):
+        games[index]
+    for ds in datasets_:
+        with pytest.raises(IndexError):
+            ds[index]
+
+
 def test_indexing_returns_a_writable_in_memory_array_whatever_the_shards(one_and_three_shards):
     _, datasets_ = one_and_three_shards
     for ds in datasets_:
@@ -320,6 +341,58 @@ def test_overlapping_writers_of_one_path_do_not_share_a_temporary_file(tmp_path,
     storage.atomic_write_bytes(path, b"A" * 1000)
     assert path.read_bytes() == b"A" * 1000   # the last rename wins, whole
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    import os
+    path = tmp_path / "f.bin"
+    storage.atomic_write_bytes(path, b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _directory_with(path, name):
+    path.mkdir()
+    (path / name).write_text(name)
+    return path
+
+
+def test_failed_directory_swap_puts_the_old_version_back(tmp_path, monkeypatch):
+    old = _directory_with(tmp_path / "d", "old")
+    new = _directory_with(tmp_path / "d.partial", "new")
+    real, calls = storage.os.replace, []
+
+    def second_rename_fails(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError("disk gone")
+        return real(src, dst)
+
+    monkeypatch.setattr(storage.os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="disk gone"):
+        storage.replace_directory(new, old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "d.partial"]
+    assert [p.name for p in old.iterdir()] == ["old"]
+
+
+def test_directory_swap_removes_what_a_crashed_swap_left_aside(tmp_path):
+    target = _directory_with(tmp_path / "d", "current")
+    _directory_with(tmp_path / "d.swap-k3j2x9q1.old", "d")     # a swap that died halfway
+    _directory_with(tmp_path / "d.20261201.old", "keep")       # not a swap's name
+    storage.replace_directory(_directory_with(tmp_path / "d.partial", "new"), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "d.20261201.old"]
+    assert [p.name for p in target.iterdir()] == ["new"]
+
+
+def test_interrupted_write_with_tuple_metadata_resumes(tmp_path, monkeypatch):
+    games = mf.generate_games(30, seed=3)
+    _interrupt_after_first_shard(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        mf.write_games(games, tmp_path / "d", shard_size=10, metadata={"langs": ("a", "b")})
+    monkeypatch.undo()
+    ds = mf.write_games(games, tmp_path / "d", shard_size=10, metadata={"langs": ("a", "b")})
+    assert np.array_equal(np.asarray(ds), games) and ds.manifest["langs"] == ["a", "b"]
 
 
 # ---- CLI ------------------------------------------------------------------------
