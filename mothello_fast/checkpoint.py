@@ -141,6 +141,7 @@ def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0
                 "step": int(step), "model_config": gpt.config.to_dict(),
                 "language_set": language_set.to_dict(), "train_config": train_config,
                 "optimizer": optimizer_meta, "extra": extra or {}, "files": files}
+    manifest = json.loads(json.dumps(manifest))   # as it will read back (int keys -> str)
     manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
     atomic_write_json(partial / MANIFEST, manifest)
     replace_directory(partial, path)

@@ -30,6 +30,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -100,19 +101,16 @@ class TrainConfig:
     def __post_init__(self):
         if self.objective not in ("standard", "unified"):
             raise ConfigError(f"objective={self.objective!r}: expected 'standard' or 'unified'")
-        for name in ("batch_size", "max_steps", "n_layers", "n_heads", "d_model", "d_mlp",
-                     "log_every", "eval_games"):
+        for name, least in self._INTEGERS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"TrainConfig.{name}={value!r}: expected a positive integer")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"TrainConfig.{name}={value!r}: expected an integer >= 0")
-        keep = self.keep_checkpoints
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-            raise ConfigError(f"TrainConfig.keep_checkpoints={keep!r}: expected None (keep all) "
-                              "or a positive integer")
+            if name == "keep_checkpoints" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or value < least:
+                keep_all = "None (keep all) or " if name == "keep_checkpoints" else ""
+                raise ConfigError(f"TrainConfig.{name}={value!r}: expected {keep_all}an integer "
+                                  f">= {least}")
+            setattr(self, name, int(value))   # numpy integers too, as JSON writes them
         for name, expected, valid in self._NUMBERS:
             value = getattr(self, name)
             if name == "grad_clip" and value is None:
@@ -136,6 +134,11 @@ class TrainConfig:
         # was given, so that it compares equal to the checkpoint's JSON on resume
         self.language_weights = floats if isinstance(weights, Mapping) else list(floats.values())
 
+    # integer fields and their least value
+    _INTEGERS = tuple((name, 1) for name in ("batch_size", "max_steps", "n_layers", "n_heads",
+                                             "d_model", "d_mlp", "log_every", "eval_games",
+                                             "keep_checkpoints")) \
+        + tuple((name, 0) for name in ("warmup_steps", "eval_every", "checkpoint_every"))
     # float fields: (name, what is expected, test); YAML reads 1e-3 as a string
     _NUMBERS = (("lr", "a number > 0", lambda x: x > 0),
                 ("weight_decay", "a number >= 0", lambda x: x >= 0),
@@ -176,7 +179,7 @@ def _number(name: str, value, expected: str, valid, *, whole=None) -> float:
         number = None if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         number = None
-    if number is None or not valid(number):
+    if number is None or not math.isfinite(number) or not valid(number):
         raise ConfigError(f"TrainConfig.{name}={shown!r}: expected {expected}")
     return number
 

@@ -143,6 +143,14 @@ def test_a_changed_digit_in_the_manifest_is_refused(tmp_path, language_set):
         load_checkpoint(path)
 
 
+def test_extra_with_integer_keys_loads_back_as_json_reads_it(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set,
+                           extra={"by_step": {10: 1, 2: 2}, "mixed": {1: "a", "b": 2}})
+    assert load_checkpoint(path).extra == {"by_step": {"10": 1, "2": 2},
+                                           "mixed": {"1": "a", "b": 2}}
+
+
 def test_a_manifest_written_before_the_manifest_digest_still_loads(tmp_path, language_set):
     model, optimizer, _ = trained_pair(language_set)
     path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set, step=5,

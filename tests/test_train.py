@@ -95,10 +95,23 @@ def test_numbers_written_with_an_exponent_are_read_as_floats():
     ("dropout=1.5", r"dropout=1.5: expected a number in \[0, 1\)"),
     ("min_lr_ratio=2e0", r"min_lr_ratio='2e0': expected a number in \[0, 1\]"),
     ("language_weights=[1,x]", r"language_weights=\[1, 'x'\]: expected numbers >= 0"),
+    ("lr=.inf", r"lr=inf: expected a number > 0"),
+    ("weight_decay=.nan", r"weight_decay=nan: expected a number >= 0"),
+    ("batch_size=0", r"batch_size=0: expected an integer >= 1"),
+    ("warmup_steps=-1", r"warmup_steps=-1: expected an integer >= 0"),
+    ("max_steps=2.5", r"max_steps=2.5: expected an integer >= 1"),
 ])
 def test_out_of_range_or_non_numeric_settings_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):
         load_train_config(None, [override])
+
+
+def test_numpy_integers_are_taken_as_integers():
+    config = TrainConfig(batch_size=np.int64(16), keep_checkpoints=np.int32(2),
+                         warmup_steps=np.uint8(0))
+    assert (config.batch_size, config.keep_checkpoints, config.warmup_steps) == (16, 2, 0)
+    assert all(type(v) is int for v in (config.batch_size, config.keep_checkpoints))
+    json.dumps(config.to_dict())   # as a checkpoint stores it
 
 
 def test_grad_clip_none_means_no_clipping():
