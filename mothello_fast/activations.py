@@ -1,8 +1,8 @@
-"""Hidden states of a model at every move of a set of games, with the engine's labels.
+"""Hidden states of a model after each move of a set of games, with the engine's labels.
 
 `collect_activations` runs a model (in eval mode: dropout off) over games written
-in one language and keeps the residual stream at the last sub-token of every move
-(``Encoded.move_end``), row by row aligned with the labels of the position after
+in one language and keeps the residual stream at the last sub-token of each move
+(``Encoded.move_end``; the first 59 moves by default, see below), row by row aligned with the labels of the position after
 that move: the board (absolute and relative), the legal next moves and the player.
 
 Layers are hook names (``"blocks.5.hook_resid_post"``), glob patterns of hook names
@@ -117,7 +117,7 @@ def check_label_kind(kind: str) -> str:
 
 @dataclass
 class Activations:
-    """Hidden states and labels of P positions (one per move), row-aligned.
+    """Hidden states and labels of P positions (one per move kept), row-aligned.
 
     hidden: hook name -> ``float32 [P, d_model]``; board: ``int8 [P, 64]`` (0 empty,
     1 black, 2 white); relative: ``int8 [P, 64]`` (0 empty, 1 mine, 2 theirs, for the

@@ -196,22 +196,35 @@ class CanonicalAngles:
 
 
 def _eps(values) -> float:
-    """Machine epsilon of the input's float type (float64 for anything else)."""
-    dtype = values.dtype if isinstance(values, (torch.Tensor, np.ndarray)) else None
-    if dtype in (torch.float32, torch.float16, torch.bfloat16, np.float32, np.float16):
-        return float(torch.finfo(torch.float32).eps)    # half inputs are rounded like float32
+    """Machine epsilon of the input's float dtype (float64's for anything else)."""
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return float(torch.finfo(dtype).eps)
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return float(np.finfo(dtype).eps)
     return float(torch.finfo(torch.float64).eps)
+
+
+_EPS32 = float(torch.finfo(torch.float32).eps)
 
 
 def _orthonormal_basis(a: torch.Tensor, eps: float = float(torch.finfo(torch.float64).eps)
                        ) -> torch.Tensor:
-    """Orthonormal basis float64 [n, rank] of the column space of a (float [n, d]), as
-    scipy.linalg.orth: left singular vectors whose singular value exceeds
-    ``max(n, d) * eps * s_max``, eps that of the input's precision. A thin QR would keep d
-    columns, and for a rank-deficient `a` the extra ones are rounding noise that would
-    enter the angles."""
+    """Orthonormal basis float64 [n, rank] of the column space of a (float [n, d]): the
+    left singular vectors whose singular value exceeds a cutoff for rounding noise, eps
+    that of the input's precision. For 32- and 64-bit inputs the cutoff is
+    scipy.linalg.orth's ``max(n, d) * eps * s_max``; 16-bit inputs (eps up to 8e-3) would
+    lose real directions to it, so theirs is the bound on what rounding each entry to
+    relative precision eps can add, ``||E||_2 <= eps * ||a||_F``, twice over. A thin QR
+    would keep d columns, and for a rank-deficient `a` the extra ones are rounding noise
+    that would enter the angles."""
     u, s, _ = torch.linalg.svd(a.double(), full_matrices=False)
-    cutoff = max(a.shape) * eps * (float(s[0]) if len(s) else 0.0)
+    if not len(s):
+        return u
+    if eps <= _EPS32:
+        cutoff = max(a.shape) * eps * float(s[0])
+    else:
+        cutoff = 2 * eps * float(s.square().sum().sqrt())
     return u[:, :int((s > cutoff).sum())]
 
 
@@ -242,7 +255,7 @@ def canonical_angles(a, b, *, normalize: bool = True, baseline: bool = True, see
     a rank-revealing orthonormal basis (as ``scipy.linalg.subspace_angles``), so there are
     min(rank(a), rank(b)) cosines, and the random baseline uses Gaussian matrices of those
     ranks; the rank cutoff uses the epsilon of the inputs' dtype (float32 inputs carry
-    float32 rounding). With n <= d the column spaces span everything and every cosine
+    float32 rounding, bfloat16 inputs bfloat16's). With n <= d the column spaces span everything and every cosine
     is 1; the angles say most when n >> d.
     """
     x, y = _matrix("a", a, torch.float64), _matrix("b", b, torch.float64)

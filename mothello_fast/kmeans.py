@@ -237,7 +237,6 @@ class KMeans:
                 best = (inertia, centers, labels, n_iter)
         self.inertia_, centers, labels, self.n_iter_ = best
         self.cluster_centers_ = (centers + self._mean).cpu().numpy()
-        self._centered_centers = centers
         self.labels_ = labels.cpu().numpy()
         return self
 
@@ -252,8 +251,12 @@ class KMeans:
         if x.shape[1] != self.cluster_centers_.shape[1]:
             raise ConceptError(f"points with {x.shape[1]} features: expected "
                                f"{self.cluster_centers_.shape[1]} as in fit")
-        x = x - self._mean.to(device)
-        centers = self._centered_centers.to(device)
+        # any origin gives the same closest centres; the fit's mean keeps the float32
+        # distance expansion precise for points far from zero
+        mean = self._mean.to(device)
+        x = x - mean
+        centers = (torch.as_tensor(self.cluster_centers_, device=device).double()
+                   - mean.double()).float()
         labels, _, _, _ = self._assign(x, (x * x).sum(1), centers)
         return labels.cpu().numpy(), self._inertia(x, centers, labels)
 

@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +131,17 @@ class _BoardProbe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ProbeError(f"{name}={value!r}: expected a positive integer")
-        if not self.lr > 0:
-            raise ProbeError(f"lr={self.lr!r}: expected a positive number")
+        for name, least in (("lr", None), ("weight_decay", 0.0)):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) \
+                and math.isfinite(value) and (value > 0 if least is None else value >= least)
+            if not ok:
+                raise ProbeError(f"{name}={value!r}: expected a finite number "
+                                 + ("> 0" if least is None else f">= {least:g}"))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or self.seed < 0:
+            raise ProbeError(f"seed={self.seed!r}: expected an integer >= 0")
+        resolve_device(self.device)   # names an unknown device now, not after collecting
 
     def fit(self, X, y):
         """Train on X: float ``[N, d]`` (hidden states) and y: int ``[N, 64]`` (classes 0..2).

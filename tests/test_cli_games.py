@@ -65,6 +65,12 @@ def test_a_number_of_games_that_is_not_positive_is_refused(command, capsys):
     assert "'0' is not a positive integer" in capsys.readouterr().err
 
 
+def test_align_refuses_a_negative_number_of_test_games(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(COMMANDS["align"] + ["--test-games", "-1"])
+    assert "'-1' is not an integer >= 0" in capsys.readouterr().err
+
+
 def test_align_tests_on_fresh_games_by_default(tmp_path, torch_one_thread):
     import torch
 

@@ -394,8 +394,9 @@ def test_concepts_command_writes_the_report(twin_model, tmp_path):
 
     model, ls = twin_model
     save_checkpoint(tmp_path / "ckpt", model=model, language_set=ls)
-    code = main(["concepts", str(tmp_path / "ckpt"), "--layers", "1", "--games", "8",
-                 "--clusters", "4", "--device", "cpu", "--quiet", "--out", str(tmp_path / "out")])
+    code = main(["concepts", str(tmp_path / "ckpt"), "--layers", "blocks.0.hook_resid_post",
+                 "--games", "8", "--clusters", "4", "--device", "cpu", "--quiet",
+                 "--out", str(tmp_path / "out")])
     assert code == 0
     written = json.loads((tmp_path / "out" / "concepts.json").read_text())
     assert written["per_layer"][0]["calign_mean"] == 1.0

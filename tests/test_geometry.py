@@ -196,6 +196,17 @@ def test_language_identification_with_one_fold_is_refused():
         language_identification(e, langs, n_folds=1)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_inputs_keep_their_rank(dtype):
+    gen = torch.Generator().manual_seed(19)
+    low = torch.randn(128, 5, generator=gen, dtype=torch.float64) @ torch.randn(
+        5, 20, generator=gen, dtype=torch.float64)                         # rank 5
+    full = torch.randn(128, 20, generator=gen, dtype=torch.float64)       # rank 20
+    dt = getattr(torch, dtype)
+    assert len(canonical_angles(low.to(dt), full.to(dt), baseline=False).cosines) == 5
+    assert len(canonical_angles(full.to(dt), full.to(dt), baseline=False).cosines) == 20
+
+
 def test_float32_inputs_use_the_float32_rank_cutoff_as_scipy():
     rng = np.random.default_rng(18)
     rows, columns = rng.normal(size=(8, 64)), rng.normal(size=(8, 64))

@@ -71,6 +71,14 @@ def test_predict_gives_the_closest_centre(points):
     assert np.allclose(d[np.arange(len(new)), predicted], d.min(1), rtol=1e-5, atol=1e-4)
 
 
+def test_predict_and_score_use_the_cluster_centers_attribute(points):
+    model = KMeans(3, seed=0, device="cpu").fit(points)
+    model.cluster_centers_ = points[[5, 50, 150]].astype(np.float32)   # set by hand
+    d2 = ((points[:, None, :] - model.cluster_centers_[None]) ** 2).sum(-1)
+    assert np.array_equal(model.predict(points), d2.argmin(1))
+    assert model.score(points) == pytest.approx(-d2.min(1).sum(), rel=1e-5)
+
+
 def test_fitted_centres_are_the_means_of_their_clusters():
     x, _ = make_blobs(2000, n_features=8, centers=10, cluster_std=3.0, random_state=5)
     km = KMeans(6, seed=2, max_iter=500, tol=0.0, device="cpu").fit(x)

@@ -223,6 +223,20 @@ def test_probe_model_checks_its_arguments_before_collecting(tiny_model, monkeypa
                     **{"kind": "linear", "probe_params": TINY, "progress": False, **bad})
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"lr": "x"}, r"lr='x': expected a finite number > 0"),
+    ({"lr": float("inf")}, r"lr=inf: expected a finite number > 0"),
+    ({"weight_decay": -1.0}, r"weight_decay=-1.0: expected a finite number >= 0"),
+    ({"seed": None}, r"seed=None: expected an integer >= 0"),
+    ({"device": "nope"}, r"'nope'"),
+])
+def test_bad_probe_hyperparameters_are_refused_when_the_probe_is_made(params, message):
+    from mothello_fast.errors import MothelloError
+
+    with pytest.raises(MothelloError, match=message):
+        make_probe("linear", **params)
+
+
 def test_an_unknown_probe_parameter_is_a_probe_error():
     with pytest.raises(ProbeError, match="'width'"):
         make_probe("mlp", width=3)

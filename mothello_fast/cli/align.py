@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from .games import non_negative_int
 from .probe import add_model_arguments, model_inputs
 
 
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--languages", nargs="+", default=None,
                         help="languages to compare (default: every input language)")
-    parser.add_argument("--test-games", type=int, default=100,
+    parser.add_argument("--test-games", type=non_negative_int, default=100,
                         help="test the probes on this many fresh games drawn with seed + 1 "
                              "(default: mOthello's 100); 0: on a --test-fraction split of the "
                              "games instead")
@@ -25,13 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..alignment import model_alignment
-    from ..errors import ConfigError
     from ..othello import generate_games
     from ..storage import atomic_write_json
 
     model, language_set, games, layers, params = model_inputs(args)
-    if args.test_games < 0:
-        raise ConfigError(f"--test-games {args.test_games}: expected a number of games >= 0")
     test_games = generate_games(args.test_games, seed=args.seed + 1) if args.test_games else None
     result = model_alignment(model, language_set, games, languages=args.languages,
                              layers=layers, labels=args.labels, probe=args.kind,

@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint directory")
     parser.add_argument("--out", required=True, help="directory for concepts.json and plots")
     parser.add_argument("--layers", default=None,
-                        help="comma-separated layers, 0 the embeddings, l the output of block l "
-                             "(default: every block)")
+                        help="comma-separated layers, 0 the embeddings, l the output of block l, "
+                             "or hook names (default: every block)")
     parser.add_argument("--languages", default=None, help="comma-separated (default: all inputs)")
     add_games_arguments(parser, default_games=500, seed_help="seed of the fresh games and k-means")
     parser.add_argument("--clusters", type=int, default=100, help="K of k-means")
@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, language_set = load_model(args.checkpoint, device=device)
     games = games_from_args(args)
-    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    layers = [int(x) if x.isdigit() else x for x in args.layers.split(",")] if args.layers \
+        else None
     results = concept_report(
         model, language_set, games, layers=layers,
         languages=args.languages.split(",") if args.languages else None,

@@ -28,6 +28,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return value
+
+
 def add_games_arguments(parser: argparse.ArgumentParser, *, default_games: int,
                         seed_help: str = "seed of the fresh games") -> None:
     """``--data``, ``--games`` and ``--seed`` with the rule of this module."""
