@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_checks.sh [PART ...]      (default: build tests mfu, about 9 minutes)
 #
 #   build    pip install --no-deps --no-build-isolation -e .  (the engine extension, built there)
-#   tests    python -m pytest tests/gpu -q -s  (the GPU tests: kernels, training, probes, ...)
+#   tests    python -m pytest tests/gpu -v -s --durations=15  (the GPU tests: kernels, training, ...)
 #   mfu      benchmarks/test_bench_train.py --sweep --profile ours: ms, tokens/s and MFU of the
 #            training step per variant (eager fp32, ours, Triton attention, no dropout,
 #            max-autotune, ...; a time limit cuts the tail) and where the device time of one

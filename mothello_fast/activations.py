@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .storage import atomic_write_bytes, atomic_write_json, sha256_file
-from .errors import DatasetError, LanguageError, ProbeError
+from .errors import DatasetError, LanguageError, ProbeError, check_int
 from .model import unwrap
 from .othello import replay, validate_games
 
@@ -59,11 +59,12 @@ def hook_name(layer: int | str, n_layers: int) -> str:
     """
     if isinstance(layer, str):
         return layer
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) \
-            or not 0 <= layer <= n_layers:
-        raise ProbeError(f"layer={layer!r}: expected a hook name or an integer 0..{n_layers} "
-                         "(0 the embeddings, l the output of block l)")
-    return "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{int(layer) - 1}.hook_resid_post"
+    try:
+        layer = check_int("layer", layer, least=0, most=n_layers, error=ProbeError)
+    except ProbeError as exc:
+        raise ProbeError(f"{exc} (0 the embeddings, l the output of block l) or a hook "
+                         "name") from None
+    return "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
 
 
 def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple[int | str, str]]:
@@ -260,12 +261,6 @@ def load_activations(path, *, verify: bool = True) -> ActivationStore:
     return ActivationStore(path, index)
 
 
-def _check_positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ProbeError(f"{name}={value!r}: expected a positive integer")
-    return int(value)
-
-
 @torch.no_grad()
 def collect_activations(model, language_set, games, *, language: str,
                         layers: Sequence[int | str] | int | str = (6,), batch_size: int = 256,
@@ -282,14 +277,14 @@ def collect_activations(model, language_set, games, *, language: str,
     collection into the same directory skips finished shards).
     """
     games = check_games(games)
-    batch_size = _check_positive("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, least=1, error=ProbeError)
     if max_moves is not None:
-        max_moves = _check_positive("max_moves", max_moves)
+        max_moves = check_int("max_moves", max_moves, least=1, error=ProbeError)
     if language not in language_set.names:
         raise LanguageError(f"language={language!r}: expected one of {list(language_set.names)}")
     gpt = unwrap(model)
     hooks = [hook for _, hook in resolve_layers(gpt, layers)]
-    shard_games = _check_positive("shard_games", shard_games)
+    shard_games = check_int("shard_games", shard_games, least=1, error=ProbeError)
     device = next(gpt.parameters()).device
     was_training = gpt.training
     gpt.eval()

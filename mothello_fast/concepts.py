@@ -51,20 +51,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConceptError
+from .errors import ConceptError, check_int
 
 __all__ = ["AlignedPair", "CalignResult", "ColapResult", "calign", "colap",
            "dictionary_from_translation_table", "dictionary_from_token_square",
            "concept_report"]
 
 DIRECTIONS = ("s->t", "t->s", "both")
-
-
-def _check_int(name: str, value, least: int) -> int:
-    """`value` as an int, or a ConceptError if it is not an integer >= `least`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ConceptError(f"{name}={value!r}: expected an integer of at least {least}")
-    return int(value)
 
 
 def _check_fraction(name: str, value) -> float:
@@ -80,7 +73,7 @@ def _check_fraction(name: str, value) -> float:
 
 
 def _check_top_n(top_n) -> int | None:
-    return None if top_n is None else _check_int("top_n", top_n, 1)
+    return None if top_n is None else check_int("top_n", top_n, least=1, error=ConceptError)
 
 
 def _int_array(name: str, values, ndim: int = 1) -> np.ndarray:
@@ -255,7 +248,7 @@ def calign(source_labels, source_types, target_labels, target_types, dictionary,
         raise ConceptError(f"direction={direction!r}: expected one of {DIRECTIONS}")
     theta_a, size_ratio = _check_fraction("theta_a", theta_a), _check_fraction("size_ratio",
                                                                                size_ratio)
-    min_types = _check_int("min_types", min_types, 0)
+    min_types = check_int("min_types", min_types, least=0, error=ConceptError)
     src_labels, src_types = _labels_types(source_labels, source_types, "source")
     tgt_labels, tgt_types = _labels_types(target_labels, target_types, "target")
     forward = _dictionary_edges(dictionary, top_n)
@@ -551,8 +544,8 @@ def _check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_r
                         ("theta_o", theta_o)):
         _check_fraction(name, value)
     _check_top_n(top_n)
-    _check_int("min_types", min_types, 0)
-    _check_int("k_neighbors", k_neighbors, 1)
+    check_int("min_types", min_types, least=0, error=ConceptError)
+    check_int("k_neighbors", k_neighbors, least=1, error=ConceptError)
     KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed)._check_params()
 
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import LanguageError
-from .languages import OBJECTIVES, LanguageSet, _is_int
+from .errors import LanguageError, check_int
+from .languages import OBJECTIVES, LanguageSet
 
 __all__ = ["Batch", "Corpus", "MODES"]
 
@@ -92,8 +92,7 @@ class Corpus:
                  device: str | torch.device = "cpu"):
         if not isinstance(language_set, LanguageSet):
             raise LanguageError(f"language_set={language_set!r}: expected a LanguageSet")
-        if not _is_int(batch_size) or batch_size < 1:
-            raise LanguageError(f"batch_size={batch_size!r}: expected a positive integer")
+        check_int("batch_size", batch_size, least=1, error=LanguageError)
         if objective not in OBJECTIVES:
             raise LanguageError(f"objective={objective!r}: expected one of {OBJECTIVES}")
         if objective == "unified" and language_set.output_language is None:
@@ -101,8 +100,7 @@ class Corpus:
                                 "language (LanguageSet.from_spec(..., unified=True))")
         if mode not in MODES:
             raise LanguageError(f"mode={mode!r}: expected one of {MODES}")
-        if not _is_int(seed) or seed < 0:
-            raise LanguageError(f"seed={seed!r}: expected an integer >= 0")
+        check_int("seed", seed, least=0, error=LanguageError)
         self.language_set = language_set
         self.batch_size = int(batch_size)
         self.objective = objective
@@ -206,8 +204,7 @@ class Corpus:
 
     def batch(self, step: int) -> Batch:
         """Batch number `step`, a pure function of ``(seed, step)``."""
-        if not _is_int(step) or step < 0:
-            raise LanguageError(f"step={step!r}: expected an integer >= 0")
+        check_int("step", step, least=0, error=LanguageError)
         # a generator of this call's own, so that concurrent calls never share a stream
         gen = torch.Generator(device=self.device).manual_seed(_step_seed(self.seed, int(step)))
         B, n_lang, device = self.batch_size, self.language_set.n_languages, self.device

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _engine
-from .errors import DatasetError
+from .errors import DatasetError, check_int
 from .othello import GAME_PLIES, Board, _check_seed, generate_games, validate_games
 from .parallel import resolve_threads
 from .storage import atomic_write_bytes, atomic_write_json, replace_directory, sha256_file
@@ -51,12 +51,6 @@ def _write_shard(path: Path, games: np.ndarray) -> str:
 
 def _shard_name(index: int) -> str:
     return f"shard-{index:05d}.npy"
-
-
-def _check_positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DatasetError(f"{name}={value!r}: expected a positive integer")
-    return int(value)
 
 
 def _check_metadata(metadata) -> dict:
@@ -199,8 +193,8 @@ def generate_dataset(out, *, n_games: int, seed: int, threads: int | None = None
                      overwrite: bool = False, progress: bool = True) -> GameDataset:
     """Generate `n_games` random games (see `generate_games`) into the dataset directory
     `out`, resuming an interrupted run of the same parameters, and return it loaded."""
-    n_games = _check_positive("n_games", n_games)
-    shard_size = _check_positive("shard_size", shard_size)
+    n_games = check_int("n_games", n_games, least=1, error=DatasetError)
+    shard_size = check_int("shard_size", shard_size, least=1, error=DatasetError)
     seed = _check_seed(seed)
     resolve_threads(threads)
     opening = Board.from_moves(prefix).moves if prefix is not None else []
@@ -223,7 +217,7 @@ def write_games(games, out, *, shard_size: int = DEFAULT_SHARD_SIZE, overwrite: 
     `RESERVED_KEYS`. The manifest records the sha256 of the games' bytes
     (``games_sha256``), so an interrupted write resumes only for the same games."""
     games = validate_games(games)
-    shard_size = _check_positive("shard_size", shard_size)
+    shard_size = check_int("shard_size", shard_size, least=1, error=DatasetError)
     metadata = _check_metadata(metadata)
     if len(games) == 0:
         raise DatasetError("cannot write a dataset of 0 games")
@@ -412,8 +406,7 @@ def split_games(n_games: int, *, val_fraction: float = 0.1, seed: int = 0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random split of ``range(n_games)``: sorted ``int64`` index arrays
     ``(train, val)`` with ``round(val_fraction * n_games)`` validation games."""
-    if isinstance(n_games, bool) or not isinstance(n_games, (int, np.integer)) or n_games < 0:
-        raise DatasetError(f"n_games={n_games!r}: expected a non-negative integer")
+    n_games = check_int("n_games", n_games, least=0, error=DatasetError)
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction={val_fraction!r}: expected a fraction in [0, 1]")
     order = np.random.default_rng(seed).permutation(n_games)

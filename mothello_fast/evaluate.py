@@ -17,7 +17,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from .errors import ConfigError, LanguageError
+from .errors import ConfigError, LanguageError, check_int
 from .devices import resolve_device
 from .model import unwrap
 from .othello import replay, validate_games
@@ -79,13 +79,6 @@ def _autocast(device: torch.device, bf16: bool | None):
     if (device.type == "cuda") if bf16 is None else bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-def _check_batch_size(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size!r}: expected a positive integer (games per "
-                          "forward pass)")
 
 
 def _predict(model, tokens: torch.Tensor, rows: np.ndarray, positions: np.ndarray,
@@ -169,7 +162,7 @@ def _codes_for(language_set, language, objective: str) -> _Codes:
 
 def _evaluate(model, language_set, games, language, objective: str, batch_size: int,
               bf16: bool | None) -> tuple[int, int, float, int]:
-    _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
     _check_objective(language_set, objective)
     games = validate_games(games)
     codes = _codes_for(language_set, language, objective)
@@ -205,7 +198,7 @@ def evaluate_languages(model, language_set, games, *, objective: str = "standard
     """``{"legal_acc/<lang>": ..., "val_loss/<lang>": ...}`` for every input language
     (all but the output language) or the given `languages`, on games int8 [n, 60];
     `batch_size` and `bf16` as in `legal_move_accuracy`."""
-    _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
     _check_objective(language_set, objective)
     if languages is None:
         languages = [name for name in language_set.names if name != language_set.output_language]
@@ -225,7 +218,7 @@ def evaluate_checkpoint(checkpoint, games, *, objective: str | None = None, lang
     defaults to the one the checkpoint was trained with."""
     from .checkpoint import load_checkpoint
 
-    _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
     device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)
     model, language_set = ckpt.build_model(device=device), ckpt.language_set

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ConceptError
+from .errors import ConceptError, check_int
 
 __all__ = ["normalize_rows", "nearest_neighbors", "LanguageIdentification",
            "language_identification", "cross_lingual_neighbors", "translation_retrieval",
@@ -87,8 +87,7 @@ def nearest_neighbors(queries, candidates=None, *, k: int, exclude_self: bool = 
     if c.shape[1] != q.shape[1]:
         raise ConceptError(f"candidates with {c.shape[1]} features: expected {q.shape[1]}")
     available = c.shape[0] - (1 if exclude_self else 0)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
-        raise ConceptError(f"k={k!r}: expected an integer 1..{available}")
+    k = check_int("k", k, least=1, most=available, error=ConceptError)
     out = []
     for s in range(0, q.shape[0], chunk_size):
         sim = q[s:s + chunk_size] @ c.T                              # (b, m)
@@ -123,8 +122,7 @@ def language_identification(embeddings, languages, *, n_folds: int = 10, C: floa
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise ConceptError(f"n_folds={n_folds!r}: expected an integer of at least 2")
+    n_folds = check_int("n_folds", n_folds, least=2, error=ConceptError)
     x = normalize_rows(embeddings).cpu().double().numpy()
     langs = _ids("languages", languages, len(x))
     present = np.unique(langs)

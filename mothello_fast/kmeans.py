@@ -30,15 +30,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .concepts import _check_int
-from .errors import ConceptError
+from .errors import ConceptError, check_int
 from .devices import resolve_device
 
 __all__ = ["KMeans"]
-
-
-def _positive_int(name: str, value) -> int:
-    return _check_int(name, value, 1)
 
 
 class KMeans:
@@ -80,11 +75,12 @@ class KMeans:
     def _check_params(self) -> tuple[int, int, int, float, int]:
         """(n_clusters, n_init, max_iter, tol, seed), checked: a ConceptError names the bad
         one. `concept_report` calls this before collecting any activation."""
-        k = _positive_int("n_clusters", self.n_clusters)
-        n_init = 1 if not isinstance(self.init, str) else _positive_int("n_init", self.n_init)
-        max_iter = _positive_int("max_iter", self.max_iter)
-        _positive_int("chunk_size", self.chunk_size)
-        seed = _check_int("seed", self.seed, 0)
+        k = check_int("n_clusters", self.n_clusters, least=1, error=ConceptError)
+        n_init = 1 if not isinstance(self.init, str) \
+            else check_int("n_init", self.n_init, least=1, error=ConceptError)
+        max_iter = check_int("max_iter", self.max_iter, least=1, error=ConceptError)
+        check_int("chunk_size", self.chunk_size, least=1, error=ConceptError)
+        seed = check_int("seed", self.seed, least=0, error=ConceptError)
         if isinstance(self.init, str) and self.init not in ("k-means++", "random"):
             raise ConceptError(f"init={self.init!r}: expected 'k-means++', 'random' or an "
                                "array of initial centres")

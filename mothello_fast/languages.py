@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _engine
 from .storage import atomic_write_json
-from .errors import GameArrayError, InvalidSquareError, LanguageError
+from .errors import GameArrayError, InvalidSquareError, LanguageError, check_int
 from .othello import (GAME_PLIES, PLAYABLE_SQUARES, parse_square, square_name)
 from .othello import generate_games  # noqa: F401  (the docstring examples use it)
 from .parallel import resolve_threads, run_in_chunks
@@ -166,12 +166,10 @@ class Language:
         >>> set(lengths) == {1, 2, 3}, lang.n_tokens == sum(lengths)
         (True, True)
         """
-        if not _is_int(max_tokens) or max_tokens < 1:
-            raise LanguageError(f"max_tokens={max_tokens!r}: expected an integer >= 1")
-        if not _is_int(seed) or seed < 0:
-            raise LanguageError(f"seed={seed!r}: expected an integer >= 0")
-        lengths = np.random.default_rng(int(seed)).integers(1, int(max_tokens) + 1,
-                                                            size=len(PLAYABLE_SQUARES))
+        max_tokens = check_int("max_tokens", max_tokens, least=1, error=LanguageError)
+        seed = check_int("seed", seed, least=0, error=LanguageError)
+        lengths = np.random.default_rng(seed).integers(1, max_tokens + 1,
+                                                       size=len(PLAYABLE_SQUARES))
         ends = np.cumsum(lengths)
         return cls(name, "split", tuple(tuple(range(int(e - n), int(e)))
                                         for e, n in zip(ends, lengths)))
@@ -302,11 +300,10 @@ class LanguageSet:
 
     @staticmethod
     def _resolve_anchors(anchors, n_anchors, seed) -> tuple[int, ...]:
-        if not _is_int(n_anchors) or not 0 <= n_anchors <= len(PLAYABLE_SQUARES):
-            raise LanguageError(f"n_anchors={n_anchors!r}: expected an integer in 0..60")
+        n_anchors = check_int("n_anchors", n_anchors, least=0, most=len(PLAYABLE_SQUARES),
+                              error=LanguageError)
         if anchors is None:
-            if not _is_int(seed) or seed < 0:
-                raise LanguageError(f"seed={seed!r}: expected an integer >= 0")
+            check_int("seed", seed, least=0, error=LanguageError)
             chosen = np.random.default_rng(int(seed)).choice(
                 np.array(PLAYABLE_SQUARES), size=int(n_anchors), replace=False)
             return tuple(sorted(int(s) for s in chosen))
@@ -412,8 +409,7 @@ class LanguageSet:
         if not items or not all(isinstance(i, str) and i.strip() for i in items):
             raise LanguageError(f"language spec {spec!r}: expected comma-separated kinds "
                                 "like 'atomic,split:3,compositional'")
-        if not _is_int(seed) or seed < 0:
-            raise LanguageError(f"seed={seed!r}: expected an integer >= 0")
+        check_int("seed", seed, least=0, error=LanguageError)
         languages = [_parse_spec_item(item, i, seed) for i, item in enumerate(items)]
         return cls(languages, anchors=anchors, n_anchors=n_anchors, seed=seed,
                    output_language=Language.atomic("out") if unified else None)

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import CheckpointError, MothelloError
+from .errors import CheckpointError, MothelloError, check_int
 from .kernels.attention import attention
 
 __all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "flops_per_token"]
@@ -53,9 +53,8 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "n_layers", "n_heads", "d_model", "d_mlp"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise MothelloError(f"GPTConfig.{name}={value!r}: expected a positive integer")
+            # numpy integers too, stored as int for to_dict's JSON
+            setattr(self, name, check_int(f"GPTConfig.{name}", getattr(self, name), least=1))
         if self.d_model % self.n_heads:
             raise MothelloError(f"GPTConfig: d_model={self.d_model} is not divisible by "
                                 f"n_heads={self.n_heads}")

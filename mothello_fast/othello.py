@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _engine
-from .errors import GameArrayError, IllegalMoveError, InvalidSquareError
+from .errors import GameArrayError, IllegalMoveError, InvalidSquareError, check_int
 from .parallel import resolve_threads, run_in_chunks
 
 __all__ = [
@@ -45,9 +45,7 @@ _COLOUR_NAMES = {BLACK: "black", WHITE: "white"}
 
 def square_name(square: int) -> str:
     """Name of a square: ``square_name(28) == 'd5'``."""
-    if isinstance(square, (bool, np.bool_)) or not isinstance(square, (int, np.integer)) \
-            or not 0 <= square < 64:
-        raise InvalidSquareError(f"square {square!r} is not an integer in 0..63")
+    square = check_int("square", square, least=0, most=63, error=InvalidSquareError)
     return f"{_ROWS[square // 8]}{square % 8 + 1}"
 
 
@@ -221,21 +219,17 @@ class Board:
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-        raise GameArrayError(f"seed={seed!r}: expected an integer in 0..2**64-1")
-    return int(seed)
+    return check_int("seed", seed, least=0, most=2**64 - 1, error=GameArrayError)
 
 
 def _check_game_range(first_game, n: int) -> int:
     """`first_game` checked so that game numbers ``first_game .. first_game + n - 1`` fit
     in int64 (the engine's stream key)."""
-    if isinstance(first_game, bool) or not isinstance(first_game, (int, np.integer)) \
-            or first_game < 0:
-        raise GameArrayError(f"first_game={first_game!r}: expected a non-negative integer")
-    if int(first_game) + max(int(n), 1) > 2**63:
+    first_game = check_int("first_game", first_game, least=0, error=GameArrayError)
+    if first_game + max(int(n), 1) > 2**63:
         raise GameArrayError(f"first_game={first_game!r} with {n} games: game numbers "
                              "first_game + i must fit in int64 (first_game + n at most 2**63)")
-    return int(first_game)
+    return first_game
 
 
 def generate_games(n: int, *, seed: int, threads: int | None = None,
@@ -253,8 +247,7 @@ def generate_games(n: int, *, seed: int, threads: int | None = None,
     >>> games.shape, games.dtype.name, [square_name(s) for s in games[0, :2]]
     ((3, 60), 'int8', ['c4', 'c3'])
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise GameArrayError(f"n={n!r}: expected a non-negative number of games")
+    n = check_int("n", n, least=0, error=GameArrayError)
     seed = _check_seed(seed)
     first_game = _check_game_range(first_game, n)
     threads = resolve_threads(threads)
@@ -452,6 +445,5 @@ def game_lengths(games) -> np.ndarray:
 def perft(depth: int) -> int:
     """Leaves of the game tree `depth` plies from the start, a pass counted as a ply and a
     game that ends earlier counted as one leaf: ``perft(4) == 244``."""
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
-        raise ValueError(f"depth={depth!r}: expected a non-negative integer")
-    return 1 if depth == 0 else int(_engine.perft(int(depth)))
+    depth = check_int("depth", depth, least=0)
+    return 1 if depth == 0 else int(_engine.perft(depth))

@@ -10,9 +10,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
-from .errors import ConfigError
+from .errors import ConfigError, check_int
 
 __all__ = ["CHUNK_GAMES", "resolve_threads", "run_in_chunks"]
 
@@ -23,9 +21,10 @@ def resolve_threads(threads: int | None) -> int:
     """`threads`, or every core this process may use when it is None."""
     if threads is None:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ConfigError(f"threads={threads!r}: expected a positive integer or None")
-    return int(threads)
+    try:
+        return check_int("threads", threads, least=1, error=ConfigError)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} or None (every core)") from None
 
 
 def run_in_chunks(n: int, threads: int, work: Callable[[int, int], None], progress: bool = False,

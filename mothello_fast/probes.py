@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .storage import atomic_write_bytes
 from .devices import resolve_device
-from .errors import ProbeError
+from .errors import ProbeError, check_int
 from .kernels.probe import probe_loss
 
 __all__ = ["N_SQUARES", "N_CLASSES", "PROBE_KINDS", "LinearProbe", "MLPProbe", "make_probe",
@@ -128,9 +128,7 @@ class _BoardProbe:
     # -- fitting -----------------------------------------------------------------------
     def _check_hyperparameters(self) -> None:
         for name in ("batch_size", "epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ProbeError(f"{name}={value!r}: expected a positive integer")
+            check_int(name, getattr(self, name), least=1, error=ProbeError)
         for name, least in (("lr", None), ("weight_decay", 0.0)):
             value = getattr(self, name)
             ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) \
@@ -138,9 +136,7 @@ class _BoardProbe:
             if not ok:
                 raise ProbeError(f"{name}={value!r}: expected a finite number "
                                  + ("> 0" if least is None else f">= {least:g}"))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
-                or self.seed < 0:
-            raise ProbeError(f"seed={self.seed!r}: expected an integer >= 0")
+        check_int("seed", self.seed, least=0, error=ProbeError)
         resolve_device(self.device)   # names an unknown device now, not after collecting
 
     def fit(self, X, y):
@@ -313,9 +309,7 @@ class MLPProbe(_BoardProbe):
 
     def _check_hyperparameters(self):
         super()._check_hyperparameters()
-        if isinstance(self.hidden, bool) or not isinstance(self.hidden, (int, np.integer)) \
-                or self.hidden < 1:
-            raise ProbeError(f"hidden={self.hidden!r}: expected a positive integer")
+        check_int("hidden", self.hidden, least=1, error=ProbeError)
 
     def _init_params(self, d, generator):
         h = int(self.hidden)

@@ -30,14 +30,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from .checkpoint import (_step_directories, find_latest_checkpoint, load_checkpoint,
                          load_weights, restore_rng_state, save_checkpoint)
 from .storage import atomic_write_bytes, atomic_write_json
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, check_int
 from .devices import resolve_device
 from .evaluate import evaluate_languages
 from .model import GPT, GPTConfig
@@ -105,12 +104,13 @@ class TrainConfig:
             value = getattr(self, name)
             if name == "keep_checkpoints" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or value < least:
-                keep_all = "None (keep all) or " if name == "keep_checkpoints" else ""
-                raise ConfigError(f"TrainConfig.{name}={value!r}: expected {keep_all}an integer "
-                                  f">= {least}")
-            setattr(self, name, int(value))   # numpy integers too, as JSON writes them
+            try:
+                value = check_int(f"TrainConfig.{name}", value, least=least, error=ConfigError)
+            except ConfigError as exc:
+                if name != "keep_checkpoints":
+                    raise
+                raise ConfigError(f"{exc} or None (keep all)") from None
+            setattr(self, name, value)   # numpy integers too, as Python ints (as JSON writes them)
         for name, expected, valid in self._NUMBERS:
             value = getattr(self, name)
             if name == "grad_clip" and value is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, LanguageError
+from .errors import ConfigError, LanguageError, check_int
 from .othello import parse_moves, square_name, validate_games
 
 __all__ = ["TRANSFER_PREFIX", "TransferResult", "finetune_curves", "run_transfer"]
@@ -143,8 +143,7 @@ def run_transfer(config, *, finetune_language: str | None = None, pretrain_games
 
     pretrain_games = _check_pretrain_games(pretrain_games, prefix)
     for name, value in (("finetune_steps", finetune_steps), ("n_evaluations", n_evaluations)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name}={value!r}: expected a positive integer")
+        check_int(name, value, least=1, error=ConfigError)
     if finetune_lr is not None and not finetune_lr > 0:
         raise ConfigError(f"finetune_lr={finetune_lr!r}: expected a positive number")
     names = LanguageSet.from_spec(config.languages, n_anchors=config.n_anchors,

@@ -97,9 +97,9 @@ def test_numbers_written_with_an_exponent_are_read_as_floats():
     ("language_weights=[1,x]", r"language_weights=\[1, 'x'\]: expected numbers >= 0"),
     ("lr=.inf", r"lr=inf: expected a number > 0"),
     ("weight_decay=.nan", r"weight_decay=nan: expected a number >= 0"),
-    ("batch_size=0", r"batch_size=0: expected an integer >= 1"),
+    ("batch_size=0", r"batch_size=0: expected a positive integer"),
     ("warmup_steps=-1", r"warmup_steps=-1: expected an integer >= 0"),
-    ("max_steps=2.5", r"max_steps=2.5: expected an integer >= 1"),
+    ("max_steps=2.5", r"max_steps=2.5: expected a positive integer"),
 ])
 def test_out_of_range_or_non_numeric_settings_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -120,7 +120,9 @@ def test_grad_clip_none_means_no_clipping():
 
 @pytest.mark.parametrize("keep", [0, -1])
 def test_keeping_no_checkpoint_is_refused(keep):
-    with pytest.raises(ConfigError, match=rf"keep_checkpoints={keep}: expected None"):
+    with pytest.raises(ConfigError,
+                       match=rf"keep_checkpoints={keep}: expected a positive integer or None "
+                             r"\(keep all\)"):
         TrainConfig(keep_checkpoints=keep)
 
 
