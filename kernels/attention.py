@@ -57,10 +57,16 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     return (probs @ v.float()).to(q.dtype)
 
 
-def auto_picks_triton(*, is_cuda: bool, seq_len: int, head_dim: int, dropout_p: float) -> bool:
-    """Whether backend="auto" runs the Triton kernel for such a call (see AUTO_TRITON_ON_CUDA)."""
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def auto_picks_triton(*, is_cuda: bool, seq_len: int, head_dim: int, dropout_p: float,
+                      dtype: torch.dtype = torch.float32) -> bool:
+    """Whether backend="auto" runs the Triton kernel for such a call (see AUTO_TRITON_ON_CUDA);
+    other calls (float64 among them) go to SDPA."""
     return (AUTO_TRITON_ON_CUDA and HAVE_TRITON and is_cuda and dropout_p == 0.0
-            and head_dim in TRITON_HEAD_DIMS and 1 <= seq_len <= min(AUTO_TRITON_MAX_T, TRITON_MAX_T))
+            and dtype in TRITON_DTYPES and head_dim in TRITON_HEAD_DIMS
+            and 1 <= seq_len <= min(AUTO_TRITON_MAX_T, TRITON_MAX_T))
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float = 0.0,
@@ -74,8 +80,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: f
     """
     if backend not in BACKENDS:
         raise KernelError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
-    if backend == "triton" or (backend == "auto" and q.dim() == 4 and auto_picks_triton(
-            is_cuda=q.is_cuda, seq_len=q.shape[-2], head_dim=q.shape[-1], dropout_p=dropout_p)):
+    if backend == "triton" or (backend == "auto" and q.dim() == 4
+                               and q.shape == k.shape == v.shape
+                               and q.dtype == k.dtype == v.dtype and auto_picks_triton(
+            is_cuda=q.is_cuda, seq_len=q.shape[-2], head_dim=q.shape[-1], dropout_p=dropout_p,
+            dtype=q.dtype)):
         if not HAVE_TRITON:
             raise KernelError("backend='triton' needs the triton package (pip install triton)")
         return attention_triton(q, k, v, dropout_p=dropout_p, causal=causal)

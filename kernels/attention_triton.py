@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mothello_fast.errors import KernelError
+from mothello_fast.errors import KernelError, check_int
 
 HEAD_DIMS = (16, 32, 64, 128)
 MAX_T = 1024
@@ -500,10 +500,14 @@ def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: to
     return dq, dk, dv
 
 
+MAX_SEED = 2**32 - 1   # a dropout seed above it would share a Philox key with another head
+
+
 def attention_dropout_mask(batch: int, heads: int, T: int, *, dropout_p: float, seed: int,
                            device: torch.device | str) -> torch.Tensor:
     """The keep mask that the kernels use for ``seed``: ``bool [batch, heads, T, T]``
     (True = kept), for `attention_reference(..., dropout_mask=...)`."""
+    seed = check_int("seed", seed, least=0, most=MAX_SEED, error=KernelError)
     keep = torch.empty((batch, heads, T, T), dtype=torch.int8, device=device)
     _dropout_mask_kernel[(triton.cdiv(T, 16), batch * heads)](keep, seed, float(dropout_p), T,
                                                                BLOCK_M=16, BLOCK=t_bucket(T))
@@ -568,12 +572,21 @@ class TritonAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do):
+        refuse_double_backward("the Triton attention", "backend='sdpa' or 'reference'")
         q, k, v, o, lse, seed_used = ctx.saved_tensors
         if do.stride(-1) != 1:
             do = do.contiguous()
         bwd = _attention_bwd_op if torch.compiler.is_compiling() else _backward_with_seed
         dq, dk, dv = bwd(do, q, k, v, o, lse, seed_used, ctx.dropout_p, ctx.causal)
         return dq, dk, dv, None, None, None
+
+
+def refuse_double_backward(what: str, instead: str) -> None:
+    """KernelError when a backward runs with grad mode on (``create_graph=True``): the
+    kernels' gradients carry no graph, so a second derivative would silently be zero."""
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        raise KernelError(f"double backward (create_graph=True) through {what} is not "
+                          f"supported: its gradients carry no graph; use {instead}")
 
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -600,9 +613,14 @@ def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                      seed: int | None = None) -> torch.Tensor:
     """Causal attention with the Triton kernels. q, k, v: ``[B, H, T, D]`` -> ``[B, H, T, D]``.
 
-    seed: for the dropout mask (``None``: drawn from torch's generator); `attention_dropout_mask`
-    gives the same mask for the reference."""
+    seed: for the dropout mask, 0..2**32-1 (the Philox key holds the head above it;
+    ``None``: drawn from torch's generator); `attention_dropout_mask` gives the same mask
+    for the reference. dropout_p: in [0, 1)."""
     check_inputs(q, k, v)
+    if seed is not None:
+        seed = check_int("seed", seed, least=0, most=MAX_SEED, error=KernelError)
+    if not 0.0 <= dropout_p < 1.0:
+        raise KernelError(f"dropout_p={dropout_p!r}: expected a probability in [0, 1)")
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     return TritonAttention.apply(q, k, v, float(dropout_p), bool(causal),
-                                 -1 if seed is None else int(seed))
+                                 -1 if seed is None else seed)

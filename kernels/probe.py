@@ -23,6 +23,7 @@ except ImportError:  # the package works without Triton: the reference only
 AUTO_TRITON_ON_CUDA = True
 
 BACKENDS = ("auto", "triton", "reference")
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)   # of x, for "auto"
 
 
 def probe_loss_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -37,18 +38,32 @@ def probe_loss_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return loss, correct
 
 
+def check_labels(labels: torch.Tensor) -> None:
+    """KernelError unless every label is a class 0..2 or -100 (ignored). It reads the labels
+    back from the device, so hot loops check them once (as the probes' `fit` does)."""
+    bad = ((labels < 0) & (labels != -100)) | (labels > 2)
+    if bool(bad.any()):
+        value = int(labels[bad][0])
+        raise KernelError(f"label {value}: expected a class 0..2 or -100 (ignored)")
+
+
 def probe_loss(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor,
-               *, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+               *, backend: str = "auto", validate: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dispatcher: see `probe_loss_reference` for the contract.
 
     backend: ``"triton"`` (the fused kernel: CUDA tensors, or CPU tensors when
     ``TRITON_INTERPRET=1``), ``"reference"``, or ``"auto"``: the kernel on CUDA tensors when
-    `AUTO_TRITON_ON_CUDA` is set, the reference otherwise.
+    `AUTO_TRITON_ON_CUDA` and the dtype suits it, the reference otherwise. validate:
+    `check_labels` first (the kernel itself would take any other label for class 2); not
+    under torch.compile.
     """
     if backend not in BACKENDS:
         raise KernelError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
+    if validate and not torch.compiler.is_compiling():
+        check_labels(labels)
     if backend == "triton" or (backend == "auto" and AUTO_TRITON_ON_CUDA and HAVE_TRITON
-                               and x.is_cuda):
+                               and x.is_cuda and x.dtype in TRITON_DTYPES):
         if not HAVE_TRITON:
             raise KernelError("backend='triton' needs the triton package (pip install triton)")
         return probe_loss_triton(x, weight, bias, labels)

@@ -40,7 +40,7 @@ import triton.language as tl
 
 from mothello_fast.errors import KernelError
 
-from .attention_triton import launch_options, tuner_report
+from .attention_triton import launch_options, refuse_double_backward, tuner_report
 
 N_SQUARES = 64
 N_CLASSES = 3
@@ -317,6 +317,7 @@ class TritonProbeLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss, grad_correct):
+        refuse_double_backward("the Triton probe loss", "backend='reference'")
         dx, buf, count = ctx.saved_tensors
         dw, db = split_buffer(buf, dx.shape[1])
         scale = grad_loss / count  # float64 scalar: keeps dx's dtype

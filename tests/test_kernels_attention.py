@@ -250,3 +250,32 @@ def test_auto_backend_takes_triton_only_where_it_was_measured_faster(is_cuda, se
     from mothello_fast.kernels.attention import HAVE_TRITON, auto_picks_triton
     assert auto_picks_triton(is_cuda=is_cuda, seq_len=seq_len, head_dim=head_dim,
                              dropout_p=dropout_p) == (expected and HAVE_TRITON)
+
+
+def test_auto_backend_leaves_float64_to_sdpa():
+    from mothello_fast.kernels.attention import auto_picks_triton
+    assert not auto_picks_triton(is_cuda=True, seq_len=59, head_dim=64, dropout_p=0.0,
+                                 dtype=torch.float64)
+
+
+def test_double_backward_through_the_kernel_is_refused():
+    q, k, v = _qkv(1, 2, 16, 32)
+    out = attention(q, k, v, backend="triton")
+    with pytest.raises(KernelError, match="double backward .* not supported"):
+        torch.autograd.grad(out.sum(), q, create_graph=True)   # dq would not depend on v
+    dq, = torch.autograd.grad(attention(q, k, v, backend="triton").sum(), q)   # first order: fine
+    assert torch.isfinite(dq).all()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_dropout_seed_outside_32_bits_is_refused(seed):
+    q, k, v = _qkv(1, 2, 16, 32)
+    with pytest.raises(KernelError, match=rf"seed={seed}: expected an integer in 0..{2**32 - 1}"):
+        at.attention_triton(q, k, v, dropout_p=0.1, seed=seed)   # 2**32 would be head 1's key
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0])
+def test_dropout_probability_outside_0_1_is_refused(p):
+    q, k, v = _qkv(1, 2, 16, 32)
+    with pytest.raises(KernelError, match=rf"dropout_p={p}: expected a probability in \[0, 1\)"):
+        at.attention_triton(q, k, v, dropout_p=p)

@@ -175,3 +175,19 @@ def test_half_precision_activations_match_reference_with_the_weight_rounded_alik
         assert g.dtype == r.dtype, name
         torch.testing.assert_close(g.float(), r.float(), atol=1e-5, rtol=1e-2,
                                    msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_double_backward_through_the_kernel_is_refused():
+    x, w, b, labels = _inputs(8, 16, seed=3)
+    loss, _ = probe_loss(x, w, b, labels, backend="triton")
+    with pytest.raises(KernelError, match="double backward .* not supported"):
+        torch.autograd.grad(loss, x, create_graph=True)   # gx would not depend on w
+
+
+@pytest.mark.parametrize("bad", [3, -1, -99])
+def test_labels_outside_the_classes_are_refused(bad):
+    x, w, b, labels = _inputs(8, 16, seed=4)
+    labels[2, 5] = bad
+    for backend in ("triton", "reference"):
+        with pytest.raises(KernelError, match=f"label {bad}: expected a class 0..2 or -100"):
+            probe_loss(x, w, b, labels, backend=backend)
