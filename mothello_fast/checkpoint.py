@@ -32,7 +32,7 @@ from .storage import atomic_write_json, replace_directory
 from .errors import CheckpointError
 from .model import GPT, GPTConfig, unwrap
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model",
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "resolve_checkpoint",
            "find_latest_checkpoint", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
@@ -209,10 +209,29 @@ def _config_differences(saved: dict, current: dict) -> list[str]:
             for k in keys if saved.get(k) != current.get(k)]
 
 
+def resolve_checkpoint(path) -> Path:
+    """The checkpoint directory that `path` names: a checkpoint directory (or a file in
+    it); ``RUN/checkpoints/latest``, a run directory ``RUN`` or its ``RUN/checkpoints``:
+    the newest complete checkpoint there."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent
+    if (path / MANIFEST).exists():
+        return path
+    for directory in (path.parent if path.name == "latest" else None, path / "checkpoints",
+                      path):
+        if directory is not None and directory.is_dir():
+            latest = find_latest_checkpoint(directory)
+            if latest is not None:
+                return latest
+    return path   # reading it names what is missing
+
+
 def load_checkpoint(path, *, model: torch.nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None,
                     verify: bool = True, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read and check the checkpoint directory `path`.
+    """Read and check the checkpoint directory `path` (see `resolve_checkpoint`: a run
+    directory or ``RUN/checkpoints/latest`` gives its newest checkpoint).
 
     With `model`, its config must equal the checkpoint's (else `CheckpointError`
     listing the differing fields) and the weights are loaded into it; with
@@ -222,9 +241,7 @@ def load_checkpoint(path, *, model: torch.nn.Module | None = None,
     """
     from .languages import LanguageSet
 
-    path = Path(path)
-    if path.is_file():
-        path = path.parent
+    path = resolve_checkpoint(path)
     try:
         location = torch.device(map_location)
     except (RuntimeError, TypeError) as exc:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .devices import resolve_device
 from .errors import LanguageError, check_int
 from .languages import OBJECTIVES, LanguageSet
 
@@ -83,7 +84,7 @@ class Corpus:
             games that language may be drawn with (other languages: all games). In
             parallel mode the games drawn are those every language may be drawn with.
         seed: seeds every draw; batch s depends only on ``(seed, s)``.
-        device: where the games live and batches are built.
+        device: where the games live and batches are built ("auto": CUDA when present).
     """
 
     def __init__(self, games, language_set: LanguageSet, *, batch_size: int,
@@ -106,7 +107,7 @@ class Corpus:
         self.objective = objective
         self.mode = mode
         self.seed = int(seed)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if isinstance(games, torch.Tensor):
             games = language_set._check_games(games.to(self.device))
             self.games = games.to(torch.int8)

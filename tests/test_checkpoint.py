@@ -178,3 +178,16 @@ def test_map_location_places_weights_and_optimizer_state(tmp_path, language_set)
     assert {v.device.type for state in ckpt.optimizer_state["state"].values()
             for v in state.values() if torch.is_tensor(v)} == {"meta"}
     assert ckpt.rng_state["rng.torch"].device.type == "cpu"   # torch.set_rng_state wants CPU
+
+
+def test_a_run_directory_or_latest_names_its_newest_checkpoint(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    run = tmp_path / "run"
+    for step in (1, 12, 3):
+        save_checkpoint(run / "checkpoints" / f"step-{step:06d}", model=model,
+                        language_set=language_set, step=step)
+    for path in (run, run / "checkpoints", run / "checkpoints" / "latest"):
+        assert load_checkpoint(path).step == 12
+    assert load_checkpoint(run / "checkpoints" / "step-000003").step == 3
+    with pytest.raises(CheckpointError, match="checkpoint.json is missing"):
+        load_checkpoint(tmp_path / "elsewhere" / "latest")

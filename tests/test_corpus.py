@@ -175,3 +175,10 @@ def test_a_batch_drawn_while_another_is_drawn_is_unchanged(games, language_set, 
     monkeypatch.setattr(torch, "multinomial", multinomial_with_another_batch)
     assert same_batch(corpus.batch(1), expected)
     assert same_batch(nested[0], Corpus(games, language_set, batch_size=64, seed=2).batch(7))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_corpus_without_cuda_is_a_clear_error():
+    with pytest.raises(mf.MothelloError, match="device='cuda': this machine has 0 CUDA"):
+        Corpus(mf.generate_games(4, seed=0), LanguageSet.from_spec("atomic"), batch_size=2,
+               device="cuda")

@@ -405,3 +405,14 @@ def test_cli_gen_bad_value_is_an_error_before_any_write(tmp_path, capsys, flag, 
     assert main(argv + [flag, value]) == 2
     assert f"={value}: expected" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_interrupted_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from mothello_fast.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets, "generate_dataset", interrupted)
+    assert main(["gen", "--games", "10", "--seed", "1", "--out", str(tmp_path / "d")]) == 130
+    assert "interrupted; run the same command again to resume" in capsys.readouterr().err

@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MothelloError, FileNotFoundError) as exc:
         print(f"mothello {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # what was written is complete: every write is atomic
+        print(f"mothello {args.command}: interrupted; run the same command again to resume "
+              "(train: add --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

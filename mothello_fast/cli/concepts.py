@@ -10,12 +10,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .games import add_games_arguments, games_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint directory")
+    parser.add_argument("checkpoint", help="checkpoint directory, or a run directory (its newest)")
     parser.add_argument("--out", required=True, help="directory for concepts.json and plots")
     parser.add_argument("--layers", default=None,
                         help="comma-separated layers, 0 the embeddings, l the output of block l, "
@@ -66,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
     for row in results["per_layer"]:
         print(f"layer {row['layer']}: CALIGN {row['calign_mean']:.3f}  COLAP {row['colap']:.3f}"
               f"  unification {row['unification']['score']:+.3f}")
-    print(f"wrote {args.out}/concepts.json")
+    print(f"wrote {Path(args.out) / 'concepts.json'}")
     return 0

@@ -12,7 +12,7 @@ from .games import add_games_arguments, games_from_args, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint directory")
+    parser.add_argument("checkpoint", help="checkpoint directory, or a run directory (its newest)")
     add_games_arguments(parser, default_games=1000)
     parser.add_argument("--objective", choices=["standard", "unified"], default=None,
                         help="default: the one the checkpoint was trained with")
@@ -27,14 +27,16 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..storage import atomic_write_json
+    from ..checkpoint import resolve_checkpoint
     from ..evaluate import evaluate_checkpoint
+    from ..storage import atomic_write_json
 
     games = games_from_args(args)
     results = evaluate_checkpoint(args.checkpoint, games, objective=args.objective,
                                   languages=args.languages.split(",") if args.languages else None,
                                   device=args.device, batch_size=args.batch_size)
-    results = {"checkpoint": str(args.checkpoint), "n_games": int(len(games)), **results}
+    results = {"checkpoint": str(resolve_checkpoint(args.checkpoint)), "n_games": int(len(games)),
+               **results}
     if args.out is not None:
         atomic_write_json(Path(args.out), results)
     print(json.dumps(results, indent=2))

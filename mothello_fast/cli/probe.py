@@ -14,7 +14,8 @@ from .games import add_games_arguments, games_from_args
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by the commands that analyse a checkpoint over a set of games."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint directory, or a run directory (its newest)")
     add_games_arguments(parser, default_games=1000,   # mOthello's probe games
                         seed_help="seed of the fresh games, the split and the probes")
     parser.add_argument("--layers", nargs="+", default=["6"],
