@@ -119,6 +119,8 @@ class Corpus:
         self.n_games = int(self.games.shape[0])
         if self.n_games == 0:
             raise LanguageError("a corpus needs at least one game; got 0")
+        if self.device.type != "cpu":   # once here: batches are built without host reads
+            language_set._check_fits(self.games, None)
         n_lang = language_set.n_languages
         allowed = self._allowed(language_games)
         if mode == "sample":

@@ -40,7 +40,7 @@ from .storage import atomic_write_json
 from .errors import GameArrayError, InvalidSquareError, LanguageError, check_int
 from .othello import (GAME_PLIES, PLAYABLE_SQUARES, parse_square, square_name)
 from .othello import generate_games  # noqa: F401  (the docstring examples use it)
-from .parallel import resolve_threads, run_in_chunks
+from .parallel import CHUNK_GAMES, resolve_threads, run_in_chunks
 
 __all__ = ["KINDS", "OBJECTIVES", "PAD_ID", "IGNORE_INDEX", "Language", "LanguageSet", "Encoded"]
 
@@ -611,7 +611,24 @@ class LanguageSet:
                     for f, d in wanted):
                 raise LanguageError(f"out: expected an Encoded of C-contiguous numpy arrays of "
                                     f"shape {shape} (int64, int64, bool) and numpy games")
+        if _is_tensor(games) and games.device.type != "cpu":
+            self._check_fits(games, rows)   # the compiled encoder checks numpy and CPU games
         return self._encode(games, rows, threads, out)
+
+    def _check_fits(self, games, rows) -> None:
+        """LanguageError unless each game (a tensor) written in its language (every input
+        language when `rows` is None) fits the context; on a device, this reads a flag back."""
+        lengths = self._torch_tables(games.device)["lengths"]
+        languages = range(self.n_languages) if rows is None else [rows]
+        chunk = CHUNK_GAMES * 64                                     # bounded temporaries
+        for start in range(0, games.shape[0], chunk):
+            table_row = games[start:start + chunk].long() + 1
+            for j in languages:
+                offset = j * _ROWS if _is_int(j) else j[start:start + chunk, None] * _ROWS
+                too_long = lengths[table_row + offset].sum(1) > self.context_length   # [chunk]
+                if bool(too_long.any()):
+                    raise LanguageError(f"game {start + int(too_long.nonzero()[0, 0])} does not "
+                                        f"fit the context length {self.context_length}")
 
     def _encode(self, games, rows, threads: int | None = None, out: Encoded | None = None
                 ) -> Encoded:
@@ -669,11 +686,13 @@ class LanguageSet:
         trash = n * T                                                # writes of unused slots land here
         slot_ids = tables["slots"][table_row]                        # [n, 60, K]
         flat_tokens = torch.zeros(n * T + 1, dtype=torch.int64, device=games.device)
+        # a token past the row's T slots (a game too long for the context, which `encode`
+        # and `Corpus` refuse first) goes to the trash slot too, never into the next row
         for j in range(k):                                           # sub-token slots, not moves
-            dest = torch.where(lengths > j, base + starts + j, trash)
+            dest = torch.where((lengths > j) & (starts + j < T), base + starts + j, trash)
             flat_tokens[dest.reshape(-1)] = slot_ids[:, :, j].reshape(-1)
         flat_end = torch.zeros(n * T + 1, dtype=torch.bool, device=games.device)
-        flat_end[torch.where(lengths > 0, base + ends - 1, trash).reshape(-1)] = True
+        flat_end[torch.where((lengths > 0) & (ends <= T), base + ends - 1, trash).reshape(-1)] = True
         tokens = flat_tokens[:n * T].view(n, T)
         move_end = flat_end[:n * T].view(n, T)
         ended = move_end.long()

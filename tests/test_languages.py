@@ -508,3 +508,35 @@ def test_tensor_games_refuse_non_integer_per_row_languages(rows, dtype):
     games = torch.from_numpy(mf.generate_games(2, seed=0))
     with pytest.raises(LanguageError, match=f"language of dtype (torch.)?{dtype}"):
         ls.encode(games, rows)
+
+
+def _overlong_and_short_game(ls, language=0):
+    """Row 0 repeats the square with the most tokens in `language` 60 times (too long for
+    the context); row 1 is a short real game."""
+    ids = ls.token_ids(language)
+    longest = int(np.argmax((ids >= 0).sum(1)))
+    games = np.full((2, 60), longest, dtype=np.int8)
+    games[1] = -1
+    games[1, :3] = [19, 18, 17]
+    return games
+
+
+def test_device_encoding_of_a_game_too_long_never_writes_into_the_next_row():
+    import torch
+    ls = LanguageSet.from_spec("split", seed=0)
+    games = _overlong_and_short_game(ls)
+    tokens, move_index, move_end = ls._encode_torch(torch.from_numpy(games), 0)   # the CUDA path
+    alone = ls.encode(games[1:], 0)
+    assert np.array_equal(tokens[1].numpy(), alone.tokens[0])
+    assert np.array_equal(move_end[1].numpy(), alone.move_end[0])
+
+
+def test_games_too_long_for_the_context_are_refused_on_every_path():
+    import torch
+    ls = LanguageSet.from_spec("atomic,split", seed=0)
+    games = _overlong_and_short_game(ls, "L1")
+    with pytest.raises(LanguageError, match="game 0 does not fit the context length"):
+        ls.encode(games, "L1")                                  # the compiled encoder
+    with pytest.raises(LanguageError, match="game 0 does not fit the context length"):
+        ls._check_fits(torch.from_numpy(games), None)           # what devices and Corpus use
+    ls._check_fits(torch.from_numpy(games[1:]), None)           # a real game fits
