@@ -4,6 +4,8 @@ measured in the same run.
     python -m pytest benchmarks/test_bench_engine.py --benchmark-enable -q
 """
 import random
+import statistics
+import time
 
 import numpy as np
 import pytest
@@ -26,29 +28,55 @@ def rates():
     return {}
 
 
-def test_python_baseline(benchmark, report, rates):
+def _median_seconds(fn, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@pytest.fixture(scope="module")
+def python_rate():
+    """games/s of the pure-Python generator, measured once per module run, whichever test
+    asks first (so that a ratio never depends on the baseline test having run)."""
     rng = random.Random(0)
-    benchmark.pedantic(lambda: [random_game(rng) for _ in range(20)], rounds=3, iterations=1)
-    rates["python"] = report("generation", "pure-Python baseline games/s", 20 / median_seconds(benchmark))
+    return 20 / _median_seconds(lambda: [random_game(rng) for _ in range(20)], rounds=3)
+
+
+@pytest.fixture(scope="module")
+def first_touch_rate():
+    """games/s of writing, once, the fresh memory that one replay's label arrays need: the
+    floor under a fresh replay."""
+    per_game = 60 * 64 * 3 + 60 + 8
+    return N_REPLAY / _median_seconds(lambda: np.ones(N_REPLAY * per_game, dtype=np.uint8),
+                                      rounds=3)
+
+
+def test_python_baseline(report, python_rate):
+    report("generation", "pure-Python baseline games/s", python_rate)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_generation(benchmark, report, rates, games, threads):
+def test_generation(benchmark, report, rates, games, python_rate, threads):
     out = benchmark.pedantic(mf.generate_games, args=(N_GAMES,), kwargs=dict(seed=1, threads=threads),
                              rounds=5, iterations=1, warmup_rounds=1)
     seconds = median_seconds(benchmark)
     rates[threads] = report("generation", f"games/s, {threads} thread(s)", N_GAMES / seconds)
     report("generation", f"ns per ply, {threads} thread(s) (wall)", seconds / (out >= 0).sum() * 1e9)
-    if "python" in rates:
-        report("generation", f"ratio to pure Python, {threads} thread(s)", rates[threads] / rates["python"])
+    report("generation", f"ratio to pure Python, {threads} thread(s)", rates[threads] / python_rate)
     if threads == 2 and 1 in rates:
         report("generation", "2 threads / 1 thread", rates[2] / rates[1])
 
 
-def test_replay_labels_fresh_arrays(benchmark, report, games):
+def test_replay_labels_fresh_arrays(benchmark, report, games, first_touch_rate):
     benchmark.pedantic(mf.replay, args=(games[:N_REPLAY],), kwargs=dict(threads=1), rounds=3,
                        iterations=1, warmup_rounds=1)
-    report("replay (1 thread)", "all labels, fresh arrays, games/s", N_REPLAY / median_seconds(benchmark))
+    rate = report("replay (1 thread)", "all labels, fresh arrays, games/s",
+                  N_REPLAY / median_seconds(benchmark))
+    report("replay (1 thread)", "fresh arrays / first touch of their memory",
+           rate / first_touch_rate)
 
 
 def test_replay_labels_reused_buffer(benchmark, report, games):
@@ -67,16 +95,9 @@ def test_replay_bitboards(benchmark, report, games):
     report("replay (1 thread)", "bitboards, games/s", N_REPLAY / median_seconds(benchmark))
 
 
-def test_first_touch_of_fresh_memory(benchmark, report):
+def test_first_touch_of_fresh_memory(report, first_touch_rate):
     """The memory that fresh label arrays need, written once: the floor under a fresh replay."""
-    per_game = 60 * 64 * 3 + 60 + 8
-
-    def touch():
-        np.ones(N_REPLAY * per_game, dtype=np.uint8)
-
-    benchmark.pedantic(touch, rounds=3, iterations=1)
-    report("replay (1 thread)", "first touch of label-sized memory, games/s",
-           N_REPLAY / median_seconds(benchmark))
+    report("replay (1 thread)", "first touch of label-sized memory, games/s", first_touch_rate)
 
 
 def test_perft(benchmark, report):

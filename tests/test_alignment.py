@@ -8,6 +8,7 @@ from mothello_fast.alignment import (alignment_by_layer, alignment_matrix, make_
                                      model_alignment)
 from mothello_fast.datasets import split_games
 from mothello_fast.errors import ProbeError
+from mothello_fast.probes import split_positions
 from mothello_fast.othello import generate_games, replay
 
 FAST = {"lr": 1e-2, "batch_size": 256, "epochs": 4, "device": "cpu"}
@@ -56,6 +57,16 @@ def test_matrix_rows_are_the_training_language(boards):
                               probe_params=FAST)
     assert result.accuracy[0, 0] > 0.97
     assert result.accuracy[1, 1] < 0.9 and result.accuracy[1, 0] < 0.9
+    # each off-diagonal cell is the probe trained on its row's language, scored on its
+    # column's language; the two cells differ, so a transposed matrix fails here
+    train, test = split_positions(len(boards), 0.2, 0)
+    hidden = {"code": code, "noise": noise}
+    for a, b in ((0, 1), (1, 0)):
+        source, target = ("code", "noise")[a], ("code", "noise")[b]
+        probe = make_probe("linear", **FAST, seed=0).fit(hidden[source][train], boards[train])
+        assert result.accuracy[a, b] == pytest.approx(
+            probe.score(hidden[target][test], boards[test]), abs=1e-9)
+    assert abs(result.accuracy[0, 1] - result.accuracy[1, 0]) > 1e-3
 
 
 def test_entries_are_probe_scores_on_the_held_out_positions(boards):
@@ -158,9 +169,17 @@ def test_model_alignment_gives_one_matrix_per_distinct_hook(two_atomic):
 
 def test_model_alignment_takes_a_single_integer_layer(two_atomic):
     language_set, games = two_atomic
-    result = model_alignment(small_model(language_set, seed=0), language_set, games[:20],
-                             layers=1, probe="linear", probe_params=FAST, progress=False)
-    assert result.layers == (1,) and result[1].accuracy.shape == (2, 2)
+    model = small_model(language_set, seed=0)
+
+    def run(layers):
+        return model_alignment(model, language_set, games[:20], layers=layers, probe="linear",
+                               probe_params=FAST, progress=False)
+
+    result, listed = run(1), run([1])
+    assert result.layers == listed.layers == (1,) and result[1].accuracy.shape == (2, 2)
+    np.testing.assert_array_equal(result[1].accuracy, listed[1].accuracy)
+    np.testing.assert_array_equal(result[1].per_square, listed[1].per_square)
+    assert (result[1].n_train, result[1].n_test) == (listed[1].n_train, listed[1].n_test)
 
 
 def test_test_positions_score_a_probe_trained_on_every_training_position(boards):

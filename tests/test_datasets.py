@@ -131,20 +131,25 @@ def test_dataset_split_returns_games(dataset):
     ds = mf.load_games(dataset)
     train, val = ds.split(val_fraction=0.1, seed=0)
     assert train.shape == (270, 60) and val.shape == (30, 60)
-    rows = {tuple(r) for r in np.asarray(ds).tolist()}
-    assert all(tuple(r) in rows for r in val.tolist())
+    train_idx, val_idx = mf.split_games(len(ds), val_fraction=0.1, seed=0)
+    whole = np.asarray(ds)
+    np.testing.assert_array_equal(train, whole[train_idx])
+    np.testing.assert_array_equal(val, whole[val_idx])
+    assert train.dtype == val.dtype == whole.dtype
 
 
 def test_deduplicate_keeps_first_occurrences_in_order():
     games = mf.generate_games(5000, seed=6)
-    unique, index = mf.deduplicate(np.concatenate([games, games[::7]]), return_index=True)
+    all_rows = np.concatenate([games, games[::7]])
+    unique, index = mf.deduplicate(all_rows, return_index=True)
     seen, expected = set(), []
-    for i, row in enumerate(np.concatenate([games, games[::7]]).tolist()):
+    for i, row in enumerate(all_rows.tolist()):
         if tuple(row) not in seen:
             seen.add(tuple(row))
             expected.append(i)
     assert index.tolist() == expected
-    assert len(unique) == len(seen)
+    np.testing.assert_array_equal(unique, all_rows[expected])
+    np.testing.assert_array_equal(mf.deduplicate(all_rows), all_rows[expected])
 
 
 def test_cli_gen_writes_a_dataset(tmp_path):

@@ -66,8 +66,10 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(ddp_run, tmp_p
     single = train(TrainConfig(**CONFIG), train_games=train_games, val_games=val_games,
                    out_dir=tmp_path / "single", progress=False)
     ddp_model, _ = load_model(run / "checkpoints" / "step-000004")
-    for (name, a), b in zip(single.model.state_dict().items(), ddp_model.state_dict().values()):
-        torch.testing.assert_close(b, a, atol=2e-6, rtol=1e-5, msg=name)
+    single_state, ddp_state = single.model.state_dict(), ddp_model.state_dict()
+    assert list(ddp_state) == list(single_state)   # no "module." prefix, nothing missing
+    for name, a in single_state.items():
+        torch.testing.assert_close(ddp_state[name], a, atol=2e-6, rtol=1e-5, msg=name)
     ddp_losses = [json.loads(line)["loss"] for line in
                   (run / "metrics.jsonl").read_text().splitlines()
                   if "loss" in json.loads(line)]

@@ -6,9 +6,14 @@ import pkgutil
 import pytest
 
 import mothello_fast
+import mothello_fast.kernels
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(mothello_fast.__path__, "mothello_fast.")
-                 if not m.name.endswith("__main__"))
+# the package itself, its modules, and the kernels (which live outside the package's
+# directory, in kernels/, so that walking mothello_fast.__path__ does not reach them)
+MODULES = ["mothello_fast", "mothello_fast.kernels"] + sorted(
+    m.name for package in (mothello_fast, mothello_fast.kernels)
+    for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+    if not m.name.endswith("__main__"))
 
 
 @pytest.mark.parametrize("name", MODULES)

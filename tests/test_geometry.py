@@ -102,11 +102,14 @@ def test_language_separated_embeddings_give_near_perfect_language_identification
     assert result.languages.tolist() == [0, 1, 2]
 
 
-def test_shuffled_languages_give_chance_language_identification():
+def test_random_embeddings_give_chance_language_identification():
+    # each language against an equal sample of the others: chance is 1/2 (over 40 seeds of
+    # random embeddings the accuracy stays within 0.43..0.57)
     e, langs = _separated()
     rng = np.random.default_rng(10)
     result = language_identification(rng.normal(size=e.shape), langs, n_folds=5)
-    assert 0.3 < result.accuracy < 0.7
+    assert 0.4 < result.accuracy < 0.6
+    assert ((result.per_language > 0.3) & (result.per_language < 0.7)).all()
 
 
 def test_cross_lingual_neighbors_is_one_for_separated_languages():

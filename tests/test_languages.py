@@ -435,7 +435,7 @@ def test_unified_targets_match_the_move_by_move_reference(mixed_set, language):
             assert targets[g].tolist() == unified_targets(game, codes[language], codes[-1], T)
 
 
-def test_unified_targets_from_tokens_alone_decode_the_games(mixed_set):
+def test_unified_targets_without_the_encoded_games_decode_them_from_the_tokens(mixed_set):
     games = sample_games(50)
     enc = mixed_set.encode(games, 3)
     bare = type(enc)(enc.tokens, enc.move_index, enc.move_end, enc.language)

@@ -223,9 +223,11 @@ def test_dropout_is_off_in_eval_mode_and_on_in_train_mode():
 
 
 def test_flops_per_token_counts_linear_weights_and_attention():
-    model = GPT(GPTConfig(vocab_size=61, context_length=59))
+    config = GPTConfig(vocab_size=61, context_length=59)
+    model = GPT(config)
     linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    assert flops_per_token(model.config) == 6 * linear + 12 * 8 * 59 * 512
+    attention = 12 * config.n_layers * config.context_length * config.d_model
+    assert flops_per_token(model.config) == 6 * linear + attention
 
 
 def test_config_round_trips_through_dict():

@@ -192,10 +192,14 @@ def test_probe_model_gives_one_entry_per_distinct_hook(tiny_model):
 
 def test_probe_model_takes_a_single_integer_layer(tiny_model):
     model, language_set, games = tiny_model
-    result = probe_model(model, language_set, games, language="L0", layers=2, kind="linear",
-                         probe_params=TINY, progress=False)
+    def run(layers):
+        return probe_model(model, language_set, games, language="L0", layers=layers,
+                           kind="linear", probe_params=TINY, progress=False)
+
+    result, listed = run(2), run([2])
     assert result["layers"] == [2] and result["hooks"] == ["blocks.1.hook_resid_post"]
     assert len(result["accuracy"]) == 1
+    assert result == listed   # the same probe, the same scores as the list form
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.1])

@@ -22,7 +22,7 @@ from mothello_fast.languages import LanguageSet
 from mothello_fast.model import GPT, GPTConfig
 from mothello_fast.othello import Board, generate_games
 from mothello_fast.train import (TrainConfig, learning_rate, load_train_config, make_optimizer,
-                                 train)
+                                 train, train_step)
 
 TINY = dict(n_layers=1, n_heads=2, d_model=32, d_mlp=64, batch_size=16, warmup_steps=2,
             eval_every=0, eval_games=8, log_every=1, compile=False)
@@ -114,8 +114,55 @@ def test_numpy_integers_are_taken_as_integers():
     json.dumps(config.to_dict())   # as a checkpoint stores it
 
 
-def test_grad_clip_none_means_no_clipping():
-    assert TrainConfig(grad_clip=None).grad_clip is None
+def _hand_adamw_step(params, grads, optimizer):
+    """The parameters one AdamW step (torch's formulas) on `grads` would give, from the
+    optimizer's current state; float64, no side effects."""
+    out = []
+    for group in optimizer.param_groups:
+        (b1, b2), lr, eps, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
+        for p in group["params"]:
+            state = optimizer.state[p]
+            step = int(state["step"]) + 1 if state else 1
+            m = state["exp_avg"].double() if state else torch.zeros_like(p, dtype=torch.float64)
+            v = state["exp_avg_sq"].double() if state else torch.zeros_like(m)
+            g = grads[p].double()
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            update = (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt() + eps)
+            out.append(p.detach().double() * (1 - lr * wd) - lr * update)
+    return out
+
+
+@pytest.mark.parametrize("clip", [0.05, None, 0])
+def test_train_step_clips_the_gradient_norm_before_the_adamw_step(clip):
+    assert TrainConfig(grad_clip=clip).grad_clip == clip   # None and 0: no clipping
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, context_length=12, n_layers=1, n_heads=2, d_model=16,
+                          d_mlp=32, dropout=0.0))
+    with torch.no_grad():   # sharp logits and random targets: a large loss, whose gradient
+        model.unembed.weight.mul_(30)   # norm (~30) is far above the clip and above 1
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-2, weight_decay=0.1))
+    gen = torch.Generator().manual_seed(1)
+    tokens, targets = (torch.randint(1, 30, (2, 8, 12), generator=gen) for _ in range(2))
+    # a first (unclipped) step gives AdamW a state, so that the second step's update
+    # depends on the scale of its gradient (a fresh Adam step is nearly scale-free)
+    train_step(model, optimizer, tokens[0], targets[0], grad_clip=None)
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    _, loss = model(tokens[1], targets[1])
+    grads = dict(zip(params, torch.autograd.grad(loss, params)))
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values()))
+    unclipped = _hand_adamw_step(params, grads, optimizer)
+    assert norm > 10
+    scale = min(1.0, clip / (float(norm) + 1e-6)) if clip else 1.0
+    expected = _hand_adamw_step(params, {p: g * scale for p, g in grads.items()}, optimizer)
+    if clip:   # the clipped and unclipped updates can be told apart at this tolerance
+        assert max(float((a - b).abs().max()) for a, b in zip(expected, unclipped)) > 1e-4
+
+    _, grad_norm = train_step(model, optimizer, tokens[1], targets[1], grad_clip=clip)
+    assert float(grad_norm) == pytest.approx(float(norm), rel=1e-5)   # before clipping
+    for p, want in zip(params, expected):
+        torch.testing.assert_close(p.detach().double(), want, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("keep", [0, -1])

@@ -11,7 +11,8 @@ import mothello_fast as mf
 from mothello_fast.corpus import Corpus
 from mothello_fast.languages import LanguageSet
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
 @pytest.fixture(scope="module")
