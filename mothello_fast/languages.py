@@ -18,10 +18,10 @@ move space).
 >>> encoded.tokens.shape, bool((ls.decode(encoded.tokens) == games).all())
 ((2, 60), True)
 
-Encoding is a gather from a lookup table and a compaction of the variable-length
-moves, with no Python loop over moves: numpy for arrays and CPU tensors (on views
-of the tensors, in cache-sized blocks of games, on several threads), torch ops on
-the tensor's device otherwise (a `Corpus` on a GPU builds its batches there).
+Encoding writes each move's tokens from a lookup table with no Python loop over
+moves: the compiled encoder (csrc/_engine.pyx) for arrays and CPU tensors (on views
+of the tensors, in blocks of games, on several threads), torch ops on the tensor's
+device otherwise (a `Corpus` on a GPU builds its batches there).
 `decode` inverts it and raises `LanguageError` on a token of no language, a
 truncated multi-token move, tokens after padding, or a row that mixes languages.
 """
@@ -558,6 +558,8 @@ class LanguageSet:
 
     def _check_rows(self, language, n: int, like):
         """An int language, or per-row int64 indices (numpy or tensor like `like`)."""
+        if isinstance(language, np.ndarray) and language.ndim == 0:
+            language = language.item()   # a 0-d array is one language, not per-row ones
         if isinstance(language, (str, Language)) or _is_int(language):
             return self._input_index(language)
         if _is_tensor(like):
@@ -588,8 +590,8 @@ class LanguageSet:
         Returns an `Encoded` whose arrays are of the kind and device of `games`:
         ``tokens`` and ``move_index`` ``int64 [n, T]``, ``move_end`` ``bool [n, T]``,
         with ``T = context_length`` whatever the languages. Numpy arrays and CPU tensors
-        are encoded by numpy on `threads` threads (None: all cores), in chunks of games;
-        tensors on other devices by torch ops there. `out`: an `Encoded` of numpy arrays
+        are encoded by the compiled encoder on `threads` threads (None: all cores), in
+        chunks of games; tensors on other devices by torch ops there. `out`: an `Encoded` of numpy arrays
         of the right shapes and dtypes to write into (numpy games only), which saves
         the first touch of fresh memory when encoding many batches.
 
@@ -692,7 +694,8 @@ class LanguageSet:
             dest = torch.where((lengths > j) & (starts + j < T), base + starts + j, trash)
             flat_tokens[dest.reshape(-1)] = slot_ids[:, :, j].reshape(-1)
         flat_end = torch.zeros(n * T + 1, dtype=torch.bool, device=games.device)
-        flat_end[torch.where((lengths > 0) & (ends <= T), base + ends - 1, trash).reshape(-1)] = True
+        last = torch.where((lengths > 0) & (ends <= T), base + ends - 1, trash)
+        flat_end[last.reshape(-1)] = True
         tokens = flat_tokens[:n * T].view(n, T)
         move_end = flat_end[:n * T].view(n, T)
         ended = move_end.long()

@@ -540,3 +540,9 @@ def test_games_too_long_for_the_context_are_refused_on_every_path():
     with pytest.raises(LanguageError, match="game 0 does not fit the context length"):
         ls._check_fits(torch.from_numpy(games), None)           # what devices and Corpus use
     ls._check_fits(torch.from_numpy(games[1:]), None)           # a real game fits
+
+
+def test_a_zero_dimensional_array_is_one_language():
+    ls = LanguageSet.from_spec("atomic,split", seed=0)
+    games = mf.generate_games(3, seed=2)
+    assert np.array_equal(ls.encode(games, np.array(1)).tokens, ls.encode(games, 1).tokens)
