@@ -255,8 +255,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokens:
 class TrainResult:
     model: GPT                     # the trained model (eval mode, unwrapped)
     language_set: object
-    metrics: list[dict] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)   # logged by rank 0 only
     checkpoint: Path | None = None
+    rank: int = 0                  # this process's rank under torchrun (0 otherwise)
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -614,7 +615,7 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
             bar.close()
         log.close()
     return TrainResult(model=model.eval(), language_set=language_set, metrics=log.records,
-                       checkpoint=checkpoint_path)
+                       checkpoint=checkpoint_path, rank=ddp.rank)
 
 
 def train_on_dataset(config: TrainConfig, data, *, out_dir, val_fraction: float = 0.01,

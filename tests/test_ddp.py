@@ -37,8 +37,10 @@ WORKER = textwrap.dedent("""
 
     torch.nn.parallel.DistributedDataParallel = RecordingDDP
     config = TrainConfig(**json.loads(sys.argv[1]))
-    train(config, train_games=np.load(sys.argv[2]), val_games=np.load(sys.argv[3]),
-          out_dir=sys.argv[4], progress=False)
+    result = train(config, train_games=np.load(sys.argv[2]), val_games=np.load(sys.argv[3]),
+                   out_dir=sys.argv[4], progress=False)
+    with open(sys.argv[4] + f".rank{os.environ['RANK']}.json", "w") as f:
+        json.dump({"rank": result.rank, "n_metrics": len(result.metrics)}, f)
 """)
 
 
@@ -93,3 +95,11 @@ def test_resuming_a_two_process_run_in_one_process_warns(ddp_run, tmp_path):
     with pytest.warns(UserWarning, match="number of processes 2, this run uses 1"):
         train(TrainConfig(**CONFIG), train_games=train_games, val_games=val_games,
               out_dir=tmp_path / "run", resume=True, progress=False)
+
+
+def test_each_process_knows_its_rank_and_only_rank_zero_logs(ddp_run):
+    run, _, _ = ddp_run
+    seen = [json.loads(run.with_name(f"ddp.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [s["rank"] for s in seen] == [0, 1]
+    logged = (run / "metrics.jsonl").read_text().splitlines()
+    assert seen[0]["n_metrics"] == len(logged) > 0 and seen[1]["n_metrics"] == 0

@@ -29,8 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from ..train import load_train_config, train_on_dataset
 
     overrides = list(args.set) + (["wandb=true"] if args.wandb else [])
@@ -38,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                               out_dir=args.out, val_fraction=args.val_fraction,
                               split_seed=args.split_seed, resume=args.resume,
                               init_from=args.init_from, progress=not args.quiet)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, one summary (rank 0's)
+    if result.rank != 0:  # under torchrun, one summary (rank 0's)
         return 0
     last = {k: v for r in result.metrics for k, v in r.items()}
     summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items()
