@@ -153,13 +153,16 @@ def test_alignment_reprs_summarise_instead_of_dumping_arrays():
         "LayerAlignment(layer: in-distribution/cross-lingual 6: 0.850/0.450)"
 
 
-def test_model_alignment_gives_one_matrix_per_distinct_hook(two_atomic):
+def _fast_alignment(two_atomic, layers):
+    """model_alignment of a small random model on 20 games, linear probes."""
     language_set, games = two_atomic
-    model = small_model(language_set, seed=0)
+    return model_alignment(small_model(language_set, seed=0), language_set, games[:20],
+                           layers=layers, probe="linear", probe_params=FAST, progress=False)
 
+
+def test_model_alignment_gives_one_matrix_per_distinct_hook(two_atomic):
     def run(layers):
-        return model_alignment(model, language_set, games[:20], layers=layers, probe="linear",
-                               probe_params=FAST, progress=False)
+        return _fast_alignment(two_atomic, layers)
 
     aliased = run([1, "blocks.0.hook_resid_post", 0, 0])
     assert aliased.layers == (1, 0)
@@ -168,14 +171,7 @@ def test_model_alignment_gives_one_matrix_per_distinct_hook(two_atomic):
 
 
 def test_model_alignment_takes_a_single_integer_layer(two_atomic):
-    language_set, games = two_atomic
-    model = small_model(language_set, seed=0)
-
-    def run(layers):
-        return model_alignment(model, language_set, games[:20], layers=layers, probe="linear",
-                               probe_params=FAST, progress=False)
-
-    result, listed = run(1), run([1])
+    result, listed = _fast_alignment(two_atomic, 1), _fast_alignment(two_atomic, [1])
     assert result.layers == listed.layers == (1,) and result[1].accuracy.shape == (2, 2)
     np.testing.assert_array_equal(result[1].accuracy, listed[1].accuracy)
     np.testing.assert_array_equal(result[1].per_square, listed[1].per_square)
