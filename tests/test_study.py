@@ -11,10 +11,11 @@ from mothello_fast.cli import build_parser
 from mothello_fast.datasets import load_games
 from mothello_fast.errors import ConfigError, DatasetError, LanguageError, ProbeError
 from mothello_fast.evaluate import evaluate_languages
-from mothello_fast.othello import generate_games, replay
+from mothello_fast.othello import generate_games
 from mothello_fast.study import SCALES, _games, _summary, parse_setting, run_study
 from mothello_fast.train import TrainConfig
 from mothello_fast.transfer import TransferResult, _check_pretrain_games, _curves, run_transfer
+from probe_baselines import majority_baseline as majority_class_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +61,8 @@ def test_probe_curves_cover_every_layer_and_are_accuracies(study):
 
 
 def majority_baseline(out) -> float:
-    """Accuracy, on the study's probe test positions (the boards after the first 59 moves
-    of every align game), of predicting each square's most frequent class there."""
-    games = np.asarray(load_games(out / "data" / "align"))
-    labels = replay(games)
-    moves = np.arange(games.shape[1])
-    boards = labels.board[(moves < labels.n_moves[:, None]) & (moves < 59)]
-    majority = np.array([np.bincount(boards[:, s], minlength=3).argmax() for s in range(64)])
-    return float((boards == majority).mean())
+    """The majority-class baseline on the study's probe test positions (its align games)."""
+    return majority_class_accuracy(np.asarray(load_games(out / "data" / "align")))
 
 
 def test_alignment_matrix_diagonal_is_the_in_distribution_curve(study):

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from mothello_fast.activations import collect_activations
+from mothello_fast.datasets import load_games
 from mothello_fast.languages import LanguageSet
 from mothello_fast.model import GPT, GPTConfig
 from mothello_fast.othello import generate_games, replay
 from mothello_fast.probes import LinearProbe, MLPProbe
+from probe_baselines import majority_baseline
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -59,5 +61,8 @@ def test_tiny_study_runs_on_cuda(tmp_path):
     results = run_study(setting="unified", languages="atomic,split:3", scale="tiny",
                         out_dir=tmp_path, device="cuda", progress=False)
     print("\n", {k: results[k] for k in ("model", "alignment", "seconds")})
-    assert 0.0 < results["alignment"]["in_distribution"] <= 1.0
+    # the probes read the board better than guessing each square's most frequent class on
+    # the test positions (on CPU: ~0.60 against 0.53)
+    baseline = majority_baseline(np.asarray(load_games(tmp_path / "data" / "align")))
+    assert baseline + 0.03 < results["alignment"]["in_distribution"] <= 1.0
     assert set(results["transfer"]["gain"]) == {"L0", "L1"}
