@@ -2,8 +2,9 @@
 
 `collect_activations` runs a model (in eval mode: dropout off) over games written
 in one language and keeps the residual stream at the last sub-token of each move
-(``Encoded.move_end``; the first 59 moves by default, see below), row by row aligned with the labels of the position after
-that move: the board (absolute and relative), the legal next moves and the player.
+(``Encoded.move_end``; the first 59 moves by default, see below), row by row aligned
+with the labels of the position after that move: the board (absolute and relative),
+the legal next moves and the player.
 
 Layers are hook names (``"blocks.5.hook_resid_post"``), glob patterns of hook names
 (``"blocks.*.hook_resid_post"``) or integers counted as in Othello-GPT's probe tables:

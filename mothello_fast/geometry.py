@@ -253,8 +253,8 @@ def canonical_angles(a, b, *, normalize: bool = True, baseline: bool = True, see
     a rank-revealing orthonormal basis (as ``scipy.linalg.subspace_angles``), so there are
     min(rank(a), rank(b)) cosines, and the random baseline uses Gaussian matrices of those
     ranks; the rank cutoff uses the epsilon of the inputs' dtype (float32 inputs carry
-    float32 rounding, bfloat16 inputs bfloat16's). With n <= d the column spaces span everything and every cosine
-    is 1; the angles say most when n >> d.
+    float32 rounding, bfloat16 inputs bfloat16's). With n <= d the column spaces span
+    everything and every cosine is 1; the angles say most when n >> d.
     """
     x, y = _matrix("a", a, torch.float64), _matrix("b", b, torch.float64)
     if x.shape[0] != y.shape[0]:
