@@ -407,8 +407,10 @@ def test_interrupted_write_with_tuple_metadata_resumes(tmp_path, monkeypatch):
 def test_cli_gen_bad_value_is_an_error_before_any_write(tmp_path, capsys, flag, value):
     from mothello_fast.cli import main
     argv = ["gen", "--games", "10", "--seed", "1", "--out", str(tmp_path / "d"), "--quiet"]
-    assert main(argv + [flag, value]) == 2
-    assert f"={value}: expected" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + [flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: '{value}' is not " in capsys.readouterr().err   # names the flag
     assert list(tmp_path.iterdir()) == []
 
 
@@ -421,3 +423,12 @@ def test_cli_interrupted_says_how_to_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(datasets, "generate_dataset", interrupted)
     assert main(["gen", "--games", "10", "--seed", "1", "--out", str(tmp_path / "d")]) == 130
     assert "interrupted; run the same command again to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [dict(n_games=0), dict(seed=-1), dict(threads=0),
+                                 dict(shard_size=0)])
+def test_generate_dataset_checks_its_arguments_before_any_write(tmp_path, bad):
+    args = dict(n_games=10, seed=1, shard_size=5, threads=None) | bad
+    with pytest.raises(mf.MothelloError, match=f"{next(iter(bad))}=-?[0-9]+: expected"):
+        mf.generate_dataset(tmp_path / "d", progress=False, **args)
+    assert list(tmp_path.iterdir()) == []

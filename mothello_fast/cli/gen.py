@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import argparse
 
+from .games import non_negative_int, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--games", type=int, required=True, help="number of games")
-    parser.add_argument("--seed", type=int, required=True, help="random seed")
+    parser.add_argument("--games", type=positive_int, required=True, help="number of games")
+    parser.add_argument("--seed", type=non_negative_int, required=True, help="random seed")
     parser.add_argument("--out", required=True, help="dataset directory to create")
-    parser.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    parser.add_argument("--shard-size", type=int, default=1_000_000, help="games per shard")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads (default: all cores)")
+    parser.add_argument("--shard-size", type=positive_int, default=1_000_000,
+                        help="games per shard")
     parser.add_argument("--prefix", default=None,
                         help="forced opening, e.g. c4,c3,c2 (every game starts with it)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
