@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import LanguageError, ProbeError
+from .errors import ProbeError
 from .probes import PROBE_KINDS, check_test_fraction, make_probe, split_positions
 
 # PROBE_KINDS and make_probe live in `probes`; re-exported here for older imports
@@ -103,17 +103,6 @@ class LayerAlignment:
                 "matrices": [m.to_dict() for m in self.matrices]}
 
 
-def _check_languages(languages: Sequence[str]) -> tuple[str, ...]:
-    languages = tuple(languages)
-    if not languages:
-        raise ProbeError("languages is empty: expected at least one language")
-    repeated = sorted({name for name in languages if languages.count(name) > 1})
-    if repeated:
-        raise ProbeError(f"languages={list(languages)} names {repeated} more than once: "
-                         "expected each language once")
-    return languages
-
-
 def _check_positions(hidden: Mapping[str, np.ndarray], labels, what: str) -> np.ndarray:
     """labels as an array ``[N, 64]``, checked against every language's ``[N, d]``."""
     labels = np.asarray(labels)
@@ -142,7 +131,9 @@ def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe: str = "
     with `test_fraction` of the positions held out.
     probe: "linear" or "mlp", built with `probe_params` (its `seed` defaults to `seed`).
     """
-    languages = _check_languages(hidden)
+    languages = tuple(hidden)   # a mapping's keys: each once
+    if not languages:
+        raise ProbeError("hidden is empty: expected the activations of at least one language")
     params = {"seed": seed, **(probe_params or {})}
     make_probe(probe, **params)
     labels = _check_positions(hidden, labels, "")
@@ -232,11 +223,7 @@ def model_alignment(model, language_set, games, *, languages: Sequence[str] | No
     games = check_games(games)
     if test_games is not None:
         test_games = check_games(test_games, "test_games")
-    languages = _check_languages(language_set.names if languages is None else languages)
-    unknown = [name for name in languages if name not in language_set.names]
-    if unknown:
-        raise LanguageError(f"languages {unknown} are not in the language set: expected some "
-                            f"of {list(language_set.names)}")
+    languages = language_set.select_languages(languages)
     check_label_kind(labels)
     make_probe(probe, **{"seed": seed, **(probe_params or {})})
     if test_games is None:

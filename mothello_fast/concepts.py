@@ -549,21 +549,6 @@ def _check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_r
     KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed)._check_params()
 
 
-def _check_report_languages(language_set, languages) -> list[str]:
-    names = list(language_set.names) if languages is None else list(languages)
-    unknown = [n for n in names if n not in language_set.names]
-    if unknown:
-        raise ConceptError(f"languages={names}: {unknown} are not input languages; expected "
-                           f"some of {list(language_set.names)}")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ConceptError(f"languages={names} lists {repeated} more than once: expected "
-                           "distinct languages")
-    if len(names) < 2:
-        raise ConceptError(f"languages={names}: expected at least two input languages")
-    return names
-
-
 def concept_report(model, language_set, games, *, layers=None, languages=None,
                    n_clusters: int = 100, n_init: int = 3, max_iter: int = 100,
                    theta_a: float = 0.9, top_n: int = 1, size_ratio: float = 0.6,
@@ -601,7 +586,7 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
     gpt = unwrap(model)
     pairs = resolve_layers(model, range(1, gpt.config.n_layers + 1) if layers is None else layers)
     layers, hooks = [layer for layer, _ in pairs], [hook for _, hook in pairs]
-    names = _check_report_languages(language_set, languages)
+    names = language_set.select_languages(languages, least=2, error=ConceptError)
     _check_report_params(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
                          theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
                          min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,

@@ -37,7 +37,8 @@ import numpy as np
 
 from . import _engine
 from .storage import atomic_write_json
-from .errors import GameArrayError, InvalidSquareError, LanguageError, check_int
+from .errors import (GameArrayError, InvalidSquareError, LanguageError, MothelloError,
+                     check_int)
 from .othello import (GAME_PLIES, PLAYABLE_SQUARES, parse_square, square_name)
 from .othello import generate_games  # noqa: F401  (the docstring examples use it)
 from .parallel import CHUNK_GAMES, resolve_threads, run_in_chunks
@@ -448,6 +449,24 @@ class LanguageSet:
                 return self.n_languages
         known = list(self.names) + ([self.output_language.name] if self.output_language else [])
         raise LanguageError(f"unknown language {language!r}; expected one of {known} or an index")
+
+    def select_languages(self, languages=None, *, least: int = 1,
+                         error: type[MothelloError] = LanguageError) -> list[str]:
+        """Input language names: all of them (``languages=None``) or `languages`, each an
+        input language named once, at least `least` of them; else `error` naming the list."""
+        names = list(self.names) if languages is None else list(languages)
+        unknown = [name for name in names if name not in self.names]
+        if unknown:
+            raise error(f"languages={names}: {unknown} are not input languages; expected "
+                        f"some of {list(self.names)}")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise error(f"languages={names} lists {repeated} more than once: expected "
+                        "distinct languages")
+        if len(names) < least:
+            given = f"languages={names}" if names else "languages is empty"
+            raise error(f"{given}: expected at least {least} input language(s)")
+        return names
 
     def _input_index(self, language) -> int:
         j = self.language_index(language)

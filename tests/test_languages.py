@@ -546,3 +546,16 @@ def test_a_zero_dimensional_array_is_one_language():
     ls = LanguageSet.from_spec("atomic,split", seed=0)
     games = mf.generate_games(3, seed=2)
     assert np.array_equal(ls.encode(games, np.array(1)).tokens, ls.encode(games, 1).tokens)
+
+
+def test_select_languages_checks_a_choice_of_input_languages():
+    from mothello_fast.errors import ConceptError
+    ls = LanguageSet.from_spec("atomic,split,compositional", unified=True)
+    assert ls.select_languages() == ["L0", "L1", "L2"]
+    assert ls.select_languages(("L2", "L0")) == ["L2", "L0"]
+    with pytest.raises(LanguageError, match=r"\['out'\] are not input languages"):
+        ls.select_languages(["L0", "out"])               # the output-only language
+    with pytest.raises(ConceptError, match=r"languages=\['L1'\]: expected at least 2"):
+        ls.select_languages(["L1"], least=2, error=ConceptError)
+    with pytest.raises(LanguageError, match="languages is empty"):
+        ls.select_languages([])
