@@ -5,10 +5,10 @@
 #
 #   build    pip install --no-deps --no-build-isolation -e .  (the engine extension, built there)
 #   tests    python -m pytest tests/gpu -v -s --durations=15  (the GPU tests: kernels, training, ...)
-#   mfu      benchmarks/test_bench_train.py --sweep --profile ours: ms, tokens/s and MFU of the
-#            training step per variant (eager fp32, ours, Triton attention, no dropout,
-#            max-autotune, ...; a time limit cuts the tail) and where the device time of one
-#            step of ours goes
+#   mfu      benchmarks/test_bench_train.py --sweep --profile 'ours,corpus batches': ms, tokens/s
+#            and MFU of the training step per variant (eager fp32, ours, ours fed by Corpus as
+#            train() feeds it, Triton attention, no dropout, max-autotune, ...; a time limit
+#            cuts the tail), where the device time of a step goes, and how long it waits
 #   step     benchmarks/test_bench_kernels.py --only step  (the step per SDPA backend, eager)
 #   loop     the whole train() loop against eager fp32 (benchmarks/test_bench_train.py, pytest)
 #   kernels  benchmarks/test_bench_kernels.py --only attention --only probe
@@ -30,7 +30,7 @@ declare -A COMMAND=(
     [build]="python3 -m pip install -q --no-deps --no-build-isolation -e ."
     [tests]="python3 -m pytest tests/gpu -v -s -p no:cacheprovider --durations=15"
     [step]="python3 benchmarks/test_bench_kernels.py --only step"
-    [mfu]="python3 benchmarks/test_bench_train.py --sweep --profile ours --json $LOG_DIR/mfu.json"
+    [mfu]="python3 benchmarks/test_bench_train.py --sweep --profile 'ours,corpus batches' --json $LOG_DIR/mfu.json"
     [loop]="python3 -m pytest benchmarks/test_bench_train.py -k loop --benchmark-enable -q -s -p no:cacheprovider"
     [kernels]="python3 benchmarks/test_bench_kernels.py --only attention --only probe"
 )

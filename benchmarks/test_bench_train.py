@@ -24,7 +24,7 @@ Script mode measures several variants of the step in one process, for finding wh
 MFU goes (each compiled variant compiles afresh; ``--profile`` adds a per-kernel time
 breakdown of one variant):
 
-    python benchmarks/test_bench_train.py --sweep [--variants NAME,...] [--profile NAME]
+    python benchmarks/test_bench_train.py --sweep [--variants NAME,...] [--profile NAME,...]
     python benchmarks/test_bench_train.py --list
 """
 import argparse
@@ -67,11 +67,14 @@ def _sync():
 # `train()` does on CUDA; "eager fp32" is the field's reference way. The others each change
 # one thing of "ours", to show what it is worth.
 OURS = dict(compile=True, compile_mode=None, bf16=True, tf32=True, fused=True, dropout=0.1,
-            attention_backend="auto", batch=BATCH, inductor={})
+            attention_backend="auto", batch=BATCH, inductor={}, feed="fixed")
 # In the order a sweep runs them: the most telling first, since a time limit cuts the tail.
 VARIANTS = {
     "eager fp32": dict(OURS, compile=False, bf16=False, tf32=False, fused=False),
     "ours": OURS,
+    # what train() adds to the step: a Corpus batch built on the device, the learning rate
+    # set and dropout reseeded every step (the loop ran 11% below the step, BENCHMARKS.md)
+    "corpus batches": dict(OURS, feed="corpus"),
     "triton attention": dict(OURS, attention_backend="triton"),
     "no dropout": dict(OURS, dropout=0.0),
     "max-autotune-no-cudagraphs": dict(OURS, compile_mode="max-autotune-no-cudagraphs"),
@@ -82,8 +85,10 @@ VARIANTS = {
 
 
 def _make_step(variant: dict, *, sync: bool = True):
-    """A zero-argument training step of `variant` (see VARIANTS) on a fixed random batch,
-    and the model's config. With ``sync`` each call waits for the device."""
+    """A zero-argument training step of `variant` (see VARIANTS) and the model's config.
+    The batch is a fixed random one, or with ``feed="corpus"`` the next `Corpus` batch
+    of random games in "atomic,atomic" (vocab 121, context 60), as `train()` feeds
+    it. With ``sync`` each call waits for the device."""
     cuda_fast = CUDA and variant["bf16"]
     if CUDA:
         torch.backends.cuda.matmul.allow_tf32 = variant["tf32"]
@@ -105,16 +110,42 @@ def _make_step(variant: dict, *, sync: bool = True):
         # compiling happens in the first call, so the options hold around every call
         options = inductor_config.patch(variant["inductor"])
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda_fast else nullcontext()
+    feed = _corpus_feed(batch, optimizer) if variant["feed"] == "corpus" else None
 
     def step():
+        batch_tokens, batch_targets = (tokens, targets) if feed is None else feed()
         with options:
-            loss, _ = train_step(step_model, optimizer, tokens, targets, autocast=autocast,
-                                 grad_clip=1.0)
+            loss, _ = train_step(step_model, optimizer, batch_tokens, batch_targets,
+                                 autocast=autocast, grad_clip=1.0)
         if sync:
             _sync()
         return loss
 
     return step, config
+
+
+def _corpus_feed(batch: int, optimizer):
+    """A function giving the (tokens, targets) of the next `Corpus` batch, after what
+    `train()` does before each step: the learning rate set, dropout reseeded."""
+    from mothello_fast.corpus import Corpus
+    from mothello_fast.languages import LanguageSet
+    from mothello_fast.train import _step_seed, learning_rate
+
+    language_set = LanguageSet.from_spec("atomic,atomic")
+    assert (language_set.vocab_size, language_set.context_length) == (VOCAB, T)
+    corpus = Corpus(generate_games(20_000, seed=0), language_set, batch_size=batch,
+                    device=DEVICE, seed=0)
+    config, steps = TrainConfig(), iter(range(10**9))
+
+    def feed():
+        step = next(steps)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        torch.manual_seed(_step_seed(config.seed, step, 0))
+        data = corpus.batch(step)
+        return data.tokens, data.targets
+
+    return feed
 
 
 def _seconds_per_step(step, warmup: int = WARMUP, rounds: int = ROUNDS) -> float:
@@ -248,24 +279,30 @@ def profile_breakdown(step, steps: int = 5) -> dict:
         by_kind[kind] = by_kind.get(kind, 0.0) + getattr(e, attr) / 1e3 / steps  # ms per step
     top = sorted(events, key=lambda e: -getattr(e, attr))[:25]
     return {"ms_per_step_by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
+            # busy time: a step's ms beyond it is the device waiting for the host
+            "busy_ms_per_step": sum(by_kind.values()),
+            "kernels_per_step": sum(e.count for e in events) / steps,
             "top_kernels": [(e.key[:90], getattr(e, attr) / 1e3 / steps, e.count // steps)
                             for e in top]}
 
 
-def sweep(names, *, profile_name=None, out=None) -> dict:
+def sweep(names, *, profile_names=(), out=None) -> dict:
     """One row per variant: ms per step, tokens/s, MFU, speed-up against eager fp32 (per
-    token); with `profile_name`, that variant's `profile_breakdown` too. Results are
-    written to `out` (JSON) after every variant, so a run cut short keeps what it measured."""
-    result: dict = {"rows": []}
+    token); for the variants in `profile_names`, their `profile_breakdown` and the ms a
+    step the device waits. Results are written to `out` (JSON) after every variant, so a
+    run cut short keeps what it measured."""
+    result: dict = {"rows": [], "profiles": []}
     rows = result["rows"]
     for name in names:
         variant = VARIANTS[name]
         start = time.perf_counter()
+        profile = None
         try:
             step, config = _make_step(variant, sync=False)
             seconds = _seconds_per_step(step)
-            if name == profile_name:
-                result["profile"] = {"variant": name, **profile_breakdown(step)}
+            if name in profile_names:
+                profile = {"variant": name, **profile_breakdown(step)}
+                result["profiles"].append(profile)
         except Exception as err:  # keep going: one failing variant should not hide the rest
             print(f"{name}: FAILED ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
             traceback.print_exc()
@@ -273,6 +310,8 @@ def sweep(names, *, profile_name=None, out=None) -> dict:
         row = {"variant": name, "batch": variant["batch"], "ms": seconds * 1e3,
                **_mfu_figures(config, variant["batch"], seconds),
                "setup_s": time.perf_counter() - start - seconds * ROUNDS}
+        if profile is not None:
+            row["device_idle_ms"] = row["ms"] - profile["busy_ms_per_step"]
         rows.append(row)
         base = next((r for r in rows if r["variant"] == "eager fp32"), None)
         row["speedup_vs_eager_fp32"] = (row["tokens_per_s"] / base["tokens_per_s"] if base
@@ -295,8 +334,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", action="store_true", help="measure the variants")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--variants", help="comma-separated variant names (default: all)")
-    parser.add_argument("--profile", metavar="NAME",
-                        help="also print a per-kernel time breakdown of this variant")
+    parser.add_argument("--profile", metavar="NAME[,NAME]",
+                        help="also print a per-kernel time breakdown of these variants")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     args = parser.parse_args(argv)
     if args.list or not (args.sweep or args.profile):
@@ -305,18 +344,18 @@ def main(argv=None) -> int:
         return 0
     names = ([n.strip() for n in args.variants.split(",")] if args.variants else list(VARIANTS)
              ) if args.sweep else []
-    if args.profile and args.profile not in names:
-        names.append(args.profile)
+    profiled = [n.strip() for n in args.profile.split(",")] if args.profile else []
+    names += [n for n in profiled if n not in names]
     for name in names:
         if name not in VARIANTS:
             parser.error(f"unknown variant {name!r}; expected one of {list(VARIANTS)}")
     device = torch.cuda.get_device_name() if CUDA else "cpu"
     print(f"{device}, torch {torch.__version__}, model {SHAPE}, T {T}, peak {PEAK / 1e12:.0f} "
           f"TFLOP/s")
-    result = sweep(names, profile_name=args.profile, out=args.json)
-    if "profile" in result:
-        prof = result["profile"]
-        print(f"\nprofile of {prof['variant']!r}, device ms per step by kind:")
+    result = sweep(names, profile_names=profiled, out=args.json)
+    for prof in result["profiles"]:
+        print(f"\nprofile of {prof['variant']!r}: device busy {prof['busy_ms_per_step']:.3f} ms "
+              f"a step, {prof['kernels_per_step']:.0f} kernels; ms per step by kind:")
         for kind, ms in prof["ms_per_step_by_kind"].items():
             print(f"  {kind:<40} {ms:8.3f}")
         print("costliest kernels (ms per step, calls per step):")
@@ -325,10 +364,11 @@ def main(argv=None) -> int:
     if result["rows"]:
         print(f"\ntraining step, {SHAPE}, T {T}")
         print(f"  {'variant':<32}{'batch':>6}{'ms':>9}{'tokens/s':>12}{'TFLOP/s':>9}{'MFU':>7}"
-              f"{'vs eager':>9}")
+              f"{'vs eager':>9}{'idle ms':>9}")
         for r in result["rows"]:
+            idle = f"{r['device_idle_ms']:>9.2f}" if "device_idle_ms" in r else f"{'':>9}"
             print(f"  {r['variant']:<32}{r['batch']:>6}{r['ms']:>9.2f}{r['tokens_per_s']:>12,.0f}"
-                  f"{r['tflops']:>9.1f}{r['mfu']:>7.1%}{r['speedup_vs_eager_fp32']:>8.2f}x")
+                  f"{r['tflops']:>9.1f}{r['mfu']:>7.1%}{r['speedup_vs_eager_fp32']:>8.2f}x{idle}")
     return 0 if len(result["rows"]) == len(names) else 1
 
 
