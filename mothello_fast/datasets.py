@@ -5,7 +5,9 @@ A dataset directory appears only when it is complete: shards are written into
 the whole directory is renamed to ``DIR`` after its manifest is written. An
 interrupted `generate_dataset` resumes from the shards already in
 ``DIR.partial/``: game ``i`` depends only on ``(seed, i)``, so a resumed dataset
-equals one generated in a single run.
+equals one generated in a single run. One process at a time writes ``DIR``: it holds
+the lock ``DIR.lock`` (`storage.writer_lock`, released even when the process is
+killed), and a second one refuses with `DatasetError`.
 
 `load_games` memory-maps the shards and checks them against the manifest: a
 missing, truncated or corrupted shard raises `DatasetError` naming it.
@@ -26,7 +28,8 @@ from . import _engine
 from .errors import DatasetError, check_int
 from .othello import GAME_PLIES, Board, _check_seed, generate_games, validate_games
 from .parallel import resolve_threads
-from .storage import atomic_write_bytes, atomic_write_json, replace_directory, sha256_file
+from .storage import (atomic_write_bytes, atomic_write_json, replace_directory, sha256_file,
+                      writer_lock)
 
 __all__ = ["FORMAT_VERSION", "GameDataset", "generate_dataset", "write_games", "load_games",
            "split_games", "deduplicate"]
@@ -142,6 +145,17 @@ def _prepare_partial(out: Path, params: dict, overwrite: bool) -> tuple[Path, li
                 shutil.rmtree(partial)
             else:
                 partial.unlink()
+        else:
+            # What a killed run left half-done (temporaries, shards it did not record) goes;
+            # safe because the lock says that no other writer is using them.
+            keep = {s["file"] for s in done} | {PROGRESS, MANIFEST}
+            for entry in partial.iterdir():
+                if entry.name in keep:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
     partial.mkdir(parents=True, exist_ok=True)
     return partial, done
 
@@ -163,6 +177,15 @@ def _manifest(n_games: int, shards: list[dict], shard_size: int, extra: dict) ->
 def _write_sharded(out, n_games: int, shard_size: int, make_shard, params: dict,
                    overwrite: bool, progress: bool) -> Path:
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)   # where the lock file goes
+    with writer_lock(out, error=DatasetError, what="dataset"):
+        _write_locked(out, n_games, shard_size, make_shard, params, overwrite, progress)
+    return out
+
+
+def _write_locked(out: Path, n_games: int, shard_size: int, make_shard, params: dict,
+                  overwrite: bool, progress: bool) -> None:
+    """`_write_sharded` under its lock: nothing else writes `out` or ``out.partial``."""
     partial, done = _prepare_partial(out, params, overwrite)
     bar = None
     if progress:
@@ -184,7 +207,6 @@ def _write_sharded(out, n_games: int, shard_size: int, make_shard, params: dict,
         if bar is not None:
             bar.close()
     _finish(out, partial, _manifest(n_games, shards, shard_size, params))
-    return out
 
 
 def generate_dataset(out, *, n_games: int, seed: int, threads: int | None = None,

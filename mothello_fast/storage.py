@@ -6,20 +6,24 @@ target; a directory (a dataset, a checkpoint) is built under ``NAME.partial``
 and swapped into place whole with `replace_directory`. Readers therefore see
 either the old version or the complete new one, and a crash leaves at most a
 ``.partial`` (or a ``.swap-*.old`` directory holding the replaced version).
+`writer_lock` keeps a second process from building the same ``NAME.partial`` at once.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "sha256_file", "fsync_dir",
-           "replace_directory"]
+           "replace_directory", "writer_lock"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -93,3 +97,60 @@ def replace_directory(partial: Path, path: Path) -> None:
     for stale in path.parent.iterdir():
         if stale.is_dir() and leftover.fullmatch(stale.name):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is the file now at `path`."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def writer_lock(path, *, error: type[Exception] = OSError, what: str = "directory"
+                ) -> Iterator[Path]:
+    """Hold the lock file ``PATH.lock`` (beside `path`, so never inside what is built)
+    while this process writes `path` and its ``PATH.partial``; yield the lock's path.
+
+    While another process holds it, raise `error` at once, naming `path` (`what`: how
+    to call it), the lock and the holder's pid and host. The lock file is removed on
+    release; a process that is killed leaves it behind, unlocked, for the next one.
+
+    `fcntl.flock` rather than creating the file with O_EXCL: an O_EXCL lock is the
+    file's existence, so a run killed by SIGKILL, a crash or a power cut would leave a
+    lock that blocks resuming it until someone deletes it by hand (and deleting it by
+    hand is how two writers end up sharing a directory); the kernel drops a flock
+    when its process ends, however it ends. (POSIX only, as is fcntl.)"""
+    import fcntl
+
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "pid unknown"
+            os.close(fd)
+            raise error(f"another process ({holder}) is writing {what} {str(path)!r}: it holds "
+                        f"the lock {str(lock)!r}. Wait for it to finish, or stop it and run the "
+                        "same command again to resume its work; the lock goes with its process "
+                        "(even one killed), so if that process is dead, just run the command "
+                        "again (do not delete the lock file while it runs)") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # A holder that finished between our open and our flock has removed the file we
+        # locked; lock the one at that name now instead.
+        if _same_file(fd, lock):
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        yield lock
+    finally:
+        if _same_file(fd, lock):
+            lock.unlink()   # still locked: a process that opened it now sees it is gone
+        os.close(fd)

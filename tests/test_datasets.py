@@ -1,5 +1,7 @@
 """Datasets on disk: atomic writes, resume, verification, split and deduplication."""
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -432,3 +434,98 @@ def test_generate_dataset_checks_its_arguments_before_any_write(tmp_path, bad):
     with pytest.raises(mf.MothelloError, match=f"{next(iter(bad))}=-?[0-9]+: expected"):
         mf.generate_dataset(tmp_path / "d", progress=False, **args)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- one writer at a time ----------------------------------------------------------
+
+def test_a_second_writer_of_a_dataset_is_refused_while_the_first_holds_its_lock(tmp_path):
+    out, games = tmp_path / "d", mf.generate_games(30, seed=1)
+    with storage.writer_lock(out):   # as a writer in another process would (flock is per open)
+        for write in (lambda: mf.write_games(games, out, shard_size=10),
+                      lambda: mf.generate_dataset(out, n_games=30, seed=1, progress=False)):
+            with pytest.raises(mf.DatasetError,
+                               match=rf"another process \(pid \d+ on .*\) is writing dataset "
+                                     rf"'{re.escape(str(out))}'.*'{re.escape(str(out))}\.lock'"
+                                     ".*if that process is dead"):
+                write()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lock"]   # nothing touched
+    ds = mf.write_games(games, out, shard_size=10)   # released: the next writer goes ahead
+    assert np.array_equal(np.asarray(ds), games)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]            # the lock is gone
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json", "shard-00000.npy", "shard-00001.npy", "shard-00002.npy"]
+
+
+def test_cli_gen_refuses_a_dataset_another_process_is_writing(tmp_path, capsys):
+    from mothello_fast.cli import main
+    with storage.writer_lock(tmp_path / "d"):
+        assert main(["gen", "--games", "10", "--seed", "1", "--out", str(tmp_path / "d"),
+                     "--quiet"]) == 2
+    assert "another process" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+_STOPPED_WRITER = """
+import sys, time
+import mothello_fast as mf
+from mothello_fast import datasets
+real = datasets._write_shard
+
+def write_then_stop(path, games):
+    sha = real(path, games)
+    if path.name == "shard-00002.npy":   # written, not yet recorded in progress.json
+        print("stopped", flush=True)
+        time.sleep(600)
+    return sha
+
+datasets._write_shard = write_then_stop
+mf.generate_dataset(sys.argv[1], n_games=500, seed=8, shard_size=100, progress=False)
+"""
+
+
+def test_a_writer_killed_mid_run_leaves_no_lock_and_resumes_to_the_same_dataset(
+        tmp_path, monkeypatch):
+    import signal
+    out = tmp_path / "d"
+    writer = subprocess.Popen([sys.executable, "-c", _STOPPED_WRITER, str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "stopped\n"
+        with pytest.raises(mf.DatasetError,
+                           match=rf"pid {writer.pid} .*writing dataset '{re.escape(str(out))}'"):
+            mf.generate_dataset(out, n_games=500, seed=8, shard_size=100, progress=False)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lock", "d.partial"]   # unlocked
+    (tmp_path / "d.partial" / "shard-00003.npy.0123456789ab.tmp").write_bytes(b"cut short")
+    written, real = [], datasets._write_shard
+    monkeypatch.setattr(datasets, "_write_shard",
+                        lambda path, games: (written.append(path.name), real(path, games))[1])
+    ds = mf.generate_dataset(out, n_games=500, seed=8, shard_size=100, progress=False)
+    assert written == ["shard-00002.npy", "shard-00003.npy", "shard-00004.npy"]
+    whole = mf.generate_dataset(tmp_path / "whole", n_games=500, seed=8, shard_size=100,
+                                progress=False)
+    assert np.array_equal(np.asarray(ds), np.asarray(whole))
+    assert ds.manifest["shards"] == whole.manifest["shards"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in whole.path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "whole"]   # no lock, no .partial
+
+
+def test_writer_lock_retries_when_the_holder_removed_the_file_it_opened(tmp_path, monkeypatch):
+    import fcntl
+    real, calls = fcntl.flock, []
+
+    def flock_after_the_holder_left(fd, operation):
+        if not calls:   # the previous holder finishes between our open and our flock
+            calls.append(fd)
+            os.unlink(tmp_path / "d.lock")
+        return real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_holder_left)
+    with storage.writer_lock(tmp_path / "d") as lock:
+        monkeypatch.undo()
+        with pytest.raises(OSError, match="another process"):   # it holds the file at the name
+            with storage.writer_lock(tmp_path / "d"):
+                pass
+    assert calls and not lock.exists()
