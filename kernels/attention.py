@@ -15,7 +15,7 @@ from mothello_fast.errors import KernelError
 
 try:
     from .attention_triton import (TritonAttention, attention_dropout_mask,  # noqa: F401
-                                   attention_triton)
+                                   attention_triton, offsets_fit)
     from .attention_triton import HEAD_DIMS as TRITON_HEAD_DIMS
     from .attention_triton import MAX_T as TRITON_MAX_T
     HAVE_TRITON = True
@@ -75,8 +75,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: f
 
     backend: ``"triton"`` (the Triton kernel: CUDA tensors, or CPU tensors when
     ``TRITON_INTERPRET=1``), ``"sdpa"`` (torch's scaled_dot_product_attention),
-    ``"reference"``, or ``"auto"``: Triton where it was measured faster (`auto_picks_triton`),
-    SDPA otherwise.
+    ``"reference"``, or ``"auto"``: Triton where it was measured faster (`auto_picks_triton`)
+    and its 32-bit offsets reach every element (`offsets_fit`), SDPA otherwise.
     """
     if backend not in BACKENDS:
         raise KernelError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
@@ -84,7 +84,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: f
                                and q.shape == k.shape == v.shape
                                and q.dtype == k.dtype == v.dtype and auto_picks_triton(
             is_cuda=q.is_cuda, seq_len=q.shape[-2], head_dim=q.shape[-1], dropout_p=dropout_p,
-            dtype=q.dtype)):
+            dtype=q.dtype) and offsets_fit(q, k, v)):
         if not HAVE_TRITON:
             raise KernelError("backend='triton' needs the triton package (pip install triton)")
         return attention_triton(q, k, v, dropout_p=dropout_p, causal=causal)

@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mothello_fast.errors import KernelError, check_int
+from mothello_fast.errors import KernelError, check_float, check_int
 
 HEAD_DIMS = (16, 32, 64, 128)
 MAX_T = 1024
@@ -589,6 +589,31 @@ def refuse_double_backward(what: str, instead: str) -> None:
                           f"supported: its gradients carry no graph; use {instead}")
 
 
+# The kernels compute element offsets in 32-bit integers (program ids times strides).
+MAX_OFFSET = 2**31 - 1
+
+
+def max_offset(tensor: torch.Tensor) -> int:
+    """The offset of `tensor`'s last element from its first, in elements."""
+    return sum((n - 1) * abs(s) for n, s in zip(tensor.shape, tensor.stride())) \
+        if tensor.numel() else 0
+
+
+def offsets_fit(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels' 32-bit offsets reach every element of `tensors` and of dense
+    tensors of their shapes (the outputs and gradients the kernels write)."""
+    return all(max(max_offset(t), t.numel() - 1) <= MAX_OFFSET for t in tensors)
+
+
+def check_offsets(*tensors: torch.Tensor) -> None:
+    """KernelError unless `offsets_fit(*tensors)`."""
+    for t in tensors:
+        if not offsets_fit(t):
+            raise KernelError(f"a {tuple(t.shape)} tensor of {t.numel():,} elements (spanning "
+                              f"{max_offset(t) + 1:,}): the Triton kernels address at most "
+                              "2**31 elements a tensor; split the batch, or use another backend")
+
+
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     """Raise KernelError unless q, k, v fit the kernels."""
     if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
@@ -606,6 +631,7 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     if not (q.is_cuda or INTERPRETING):
         raise KernelError(f"tensors on {q.device}: the Triton kernels need CUDA tensors "
                           "(or TRITON_INTERPRET=1 set before import)")
+    check_offsets(q, k, v)
 
 
 def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
@@ -619,8 +645,8 @@ def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     check_inputs(q, k, v)
     if seed is not None:
         seed = check_int("seed", seed, least=0, most=MAX_SEED, error=KernelError)
-    if not 0.0 <= dropout_p < 1.0:
-        raise KernelError(f"dropout_p={dropout_p!r}: expected a probability in [0, 1)")
+    dropout_p = check_float("dropout_p", dropout_p, low=0, high=1, high_open=True,
+                            error=KernelError)
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    return TritonAttention.apply(q, k, v, float(dropout_p), bool(causal),
+    return TritonAttention.apply(q, k, v, dropout_p, bool(causal),
                                  -1 if seed is None else seed)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from mothello_fast.errors import KernelError
 
 try:
+    from .attention_triton import offsets_fit
     from .probe_triton import TritonProbeLoss, probe_loss_triton  # noqa: F401
     HAVE_TRITON = True
 except ImportError:  # the package works without Triton: the reference only
@@ -54,7 +55,8 @@ def probe_loss(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels
 
     backend: ``"triton"`` (the fused kernel: CUDA tensors, or CPU tensors when
     ``TRITON_INTERPRET=1``), ``"reference"``, or ``"auto"``: the kernel on CUDA tensors when
-    `AUTO_TRITON_ON_CUDA` and the dtype suits it, the reference otherwise. validate:
+    `AUTO_TRITON_ON_CUDA`, the dtype suits it and its 32-bit offsets reach every element,
+    the reference otherwise. validate:
     `check_labels` first (the kernel itself would take any other label for class 2); not
     under torch.compile.
     """
@@ -63,7 +65,8 @@ def probe_loss(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels
     if validate and not torch.compiler.is_compiling():
         check_labels(labels)
     if backend == "triton" or (backend == "auto" and AUTO_TRITON_ON_CUDA and HAVE_TRITON
-                               and x.is_cuda and x.dtype in TRITON_DTYPES):
+                               and x.is_cuda and x.dtype in TRITON_DTYPES
+                               and offsets_fit(x, labels)):
         if not HAVE_TRITON:
             raise KernelError("backend='triton' needs the triton package (pip install triton)")
         return probe_loss_triton(x, weight, bias, labels)

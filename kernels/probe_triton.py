@@ -40,7 +40,7 @@ import triton.language as tl
 
 from mothello_fast.errors import KernelError
 
-from .attention_triton import launch_options, refuse_double_backward, tuner_report
+from .attention_triton import check_offsets, launch_options, refuse_double_backward, tuner_report
 
 N_SQUARES = 64
 N_CLASSES = 3
@@ -345,6 +345,7 @@ def check_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     if not (x.is_cuda or INTERPRETING):
         raise KernelError(f"tensors on {x.device}: the Triton kernel needs CUDA tensors "
                           "(or TRITON_INTERPRET=1 set before import)")
+    check_offsets(x, labels)
 
 
 def probe_loss_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,

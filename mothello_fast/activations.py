@@ -104,7 +104,7 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple
 
 def check_games(games, name: str = "games") -> np.ndarray:
     """`games` (int8 [n, 60]) validated, with at least one game, else an error naming `name`."""
-    games = validate_games(games)
+    games = validate_games(games, name=name)
     if len(games) == 0:
         raise ProbeError(f"{name} is empty: expected at least one game")
     return games
@@ -173,7 +173,9 @@ def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: l
     moves = move_index[rows, cols].astype(np.int64)
     _, cache = gpt.run_with_cache(torch.as_tensor(tokens, device=device), names_filter=hooks)
     rows_t, cols_t = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
-    hidden = {h: cache[h][rows_t, cols_t].float().cpu().numpy() for h in hooks}
+    # hook_pos_embed is [T, d_model], without the batch dimension: index it by position only
+    hidden = {h: (cache[h][rows_t, cols_t] if cache[h].ndim == 3 else cache[h][cols_t])
+              .float().cpu().numpy() for h in hooks}
     labels = replay(games)
     board = labels.board[rows, moves]
     relative = labels.relative_board()[rows, moves]
@@ -191,12 +193,12 @@ def _shard_tensors(part: Activations) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _read_shard(path: Path, language: str, layers: Sequence[str] | None) -> Activations:
+def _read_shard(path: Path, language: str, layers: Sequence[str] | str) -> Activations:
     from safetensors.numpy import load_file
 
     data = load_file(str(path))
     hidden_keys = [k[len("hidden."):] for k in data if k.startswith("hidden.")]
-    wanted = hidden_keys if layers is None else list(layers)
+    wanted = [layers] if isinstance(layers, str) else list(layers)
     missing = sorted(set(wanted) - set(hidden_keys))
     if missing:
         raise DatasetError(f"activation shard {str(path)!r} has no layer(s) {missing}; "
@@ -228,11 +230,13 @@ class ActivationStore:
         return int(self.index["n_positions"])
 
     def __iter__(self) -> Iterator[Activations]:
-        return (_read_shard(self.path / s["file"], self.language, None)
+        return (_read_shard(self.path / s["file"], self.language, self.layers)
                 for s in self.index["shards"])
 
-    def load(self, layers: Sequence[str] | None = None) -> Activations:
-        """Every shard in memory, concatenated (optionally only some layers)."""
+    def load(self, layers: Sequence[str] | str | None = None) -> Activations:
+        """Every shard in memory, concatenated (optionally only some layers, hook names;
+        by default every layer, in the order collected)."""
+        layers = self.layers if layers is None else layers
         return Activations.concatenate([_read_shard(self.path / s["file"], self.language, layers)
                                         for s in self.index["shards"]])
 
@@ -302,13 +306,17 @@ def collect_activations(model, language_set, games, *, language: str,
         gpt.train(was_training)
 
 
-def _fingerprint(gpt, games: np.ndarray) -> dict:
+def _fingerprint(gpt, games: np.ndarray, language_set) -> dict:
+    """What a collection on disk was read from: the games, the weights, and how the
+    language set writes the games (the same names can stand for other token ids)."""
     weights = hashlib.sha256()
     for name, tensor in sorted(gpt.state_dict().items()):
         weights.update(name.encode())
         weights.update(tensor.detach().float().cpu().numpy().tobytes())
+    encoding = json.dumps(language_set.to_dict(), sort_keys=True).encode()
     return {"games_sha256": hashlib.sha256(np.ascontiguousarray(games).tobytes()).hexdigest(),
-            "model_sha256": weights.hexdigest()}
+            "model_sha256": weights.hexdigest(),
+            "language_set_sha256": hashlib.sha256(encoding).hexdigest()}
 
 
 def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shard_games,
@@ -316,7 +324,7 @@ def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shar
     from safetensors.torch import save
 
     params = {"format": _FORMAT, "language": language, "layers": hooks, "n_games": len(games),
-              "shard_games": shard_games, "max_moves": max_moves, **_fingerprint(gpt, games)}
+              "shard_games": shard_games, "max_moves": max_moves, **_fingerprint(gpt, games, language_set)}
     if (out_dir / INDEX).exists():
         store = load_activations(out_dir, verify=False)
         if {k: store.index.get(k) for k in params} == params:
@@ -326,7 +334,7 @@ def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shar
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / PARAMS).exists() and json.loads((out_dir / PARAMS).read_text()) != params:
         raise DatasetError(f"{str(out_dir)!r} holds an unfinished collection of other games, "
-                           "model or layers; expected an empty directory or the same collection")
+                           "model, language set or layers; expected an empty directory or the same collection")
     atomic_write_json(out_dir / PARAMS, params)
     shards = []
     bar = tqdm(total=len(games), desc=f"activations {language}", unit="game",

@@ -29,7 +29,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .storage import atomic_write_json, replace_directory
-from .errors import CheckpointError
+from .devices import resolve_device
+from .errors import CheckpointError, MothelloError, check_int
 from .model import GPT, GPTConfig, unwrap
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "resolve_checkpoint",
@@ -57,7 +58,9 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)
 
     def build_model(self, device: str | torch.device = "cpu") -> GPT:
-        """A `GPT` with this checkpoint's config and weights, in eval mode on `device`."""
+        """A `GPT` with this checkpoint's config and weights, in eval mode on `device`
+        (see `devices.resolve_device`: "auto" is CUDA when present)."""
+        device = resolve_device(device)   # names a device this machine lacks
         model = GPT(self.model_config)
         load_weights(model, self.model_state, source=str(self.path))
         return model.to(device).eval()
@@ -126,6 +129,7 @@ def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0
     """
     path = Path(path)
     gpt = unwrap(model)
+    step = check_int("step", step, least=0, error=CheckpointError)
     partial = path.with_name(path.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
@@ -138,7 +142,7 @@ def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0
         tensors.update(_rng_state())
         files[OPTIMIZER_FILE] = _write_file(partial / OPTIMIZER_FILE, st_save(tensors))
     manifest = {"format": "mothello-checkpoint", "format_version": FORMAT_VERSION,
-                "step": int(step), "model_config": gpt.config.to_dict(),
+                "step": step, "model_config": gpt.config.to_dict(),
                 "language_set": language_set.to_dict(), "train_config": train_config,
                 "optimizer": optimizer_meta, "extra": extra or {}, "files": files}
     manifest = json.loads(json.dumps(manifest))   # as it will read back (int keys -> str)
@@ -243,9 +247,10 @@ def load_checkpoint(path, *, model: torch.nn.Module | None = None,
 
     path = resolve_checkpoint(path)
     try:
-        location = torch.device(map_location)
-    except (RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"map_location={map_location!r} is not a device ({exc})") from None
+        location = resolve_device(torch.device(map_location))   # a CUDA device that is there
+    except (RuntimeError, TypeError, MothelloError) as exc:
+        raise CheckpointError(f"map_location={map_location!r} is not a device of this machine "
+                              f"({exc})") from None
     manifest = _read_manifest(path)
     files = manifest["files"]
     if MODEL_FILE not in files:

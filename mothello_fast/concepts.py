@@ -51,7 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConceptError, check_int
+from .errors import ConceptError, check_float, check_int
+from .plots import new_figure, save_figure
 
 __all__ = ["AlignedPair", "CalignResult", "ColapResult", "calign", "colap",
            "dictionary_from_translation_table", "dictionary_from_token_square",
@@ -63,13 +64,9 @@ DIRECTIONS = ("s->t", "t->s", "both")
 def _check_fraction(name: str, value) -> float:
     """`value` as a float, or a ConceptError if it is not a number in [0, 1]."""
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
-        raise ConceptError(f"{name}={value!r}: expected a fraction in [0, 1] (not a "
-                           "percentage)")
-    return number
+        return check_float(name, value, low=0, high=1, error=ConceptError)
+    except ConceptError as exc:
+        raise ConceptError(f"{exc} (a fraction, not a percentage)") from None
 
 
 def _check_top_n(top_n) -> int | None:
@@ -517,11 +514,7 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
 
 
 def _plot_curves(layers: list, curves: dict[str, list], path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure(figsize=(6, 4), dpi=120)
     for name, values in curves.items():
         ax.plot(layers, [np.nan if v is None else v for v in values], marker="o", label=name)
     ax.set_xticks(layers)
@@ -529,9 +522,7 @@ def _plot_curves(layers: list, curves: dict[str, list], path) -> None:
     ax.set_ylabel("score")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_ratio,

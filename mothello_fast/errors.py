@@ -1,7 +1,8 @@
 """Error classes. Every one is a ValueError whose message names the bad value
-and what was expected; `check_int` is the integer-argument check that raises them."""
+and what was expected; `check_int` and `check_float` are the argument checks that raise them."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -78,4 +79,44 @@ def check_int(name: str, value, *, least: int | None = None, most: int | None = 
         expected = f"an integer <= {most}"
     else:
         expected = "an integer"
+    raise error(f"{name}={value!r}: expected {expected}")
+
+
+def check_float(name: str, value, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False, strings: bool = False,
+                error: type[MothelloError] = MothelloError) -> float:
+    """`value` as a Python float when it is a finite real number (numpy ones included,
+    bools not; numeric strings too with `strings`, for config files: YAML 1.1 reads
+    ``1e-3`` as a string) within the bounds, each inclusive unless `low_open` or
+    `high_open`; else `error` naming `name`, the value and what was expected.
+
+    >>> check_float("dropout", np.float32(0.5), low=0, high=1, high_open=True)
+    0.5
+    >>> check_float("lr", "1e-3", low=0, low_open=True, strings=True)
+    0.001
+    >>> check_float("lr", float("inf"), low=0, low_open=True, error=ConfigError)
+    Traceback (most recent call last):
+    ...
+    mothello_fast.errors.ConfigError: lr=inf: expected a finite number > 0
+    """
+    number = math.nan
+    if (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))) \
+            or (strings and isinstance(value, str)):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):   # a string that is no number; an int past 1e308
+            pass
+    # comparisons, not math.isfinite: they also trace under torch.compile (a dynamic float)
+    if -math.inf < number < math.inf \
+            and (low is None or (number > low if low_open else number >= low)) \
+            and (high is None or (number < high if high_open else number <= high)):
+        return number
+    expected = "a finite number"
+    if low is not None and high is not None:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        expected = f"a number in {left}{low}, {high}{right}"
+    elif low is not None:
+        expected += f" {'>' if low_open else '>='} {low}"
+    elif high is not None:
+        expected += f" {'<' if high_open else '<='} {high}"
     raise error(f"{name}={value!r}: expected {expected}")

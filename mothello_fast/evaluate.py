@@ -200,8 +200,7 @@ def evaluate_languages(model, language_set, games, *, objective: str = "standard
     `batch_size` and `bf16` as in `legal_move_accuracy`."""
     batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
     _check_objective(language_set, objective)
-    if languages is None:
-        languages = [name for name in language_set.names if name != language_set.output_language]
+    languages = language_set.select_languages(languages)   # input languages, each once
     result = {}
     for language in languages:
         correct, total, loss, n_targets = _evaluate(model, language_set, games, language,

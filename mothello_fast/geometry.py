@@ -5,7 +5,7 @@ Every analysis first L2-normalises the rows of the embedding matrices
 
 - `language_identification`: is a token's language linearly decodable from its
   embedding? One-vs-rest logistic regression per language, each balanced by
-  undersampling the rest, k-fold cross-validated accuracy (scikit-learn).
+  undersampling the larger side, k-fold cross-validated accuracy (scikit-learn).
 - `cross_lingual_neighbors`: mean number of distinct languages among each token's
   k nearest neighbours (the token itself excluded).
 - `translation_retrieval`: accuracy@k of finding a token's translation (same item,
@@ -88,6 +88,7 @@ def nearest_neighbors(queries, candidates=None, *, k: int, exclude_self: bool = 
         raise ConceptError(f"candidates with {c.shape[1]} features: expected {q.shape[1]}")
     available = c.shape[0] - (1 if exclude_self else 0)
     k = check_int("k", k, least=1, most=available, error=ConceptError)
+    chunk_size = check_int("chunk_size", chunk_size, least=1, error=ConceptError)
     out = []
     for s in range(0, q.shape[0], chunk_size):
         sim = q[s:s + chunk_size] @ c.T                              # (b, m)
@@ -116,8 +117,9 @@ def language_identification(embeddings, languages, *, n_folds: int = 10, C: floa
     """Is a token's language linearly decodable from its normalised embedding?
 
     embeddings: float [n_tokens, d]; languages: int [n_tokens]. For each language l:
-    the tokens of l against an equal-size random sample (seeded) of the others, L2
-    logistic regression (`C`), `n_folds`-fold stratified cross-validated accuracy.
+    the tokens of l against those of the others, the larger side undersampled (seeded) to
+    the size of the smaller, L2 logistic regression (`C`), `n_folds`-fold stratified
+    cross-validated accuracy.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -234,9 +236,12 @@ def _principal_cosines(qa: torch.Tensor, qb: torch.Tensor) -> np.ndarray:
 
 def random_canonical_cosines(n_rows: int, d_a: int, d_b: int, *, seed: int = 0,
                              n_trials: int = 5) -> np.ndarray:
-    """Mean principal-angle cosines (float64 [min(d_a, d_b)], descending) of two
+    """Mean principal-angle cosines (float64 [min(n_rows, d_a, d_b)], descending) of two
     independent standard Gaussian matrices [n_rows, d_a] and [n_rows, d_b]."""
-    gen = torch.Generator().manual_seed(seed)
+    n_rows, d_a, d_b, n_trials = (check_int(name, value, least=1, error=ConceptError)
+                                  for name, value in (("n_rows", n_rows), ("d_a", d_a),
+                                                      ("d_b", d_b), ("n_trials", n_trials)))
+    gen = torch.Generator().manual_seed(check_int("seed", seed, error=ConceptError))
     runs = [_principal_cosines(
                 _orthonormal_basis(torch.randn(n_rows, d_a, generator=gen, dtype=torch.float64)),
                 _orthonormal_basis(torch.randn(n_rows, d_b, generator=gen, dtype=torch.float64)))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import ConceptError, check_int
+from .errors import ConceptError, check_float, check_int
 from .devices import resolve_device
 
 __all__ = ["KMeans"]
@@ -84,12 +84,7 @@ class KMeans:
         if isinstance(self.init, str) and self.init not in ("k-means++", "random"):
             raise ConceptError(f"init={self.init!r}: expected 'k-means++', 'random' or an "
                                "array of initial centres")
-        try:
-            tol = float(self.tol)
-        except (TypeError, ValueError):
-            tol = float("nan")
-        if isinstance(self.tol, bool) or not 0.0 <= tol < math.inf:
-            raise ConceptError(f"tol={self.tol!r}: expected a finite number >= 0")
+        tol = check_float("tol", self.tol, low=0, error=ConceptError)
         return k, n_init, max_iter, tol, seed
 
     def _points(self, points, device: torch.device, name: str = "points") -> torch.Tensor:
@@ -248,11 +243,14 @@ class KMeans:
             raise ConceptError(f"points with {x.shape[1]} features: expected "
                                f"{self.cluster_centers_.shape[1]} as in fit")
         # any origin gives the same closest centres; the fit's mean keeps the float32
-        # distance expansion precise for points far from zero
-        mean = self._mean.to(device)
+        # distance expansion precise for points far from zero (centres set by hand, without
+        # a fit of their features: their own mean)
+        centers = torch.as_tensor(self.cluster_centers_, device=device).double()
+        mean = getattr(self, "_mean", None)
+        mean = centers.mean(0).float() if mean is None or mean.shape != centers.shape[1:] \
+            else mean.to(device)
         x = x - mean
-        centers = (torch.as_tensor(self.cluster_centers_, device=device).double()
-                   - mean.double()).float()
+        centers = (centers - mean.double()).float()
         labels, _, _, _ = self._assign(x, (x * x).sum(1), centers)
         return labels.cpu().numpy(), self._inertia(x, centers, labels)
 

@@ -37,9 +37,10 @@ import numpy as np
 
 from . import _engine
 from .storage import atomic_write_json
-from .errors import (GameArrayError, InvalidSquareError, LanguageError, MothelloError,
-                     check_int)
-from .othello import (GAME_PLIES, PLAYABLE_SQUARES, parse_square, square_name)
+from .errors import InvalidSquareError, LanguageError, MothelloError, check_int
+from .othello import (GAME_PLIES, PLAYABLE_SQUARES, parse_square, square_name,
+                      validate_games)
+from .othello import _PLAYABLE_LUT, _check_game_squares, _check_games_layout
 from .othello import generate_games  # noqa: F401  (the docstring examples use it)
 from .parallel import CHUNK_GAMES, resolve_threads, run_in_chunks
 
@@ -54,8 +55,6 @@ FORMAT_VERSION = 1
 _ROWS = 65            # lookup-table rows: index square + 1, row 0 for the -1 after a game's end
 _PLAYABLE_INDEX = np.full(64, -1, dtype=np.int64)
 _PLAYABLE_INDEX[list(PLAYABLE_SQUARES)] = np.arange(len(PLAYABLE_SQUARES))
-_BAD_BYTE = np.ones(256, dtype=bool)          # int8 squares seen as bytes: -1 is 255
-_BAD_BYTE[list(PLAYABLE_SQUARES) + [255]] = False
 
 
 def _is_tensor(x) -> bool:
@@ -453,7 +452,10 @@ class LanguageSet:
     def select_languages(self, languages=None, *, least: int = 1,
                          error: type[MothelloError] = LanguageError) -> list[str]:
         """Input language names: all of them (``languages=None``) or `languages`, each an
-        input language named once, at least `least` of them; else `error` naming the list."""
+        input language named once, at least `least` of them; else `error` naming the list.
+        One name alone (a string) is a list of one."""
+        if isinstance(languages, str):
+            languages = [languages]
         names = list(self.names) if languages is None else list(languages)
         unknown = [name for name in names if name not in self.names]
         if unknown:
@@ -508,15 +510,8 @@ class LanguageSet:
             self._torch_cache[key] = {
                 name: torch.as_tensor(value, device=device) for name, value in
                 (("slots", self._slots), ("lengths", self._lengths),
-                 ("playable", self._playable_lut()), ("output", self._output_lut()))}
+                 ("playable", _PLAYABLE_LUT), ("output", self._output_lut()))}
         return self._torch_cache[key]
-
-    @staticmethod
-    def _playable_lut() -> np.ndarray:
-        lut = np.zeros(_ROWS, dtype=bool)
-        lut[0] = True
-        lut[np.asarray(PLAYABLE_SQUARES) + 1] = True
-        return lut
 
     def _output_lut(self) -> np.ndarray:
         lut = np.full(_ROWS, IGNORE_INDEX, dtype=np.int64)
@@ -527,8 +522,12 @@ class LanguageSet:
 
     # --------------------------------------------------------------- encoding
     def _check_games(self, games, *, squares: bool = True):
-        """Validate `games` (numpy-like or tensor) and return it (numpy: int8).
+        """Validate `games` (numpy-like or tensor) by `validate_games`' rule and return it
+        (numpy: C-contiguous int8; a tensor as it is).
 
+        Kept apart from `validate_games` only for tensors on a device, whose entries are
+        checked there by the same shared check (reading two flags back, never the games);
+        numpy games and CPU tensors (on a numpy view) go through `validate_games` itself.
         ``squares=False`` checks only dtype and shape for C-contiguous int8 numpy games
         (and CPU tensors of them): the compiled encoder checks their squares as it reads
         them and calls back here with ``squares=True`` to name a bad one."""
@@ -537,43 +536,17 @@ class LanguageSet:
             return games
         if _is_tensor(games):
             import torch
-            if games.dtype.is_floating_point or games.dtype in (torch.bool, torch.complex64,
-                                                                torch.complex128):
-                raise GameArrayError(f"games has dtype {games.dtype}; expected an integer dtype (int8)")
-            if games.ndim != 2 or games.shape[1] != GAME_PLIES:
-                raise GameArrayError(f"games has shape {tuple(games.shape)}; expected (n_games, 60)")
-            wide = games.long()
-            bad = (wide < -1) | (wide > 63)
-            if not bool(bad.any()):
-                bad = ~self._torch_tables(games.device)["playable"][wide + 1]
-            numpy_view = None
-        else:
-            arr = np.asarray(games)
-            if arr.dtype.kind not in "iu" or arr.ndim != 2 or arr.shape[1] != GAME_PLIES:
-                raise GameArrayError(f"games has dtype {arr.dtype} and shape {arr.shape}; "
-                                     "expected integers of shape (n_games, 60)")
-            if arr.dtype == np.int8 and not squares and arr.flags.c_contiguous:
-                return arr
-            if arr.dtype == np.int8:
-                # one lookup per square: bytes 0..63 (not the centre) and 255 (-1) are valid
-                bad = _BAD_BYTE.take(arr.view(np.uint8))
-                if not bad.any() and not ((arr[:, :-1] < 0) & (arr[:, 1:] >= 0)).any():
-                    return np.ascontiguousarray(arr)
-            wide = arr.astype(np.int64)
-            bad = (wide < -1) | (wide > 63)
-            if not bad.any():
-                bad = ~self._playable_lut()[wide + 1]
-            numpy_view = arr
-        if bool(bad.any()):
-            g, p = (int(v) for v in np.argwhere(_to_numpy(bad))[0])
-            raise InvalidSquareError(f"games[{g}, {p}] = {int(wide[g, p])}: expected -1 or a "
-                                     "playable square (not a centre square, 27 28 35 36)")
-        after = (wide[:, 1:] >= 0) & (wide[:, :-1] < 0)
-        if bool(after.any()):
-            g, p = (int(v) for v in np.argwhere(_to_numpy(after))[0])
-            raise GameArrayError(f"games[{g}, {p + 1}] = {int(wide[g, p + 1])} comes after the "
-                                 f"game's end (-1 at ply {p}); expected -1 to the end of the row")
-        return games if numpy_view is None else np.ascontiguousarray(numpy_view, dtype=np.int8)
+            integer = not (games.dtype.is_floating_point or games.dtype.is_complex
+                           or games.dtype == torch.bool)
+            _check_games_layout(integer, games.dtype, games.shape, "games")
+            _check_game_squares(games.long(), self._torch_tables(games.device)["playable"],
+                                "games")
+            return games
+        arr = np.asarray(games)
+        if not squares and arr.dtype == np.int8 and arr.flags.c_contiguous:
+            _check_games_layout(True, arr.dtype, arr.shape, "games")
+            return arr
+        return validate_games(arr)
 
     def _check_rows(self, language, n: int, like):
         """An int language, or per-row int64 indices (numpy or tensor like `like`)."""

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import CheckpointError, MothelloError, check_int
+from .errors import CheckpointError, MothelloError, check_float, check_int
 from .kernels.attention import attention
 
 __all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "flops_per_token"]
@@ -58,8 +58,8 @@ class GPTConfig:
         if self.d_model % self.n_heads:
             raise MothelloError(f"GPTConfig: d_model={self.d_model} is not divisible by "
                                 f"n_heads={self.n_heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise MothelloError(f"GPTConfig.dropout={self.dropout!r}: expected a value in [0, 1)")
+        self.dropout = check_float("GPTConfig.dropout", self.dropout, low=0, high=1,
+                                   high_open=True)
 
     @property
     def d_head(self) -> int:

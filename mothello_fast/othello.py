@@ -261,18 +261,66 @@ def generate_games(n: int, *, seed: int, threads: int | None = None,
     return out
 
 
+# The one rule for a games array, shared with `LanguageSet._check_games` (languages.py),
+# which applies it to torch tensors on their own device as well: an integer array of
+# shape [n, 60] whose entries are -1 or one of the 60 playable squares, -1 only as the
+# padding after a game's end. Legality is `replay`'s to check.
+_PLAYABLE_LUT = np.zeros(65, dtype=bool)      # index square + 1: -1 and the playable squares
+_PLAYABLE_LUT[[0, *(s + 1 for s in PLAYABLE_SQUARES)]] = True
+_BAD_BYTE = np.ones(256, dtype=bool)          # int8 squares seen as bytes: -1 is 255
+_BAD_BYTE[[*PLAYABLE_SQUARES, 255]] = False
+
+
+def _check_games_layout(integer: bool, dtype, shape, name: str) -> None:
+    """`GameArrayError` unless a games array of `dtype` (`integer` tells whether it is an
+    integer dtype) has the shape ``(n_games, 60)``."""
+    if not integer:
+        raise GameArrayError(f"{name} has dtype {dtype}; expected an integer dtype (int8)")
+    if len(shape) != 2 or shape[1] != GAME_PLIES:
+        raise GameArrayError(f"{name} has shape {tuple(shape)}; expected (n_games, {GAME_PLIES})")
+
+
+def _first_true(mask) -> tuple[int, int]:
+    """``(row, column)`` of the first True of a 2-d numpy array or torch tensor."""
+    if not isinstance(mask, np.ndarray):
+        mask = mask.detach().cpu().numpy()
+    g, p = np.argwhere(mask)[0]
+    return int(g), int(p)
+
+
+def _check_game_squares(wide, playable, name: str) -> None:
+    """The entries of the rule above, on `wide` (``int64 [n, 60]``, numpy or a torch tensor)
+    with `playable` (`_PLAYABLE_LUT`, as an array or tensor like `wide`): `InvalidSquareError`
+    at the first entry that is not -1 or a playable square, `GameArrayError` at the first
+    square after a -1. On a device this reads two flags back, not the games."""
+    bad = (wide < -1) | (wide > 63)
+    if not bool(bad.any()):
+        bad = ~playable[wide + 1]
+    if bool(bad.any()):
+        g, p = _first_true(bad)
+        raise InvalidSquareError(f"{name}[{g}, {p}] = {int(wide[g, p])}: expected -1 or a "
+                                 "playable square 0..63 (not a centre square, 27 28 35 36)")
+    after = (wide[:, 1:] >= 0) & (wide[:, :-1] < 0)
+    if bool(after.any()):
+        g, p = _first_true(after)
+        _, end = _first_true(wide[g:g + 1, :p + 1] < 0)
+        raise GameArrayError(f"{name}[{g}, {p + 1}] = {int(wide[g, p + 1])} comes after the "
+                             f"game's end (-1 at ply {end}); expected -1 to the end of the row")
+
+
 def validate_games(games, *, name: str = "games") -> np.ndarray:
-    """Check that `games` is an integer array ``[n, 60]`` of squares -1..63 and return it
-    as C-contiguous ``int8`` (no copy when it already is). Legality is checked by `replay`."""
+    """Check that `games` is an integer array ``[n, 60]`` of playable squares and -1
+    (only after a game's end) and return it as C-contiguous ``int8`` (no copy when it
+    already is). `GameArrayError` for a wrong dtype or shape or a square after the end,
+    `InvalidSquareError` for an entry that is not -1 or a playable square, each naming
+    the entry. Legality is checked by `replay`."""
     arr = np.asarray(games)
-    if arr.dtype.kind not in "iu":
-        raise GameArrayError(f"{name} has dtype {arr.dtype}; expected an integer dtype (int8)")
-    if arr.ndim != 2 or arr.shape[1] != GAME_PLIES:
-        raise GameArrayError(f"{name} has shape {arr.shape}; expected (n_games, {GAME_PLIES})")
-    bad = np.argwhere((arr < -1) | (arr > 63))
-    if len(bad):
-        g, p = bad[0]
-        raise InvalidSquareError(f"{name}[{g}, {p}] = {arr[g, p]}: expected a square 0..63 or -1")
+    _check_games_layout(arr.dtype.kind in "iu", arr.dtype, arr.shape, name)
+    if arr.dtype == np.int8 and not _BAD_BYTE[arr.view(np.uint8)].any():
+        negative = arr < 0                 # one lookup per entry on the common path
+        if not (negative[:, :-1] > negative[:, 1:]).any():
+            return np.ascontiguousarray(arr)
+    _check_game_squares(arr.astype(np.int64), _PLAYABLE_LUT, name)
     return np.ascontiguousarray(arr, dtype=np.int8)
 
 
@@ -280,11 +328,7 @@ def _raise_illegal(games: np.ndarray, status: np.ndarray) -> None:
     game = int(np.flatnonzero(status < 0)[0])
     ply = int(-status[game] - 1)
     row = games[game]
-    square = int(row[ply])
-    ended = np.flatnonzero(row[:ply] == -1)
-    if len(ended):
-        raise IllegalMoveError(f"game {game}, ply {ply}: move {square_name(square)!r} ({square}) "
-                               f"comes after the game's end (-1 at ply {int(ended[0])})")
+    square = int(row[ply])   # a move after the end was refused first (validate_games)
     board = Board.from_moves(row[:ply].tolist())
     raise IllegalMoveError(f"game {game}, ply {ply}: move {square_name(square)!r} ({square}) is "
                            f"not legal; legal: {_names(board.legal_moves)}")

@@ -22,7 +22,6 @@ True
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .storage import atomic_write_bytes
 from .devices import resolve_device
-from .errors import ProbeError, check_int
+from .errors import ProbeError, check_float, check_int
 from .kernels.probe import probe_loss
 
 __all__ = ["N_SQUARES", "N_CLASSES", "PROBE_KINDS", "LinearProbe", "MLPProbe", "make_probe",
@@ -129,13 +128,8 @@ class _BoardProbe:
     def _check_hyperparameters(self) -> None:
         for name in ("batch_size", "epochs"):
             check_int(name, getattr(self, name), least=1, error=ProbeError)
-        for name, least in (("lr", None), ("weight_decay", 0.0)):
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) \
-                and math.isfinite(value) and (value > 0 if least is None else value >= least)
-            if not ok:
-                raise ProbeError(f"{name}={value!r}: expected a finite number "
-                                 + ("> 0" if least is None else f">= {least:g}"))
+        check_float("lr", self.lr, low=0, low_open=True, error=ProbeError)
+        check_float("weight_decay", self.weight_decay, low=0, error=ProbeError)
         check_int("seed", self.seed, least=0, error=ProbeError)
         resolve_device(self.device)   # names an unknown device now, not after collecting
 
@@ -344,11 +338,8 @@ def make_probe(kind: str = "mlp", **params) -> LinearProbe | MLPProbe:
 
 def check_test_fraction(test_fraction) -> float:
     """`test_fraction` if it is a number strictly between 0 and 1, else a `ProbeError`."""
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)) \
-            or not 0.0 < test_fraction < 1.0:
-        raise ProbeError(f"test_fraction={test_fraction!r}: expected a fraction strictly "
-                         "between 0 and 1")
-    return float(test_fraction)
+    return check_float("test_fraction", test_fraction, low=0, high=1, low_open=True,
+                       high_open=True, error=ProbeError)
 
 
 def split_positions(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -409,6 +400,9 @@ def probe_model(model, language_set, games, *, language: str, layers=(6,), kind:
     check_label_kind(labels)
     check_test_fraction(test_fraction)
     pairs = resolve_layers(model, layers)
+    if out_dir is not None:   # a path that cannot be a directory fails before any training
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
     acts = collect_activations(model, language_set, games, language=language,
                                layers=[hook for _, hook in pairs], batch_size=batch_size,
                                progress=progress)
@@ -423,8 +417,7 @@ def probe_model(model, language_set, games, *, language: str, layers=(6,), kind:
         result["accuracy"].append(float(per_square.mean()))
         result["per_square"].append(per_square.tolist())
         if out_dir is not None:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            probe.save(Path(out_dir) / f"probe-{hook}.safetensors")
+            probe.save(out_dir / f"probe-{hook}.safetensors")
     if out_dir is not None:
-        atomic_write_json(Path(out_dir) / "probes.json", result)
+        atomic_write_json(out_dir / "probes.json", result)
     return result

@@ -6,38 +6,21 @@
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
+from .plots import new_figure, save_figure
 from .storage import atomic_write_bytes
 
 __all__ = ["plot_probe_by_layer", "plot_alignment", "plot_transfer", "study_markdown",
            "write_study_report", "format_accuracy"]
 
 
-def _figure():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt.subplots(figsize=(5.5, 4), dpi=100)
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
 def plot_probe_by_layer(results: dict, path) -> Path:
     """Probe accuracy by layer: each language in-distribution, and the cross-lingual mean."""
     probe = results["probe"]
-    fig, ax = _figure()
+    fig, ax = new_figure()
     in_dist = np.asarray(probe["in_distribution"])     # (n_layers, L)
     for j, name in enumerate(results["language_names"]):
         ax.plot(probe["layers"], in_dist[:, j], marker="o", label=f"{name} on {name}")
@@ -48,7 +31,7 @@ def plot_probe_by_layer(results: dict, path) -> Path:
     ax.set(xlabel="layer (0 = embeddings)", ylabel="board-state accuracy",
            title=f"{probe['kind']} probe by layer, {results['setting']}")
     ax.legend(fontsize=8)
-    return _save(fig, Path(path))
+    return save_figure(fig, path)
 
 
 def plot_alignment(results: dict, path) -> Path:
@@ -56,7 +39,7 @@ def plot_alignment(results: dict, path) -> Path:
     alignment = results["alignment"]
     matrix = np.asarray(alignment["matrix"])
     names = alignment["languages"]
-    fig, ax = _figure()
+    fig, ax = new_figure()
     image = ax.imshow(matrix, vmin=min(0.5, float(matrix.min())), vmax=1.0, cmap="viridis")
     for (a, b), value in np.ndenumerate(matrix):
         ax.text(b, a, f"{value:.3f}", ha="center", va="center", color="w", fontsize=9)
@@ -65,20 +48,20 @@ def plot_alignment(results: dict, path) -> Path:
     ax.set(xlabel="tested on", ylabel="probe trained on",
            title=f"alignment at layer {alignment['layer']}, {results['setting']}")
     fig.colorbar(image, ax=ax)
-    return _save(fig, Path(path))
+    return save_figure(fig, path)
 
 
 def plot_transfer(results: dict, path) -> Path:
     """Legal-move accuracy of every language across the fine-tuning checkpoints."""
     transfer = results["transfer"]
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for name, curve in transfer["accuracy"].items():
         style = "-" if name == transfer["finetune_language"] else "--"
         ax.plot(transfer["steps"], curve, style, marker="o", label=name)
     ax.set(xlabel=f"fine-tuning step (in {transfer['finetune_language']} only)",
            ylabel="legal-move accuracy", title=f"transfer, {results['setting']}")
     ax.legend(fontsize=8)
-    return _save(fig, Path(path))
+    return save_figure(fig, path)
 
 
 def format_accuracy(value: float | None) -> str:
@@ -119,8 +102,10 @@ def study_markdown(results: dict) -> str:
 
 
 def write_study_report(results: dict, out_dir) -> dict[str, Path]:
-    """Write the three plots and ``report.md`` into `out_dir`; returns their paths."""
+    """Write the three plots and ``report.md`` into `out_dir` (created if missing); returns
+    their paths."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"probe_by_layer": plot_probe_by_layer(results, out_dir / "probe_by_layer.png"),
              "alignment": plot_alignment(results, out_dir / "alignment.png"),
              "transfer": plot_transfer(results, out_dir / "transfer.png")}

@@ -33,7 +33,7 @@ import numpy as np
 
 from .datasets import generate_dataset, load_games
 from .storage import atomic_write_json
-from .errors import ConfigError, DatasetError
+from .errors import ConfigError, DatasetError, check_int
 from .othello import parse_moves, square_name
 
 __all__ = ["SCALES", "StudyScale", "parse_setting", "run_study"]
@@ -100,6 +100,7 @@ def parse_setting(setting: str) -> tuple[int, str]:
 
 
 STUDY = "study.json"
+_LAST_SEED_OFFSET = 5_000_005   # the largest offset added to the seed for a role's games
 _STEPS = ("model.json", "probes.json", "transfer.json")
 
 
@@ -173,6 +174,8 @@ def run_study(*, setting: str = "naive", languages: str = "atomic,atomic",
     from .transfer import TRANSFER_PREFIX, run_transfer
 
     n_anchors, objective = parse_setting(setting)
+    # the games of each role are drawn with seed + an offset (below), each a 64-bit seed
+    seed = check_int("seed", seed, least=0, most=2**64 - 1 - _LAST_SEED_OFFSET, error=ConfigError)
     resolve_device(device)
     LanguageSet.from_spec(languages, n_anchors=n_anchors, unified=objective == "unified")
     if isinstance(scale, str):

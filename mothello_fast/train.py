@@ -26,7 +26,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,7 @@ import torch.distributed as dist
 from .checkpoint import (_step_directories, find_latest_checkpoint, load_checkpoint,
                          load_weights, restore_rng_state, save_checkpoint)
 from .storage import atomic_write_bytes, atomic_write_json
-from .errors import CheckpointError, ConfigError, check_int
+from .errors import CheckpointError, ConfigError, check_float, check_int
 from .devices import resolve_device
 from .evaluate import evaluate_languages
 from .model import GPT, GPTConfig
@@ -86,7 +86,7 @@ class TrainConfig:
     compile: bool | None = None           # None: on for CUDA
     compile_mode: str | None = None       # passed to torch.compile (e.g. "max-autotune")
     bf16: bool | None = None              # bf16 autocast; None: on for CUDA
-    tf32: bool = True                     # allow TF32 matmuls on CUDA (for fp32 work)
+    tf32: bool = True                     # TF32 matmuls on CUDA while training (then restored)
     wandb: bool = False
     wandb_project: str = "mothello"
 
@@ -111,16 +111,26 @@ class TrainConfig:
                     raise
                 raise ConfigError(f"{exc} or None (keep all)") from None
             setattr(self, name, value)   # numpy integers too, as Python ints (as JSON writes them)
-        for name, expected, valid in self._NUMBERS:
+        for name, bounds in self._NUMBERS:
             value = getattr(self, name)
             if name == "grad_clip" and value is None:
                 continue
-            setattr(self, name, _number(name, value, expected, valid))
+            try:
+                value = _number(name, value, **bounds)
+            except ConfigError as exc:
+                if name != "grad_clip":
+                    raise
+                raise ConfigError(f"{exc} (or None: no clipping)") from None
+            setattr(self, name, value)
         if isinstance(self.betas, (str, bytes, Mapping)) or not hasattr(self.betas, "__len__") \
                 or len(self.betas) != 2:
             raise ConfigError(f"TrainConfig.betas={self.betas!r}: expected two numbers")
-        self.betas = tuple(_number("betas", b, "two numbers in [0, 1)", lambda x: 0 <= x < 1,
-                                   whole=self.betas) for b in self.betas)
+        try:
+            self.betas = tuple(_number("betas", b, low=0, high=1, high_open=True)
+                               for b in self.betas)
+        except ConfigError:
+            raise ConfigError(f"TrainConfig.betas={self.betas!r}: expected two numbers in "
+                              "[0, 1)") from None
         weights = self.language_weights
         if weights is None:
             return
@@ -128,8 +138,11 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.language_weights={weights!r}: expected None or a "
                               "list of numbers")
         items = weights.items() if isinstance(weights, Mapping) else enumerate(weights)
-        floats = {k: _number("language_weights", w, "numbers >= 0", lambda x: x >= 0,
-                             whole=weights) for k, w in items}
+        try:
+            floats = {k: _number("language_weights", w, low=0) for k, w in items}
+        except ConfigError:
+            raise ConfigError(f"TrainConfig.language_weights={weights!r}: expected numbers "
+                              ">= 0") from None
         # a list (or a mapping language -> weight, see corpus.Corpus), whatever sequence
         # was given, so that it compares equal to the checkpoint's JSON on resume
         self.language_weights = floats if isinstance(weights, Mapping) else list(floats.values())
@@ -139,13 +152,13 @@ class TrainConfig:
                                              "d_model", "d_mlp", "log_every", "eval_games",
                                              "keep_checkpoints")) \
         + tuple((name, 0) for name in ("warmup_steps", "eval_every", "checkpoint_every"))
-    # float fields: (name, what is expected, test); YAML reads 1e-3 as a string
-    _NUMBERS = (("lr", "a number > 0", lambda x: x > 0),
-                ("weight_decay", "a number >= 0", lambda x: x >= 0),
+    # float fields and their bounds (check_float's)
+    _NUMBERS = (("lr", {"low": 0, "low_open": True}),
+                ("weight_decay", {"low": 0}),
                 # a negative clip would reverse the gradients (clip_grad_norm_ scales by it)
-                ("grad_clip", "a number >= 0 (or None: no clipping)", lambda x: x >= 0),
-                ("min_lr_ratio", "a number in [0, 1]", lambda x: 0 <= x <= 1),
-                ("dropout", "a number in [0, 1)", lambda x: 0 <= x < 1))
+                ("grad_clip", {"low": 0}),
+                ("min_lr_ratio", {"low": 0, "high": 1}),
+                ("dropout", {"low": 0, "high": 1, "high_open": True}))
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -171,17 +184,10 @@ class TrainConfig:
                          attention_backend=self.attention_backend)
 
 
-def _number(name: str, value, expected: str, valid, *, whole=None) -> float:
-    """`value` as a float, or `ConfigError` naming TrainConfig.`name` (`whole`: the list
-    `value` is an entry of). Numeric strings are taken: YAML 1.1 reads ``1e-3`` as one."""
-    shown = value if whole is None else whole
-    try:
-        number = None if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or not math.isfinite(number) or not valid(number):
-        raise ConfigError(f"TrainConfig.{name}={shown!r}: expected {expected}")
-    return number
+def _number(name: str, value, **bounds) -> float:
+    """`value` as a float, or `ConfigError` naming TrainConfig.`name`. Numeric strings are
+    taken: YAML 1.1 reads ``1e-3`` as one."""
+    return check_float(f"TrainConfig.{name}", value, strings=True, error=ConfigError, **bounds)
 
 
 def load_train_config(path=None, overrides=()) -> TrainConfig:
@@ -411,6 +417,19 @@ def _restore_loss_window(ckpt, ddp: _Dist, device: torch.device) -> tuple[torch.
     return torch.tensor(mine, dtype=torch.float32, device=device), steps
 
 
+@contextmanager
+def _tf32(enabled: bool):
+    """TF32 fp32 matmuls and convolutions on CUDA (`enabled`) while training, and the
+    process's own settings again afterwards, so that work done after training in the
+    same process (k-means, probes, geometry) keeps the precision its caller chose."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
 def _keep_newest(directory: Path, keep: int | None) -> None:
     if keep is None:
         return
@@ -437,10 +456,11 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
     ddp = _setup_distributed("cuda" if config.device != "cpu" and torch.cuda.is_available()
                              else "cpu")
     try:
-        return _train(config, ddp, train_games=train_games, val_games=val_games,
-                      out_dir=Path(out_dir), language_set=language_set,
-                      language_games=language_games, init_from=init_from, resume=resume,
-                      progress=progress)
+        with _tf32(config.tf32):
+            return _train(config, ddp, train_games=train_games, val_games=val_games,
+                          out_dir=Path(out_dir), language_set=language_set,
+                          language_games=language_games, init_from=init_from, resume=resume,
+                          progress=progress)
     finally:
         if ddp.owned:
             dist.destroy_process_group()
@@ -456,9 +476,6 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     if config.batch_size % ddp.world:
         raise ConfigError(f"batch_size={config.batch_size} is not divisible by the "
                           f"{ddp.world} processes")
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = config.tf32
-        torch.backends.cudnn.allow_tf32 = config.tf32
 
     resume_from = _prepare_out_dir(out_dir, resume)
     if ddp.world > 1:

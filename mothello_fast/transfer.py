@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, LanguageError, check_int
+from .errors import ConfigError, LanguageError, check_float, check_int
 from .othello import parse_moves, square_name, validate_games
 
 __all__ = ["TRANSFER_PREFIX", "TransferResult", "finetune_curves", "run_transfer"]
@@ -144,8 +144,9 @@ def run_transfer(config, *, finetune_language: str | None = None, pretrain_games
     pretrain_games = _check_pretrain_games(pretrain_games, prefix)
     for name, value in (("finetune_steps", finetune_steps), ("n_evaluations", n_evaluations)):
         check_int(name, value, least=1, error=ConfigError)
-    if finetune_lr is not None and not finetune_lr > 0:
-        raise ConfigError(f"finetune_lr={finetune_lr!r}: expected a positive number")
+    if finetune_lr is not None:
+        finetune_lr = check_float("finetune_lr", finetune_lr, low=0, low_open=True,
+                                  error=ConfigError)
     names = LanguageSet.from_spec(config.languages, n_anchors=config.n_anchors,
                                   unified=config.objective == "unified",
                                   seed=config.language_seed).names

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConceptError
+from .errors import ConceptError, check_int
+from .plots import new_figure, save_figure
 
 __all__ = ["Unification", "unification_score", "SimilarityMatrix", "similarity_matrix",
            "plot_similarity_matrix"]
@@ -60,8 +61,8 @@ def _cells(activations, items, languages, center: bool):
     """Unit cell vectors float64 [n_cells, d] with their language and item ids int64
     [n_cells], ordered by (language, item)."""
     x = activations.detach() if isinstance(activations, torch.Tensor) else torch.from_numpy(
-        np.asarray(activations))
-    if x.ndim != 2 or x.shape[0] == 0:
+        np.ascontiguousarray(activations))
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ConceptError(f"activations of shape {tuple(x.shape)}: expected float [n, d_model]")
     x = x.double()
     if not bool(torch.isfinite(x).all()):
@@ -132,6 +133,8 @@ def similarity_matrix(activations, items, languages, *, center: bool = True,
     kept (a seeded random choice among them; None: all), so the matrix stays small;
     centring uses every cell.
     """
+    if max_items is not None:
+        check_int("max_items", max_items, least=1, error=ConceptError)
     u, cell_lang, cell_item = _cells(activations, items, languages, center)
     keep = np.ones(len(u), dtype=bool)
     unique_items = np.unique(cell_item)
@@ -144,12 +147,9 @@ def similarity_matrix(activations, items, languages, *, center: bool = True,
 
 def plot_similarity_matrix(similarity: SimilarityMatrix, path, *, title: str = "",
                            language_names=None) -> Path:
-    """Draw `similarity` as a heat map (blocks by language) and save it to `path` (PNG)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5))
+    """Draw `similarity` as a heat map (blocks by language) and save it to `path` (PNG,
+    written atomically)."""
+    fig, ax = new_figure(figsize=(6, 5), dpi=120)
     image = ax.imshow(similarity.matrix, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
     starts = np.nonzero(np.r_[True, np.diff(similarity.languages) != 0])[0]
     for s in starts[1:]:
@@ -163,8 +163,4 @@ def plot_similarity_matrix(similarity: SimilarityMatrix, path, *, title: str = "
     ax.set_yticks(centres, names)
     ax.set_title(title or "cosine similarity of (language, item) cells")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -164,14 +164,24 @@ def test_a_corrupted_shard_is_named(tmp_path, model, language_set, games):
         load_activations(out)
 
 
+# seed 3 gives L1 other split tokens, in a vocabulary and context of the same sizes
+OTHER_SPLIT = LanguageSet.from_spec("atomic,split:3", seed=3)
+
+
+@pytest.mark.parametrize("other_set, other_language", [(None, "L0"), (OTHER_SPLIT, "L1")],
+                         ids=["another language", "the same names written otherwise"])
 def test_another_collection_in_the_same_directory_is_refused(tmp_path, model, language_set,
-                                                             games):
+                                                             games, other_set, other_language):
+    other_set = other_set or language_set
+    assert (other_set.vocab_size, other_set.context_length) == (language_set.vocab_size,
+                                                                language_set.context_length)
     out = tmp_path / "acts"
-    collect_activations(model, language_set, games, language="L0", layers=[1], out_dir=out,
+    collect_activations(model, language_set, games, language="L1", layers=[1], out_dir=out,
                         progress=False)
     with pytest.raises(DatasetError, match="another activation collection"):
-        collect_activations(model, language_set, games, language="L1", layers=[1], out_dir=out,
-                            progress=False)
+        collect_activations(model, other_set, games, language=other_language, layers=[1],
+                            out_dir=out, progress=False)
+    assert not np.array_equal(OTHER_SPLIT.token_ids("L1"), language_set.token_ids("L1"))
 
 
 def test_layers_resolve_to_one_pair_per_distinct_hook(model):
@@ -204,3 +214,30 @@ def test_empty_games_are_refused_before_writing_to_disk(tmp_path, model, languag
         collect_activations(model, language_set, games[:0], language="L0", layers=[1],
                             out_dir=tmp_path / "acts", progress=False)
     assert not (tmp_path / "acts").exists()
+
+
+def test_an_unbatched_hook_is_read_at_each_move_end_position(model, language_set, games):
+    # hook_pos_embed is [T, d_model], the same for every game: row i is its move's position
+    acts = collect_activations(model, language_set, games[:2], language="L1",
+                               layers=["hook_pos_embed"], progress=False)
+    positions = [p for g in range(2) for p in move_end_positions(language_set, "L1", games[g])]
+    np.testing.assert_allclose(acts.hidden["hook_pos_embed"],
+                               model.pos_embed.weight[positions].detach().numpy(), atol=1e-6)
+
+
+def test_a_stored_collection_keeps_the_order_of_its_layers(tmp_path, model, language_set, games):
+    layers = [2, 0, 1]   # not the alphabetical order of their hook names
+    memory = collect_activations(model, language_set, games, language="L0", layers=layers,
+                                 progress=False)
+    store = collect_activations(model, language_set, games, language="L0", layers=layers,
+                                shard_games=4, out_dir=tmp_path / "acts", progress=False)
+    assert store.layers == memory.layers
+    assert store.load().layers == memory.layers
+    assert [part.layers for part in store] == [memory.layers] * 2
+
+
+def test_a_stored_collection_loads_one_layer_by_its_hook_name(tmp_path, model, language_set,
+                                                              games):
+    store = collect_activations(model, language_set, games, language="L0", layers=[1, 2],
+                                out_dir=tmp_path / "acts", progress=False)
+    assert store.load("blocks.0.hook_resid_post").layers == ["blocks.0.hook_resid_post"]

@@ -260,3 +260,11 @@ def test_alignment_to_dict_is_strict_json_with_the_per_square_accuracy():
     assert json.loads(text)["cross_lingual"] == [None]
     assert data["matrices"][0]["cross_lingual"] is None
     np.testing.assert_array_equal(data["matrices"][0]["per_square"], per_square)
+
+
+def test_bad_test_games_are_named_as_test_games(two_atomic):
+    language_set, games = two_atomic
+    with pytest.raises(ValueError, match=r"test_games has shape \(5, 59\)"):
+        model_alignment(small_model(language_set, seed=0), language_set, games[:5],
+                        test_games=games[:5, :59], layers=[1], probe="linear",
+                        probe_params=FAST, progress=False)

@@ -191,3 +191,36 @@ def test_a_run_directory_or_latest_names_its_newest_checkpoint(tmp_path, languag
     assert load_checkpoint(run / "checkpoints" / "step-000003").step == 3
     with pytest.raises(CheckpointError, match="checkpoint.json is missing"):
         load_checkpoint(tmp_path / "elsewhere" / "latest")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("location", ["cuda", "cuda:0"])
+def test_a_map_location_this_machine_lacks_is_named(tmp_path, language_set, location):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
+    with pytest.raises(CheckpointError, match=f"map_location='{location}'"):
+        load_checkpoint(path, map_location=location)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_model_device_this_machine_lacks_is_named(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
+    with pytest.raises(ValueError, match="device='cuda'"):
+        load_model(path, device="cuda")
+
+
+def test_load_model_takes_the_auto_device(tmp_path, language_set):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set)
+    loaded, _ = load_model(path, device="auto")
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert {p.device.type for p in loaded.parameters()} == {want}
+
+
+@pytest.mark.parametrize("step", [-1, 2.5, "3"])
+def test_a_bad_step_is_refused_before_anything_is_written(tmp_path, language_set, step):
+    model, _, _ = trained_pair(language_set)
+    with pytest.raises(CheckpointError, match=f"step={step!r}"):
+        save_checkpoint(tmp_path / "ck", model=model, language_set=language_set, step=step)
+    assert list(tmp_path.iterdir()) == []

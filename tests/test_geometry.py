@@ -219,3 +219,29 @@ def test_float32_inputs_use_the_float32_rank_cutoff_as_scipy():
     got = canonical_angles(a, b, normalize=False, baseline=False).cosines
     assert len(got) == len(expected) == 15
     assert np.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_trials", [0, -1])
+def test_a_baseline_of_no_trials_is_refused(n_trials):
+    a = np.random.default_rng(20).normal(size=(30, 4))
+    with pytest.raises(ConceptError, match=f"n_trials={n_trials}"):
+        canonical_angles(a, a[:, :3], n_trials=n_trials)
+
+
+@pytest.mark.parametrize("args, seed, message", [((0, 3, 4), 0, "n_rows=0"),
+                                                ((20, 0, 4), 0, "d_a=0"),
+                                                ((20, 3, 4), 1.5, "seed=1.5")])
+def test_bad_random_baseline_parameters_are_refused(args, seed, message):
+    with pytest.raises(ConceptError, match=message):
+        random_canonical_cosines(*args, seed=seed)
+
+
+def test_random_baseline_has_as_many_cosines_as_the_rows_allow():
+    assert len(random_canonical_cosines(4, 6, 8)) == 4       # rank min(n_rows, d_a, d_b)
+
+
+@pytest.mark.parametrize("chunk_size", [0, -3])
+def test_nearest_neighbors_refuse_a_chunk_size_below_one(chunk_size):
+    x = np.random.default_rng(21).normal(size=(10, 4))
+    with pytest.raises(ConceptError, match=f"chunk_size={chunk_size}"):
+        nearest_neighbors(x, k=2, chunk_size=chunk_size)

@@ -277,5 +277,42 @@ def test_dropout_seed_outside_32_bits_is_refused(seed):
 @pytest.mark.parametrize("p", [-0.1, 1.0])
 def test_dropout_probability_outside_0_1_is_refused(p):
     q, k, v = _qkv(1, 2, 16, 32)
-    with pytest.raises(KernelError, match=rf"dropout_p={p}: expected a probability in \[0, 1\)"):
+    with pytest.raises(KernelError, match=rf"dropout_p={p}: expected a number in \[0, 1\)"):
         at.attention_triton(q, k, v, dropout_p=p)
+
+
+# one batch row more than the 2**31 elements the kernels' 32-bit offsets reach (meta tensors:
+# no memory is allocated)
+TOO_BIG = (2**31 // (8 * 128 * 64) + 1, 8, 128, 64)
+
+
+def test_max_offset_is_the_span_of_a_strided_view():
+    x = torch.empty(4, 6, 8)
+    assert at.max_offset(x) == x.numel() - 1
+    assert at.max_offset(x[:, ::2, 1:]) == 3 * 48 + 2 * 16 + 6
+    assert at.max_offset(x[:0]) == 0
+    assert at.max_offset(torch.empty(1, 8).expand(5, 8)) == 7   # stride 0
+
+
+def test_inputs_beyond_32_bit_offsets_are_refused_by_the_kernel():
+    q = torch.empty(TOO_BIG, device="meta")
+    with pytest.raises(KernelError, match=r"2,147,549,184 elements .* at most 2\*\*31"):
+        at.attention_triton(q, q, q)
+    small = torch.empty(TOO_BIG[0] - 1, *TOO_BIG[1:], device="meta")
+    assert at.offsets_fit(small) and not at.offsets_fit(q)
+    # a view spanning past 2**31 counts too, whatever its number of elements
+    sparse = torch.empty(2**31 + 1, device="meta")[::2**20]     # 2,049 elements
+    assert sparse.numel() == 2049 and not at.offsets_fit(sparse)
+
+
+def test_auto_leaves_inputs_beyond_32_bit_offsets_to_sdpa(monkeypatch):
+    from mothello_fast.kernels import attention as dispatch
+    called = []
+    monkeypatch.setattr(dispatch, "auto_picks_triton", lambda **kw: True)  # as on CUDA
+    monkeypatch.setattr(dispatch, "attention_triton", lambda q, *a, **kw: called.append(q) or q)
+    small = torch.empty(2, 8, 128, 64, device="meta")
+    assert dispatch.attention(small, small, small) is small
+    assert len(called) == 1 and called[0] is small
+    big = torch.empty(TOO_BIG, device="meta")
+    out = dispatch.attention(big, big, big)    # SDPA, on the meta device
+    assert out.shape == big.shape and len(called) == 1

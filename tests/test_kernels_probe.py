@@ -191,3 +191,13 @@ def test_labels_outside_the_classes_are_refused(bad):
     for backend in ("triton", "reference"):
         with pytest.raises(KernelError, match=f"label {bad}: expected a class 0..2 or -100"):
             probe_loss(x, w, b, labels, backend=backend)
+
+
+def test_activations_beyond_32_bit_offsets_are_refused():
+    # meta tensors: shapes without memory; x has 2**31 + 128 elements (labels 2**30 + 64)
+    n, d = 2**31 // 128 + 1, 128
+    x = torch.empty(n, d, device="meta")
+    weight, bias = torch.empty(d, 64, 3, device="meta"), torch.empty(64, 3, device="meta")
+    labels = torch.empty(n, 64, dtype=torch.int64, device="meta")
+    with pytest.raises(KernelError, match=r"\(16777217, 128\) tensor .* at most 2\*\*31"):
+        pt.probe_loss_triton(x, weight, bias, labels)

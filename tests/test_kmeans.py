@@ -163,3 +163,18 @@ def test_initial_centres_with_nan_are_named_as_init(points):
     init[1, 0] = np.nan
     with pytest.raises(ConceptError, match="init contain NaN"):
         KMeans(3, init=init, device="cpu").fit(points)
+
+
+def test_predict_with_centres_set_by_hand_on_an_unfitted_model(points):
+    model = KMeans(3, device="cpu")
+    model.cluster_centers_ = points[[5, 50, 150]].astype(np.float32)
+    d2 = ((points[:, None, :] - model.cluster_centers_[None]) ** 2).sum(-1)
+    assert np.array_equal(model.predict(points), d2.argmin(1))
+
+
+def test_predict_with_centres_of_other_features_set_by_hand_after_a_fit(points):
+    model = KMeans(3, seed=0, device="cpu").fit(points)
+    model.cluster_centers_ = np.eye(4, dtype=np.float32)[:2]
+    new = points[:100, :4]
+    d2 = ((new[:, None, :] - model.cluster_centers_[None]) ** 2).sum(-1)
+    assert np.array_equal(model.predict(new), d2.argmin(1))

@@ -333,6 +333,58 @@ def test_encode_rejects_bad_games(mixed_set, bad, error, message, like):
         mixed_set.encode(like(bad(mf.generate_games(4, seed=0))), 0)
 
 
+def _float_games(g):
+    return g.astype(np.float32)
+
+
+def _one_game(g):
+    return g[0]
+
+
+def _minus_two(g):
+    g[0, 0] = -2
+    return g
+
+
+def _wide_off_board(g):
+    return _off_board(g.astype(np.int64))
+
+
+BAD_GAMES = [_float_games, _short_rows, _one_game, _off_board, _minus_two, _centre_square,
+             _move_after_end, _wide_off_board]
+
+
+def _refusal(check, games):
+    with pytest.raises(mf.MothelloError) as refused:
+        check(games)
+    return type(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize("bad", BAD_GAMES)
+def test_encoding_and_validate_games_refuse_the_same_arrays_alike(mixed_set, bad):
+    """One rule for a games array: the language set's check (encode, output_ids, Corpus)
+    refuses what validate_games refuses, with the same error class and message."""
+    games = bad(mf.generate_games(4, seed=0))
+    expected = _refusal(mf.validate_games, games)
+    assert expected[0] in (GameArrayError, InvalidSquareError)
+    assert _refusal(lambda g: mixed_set.encode(g, 0), games) == expected
+    assert _refusal(lambda g: mixed_set.encode(torch.from_numpy(g), 0), games) == expected
+    assert _refusal(mixed_set.output_ids, games) == expected
+    assert _refusal(lambda g: mf.Corpus(g, mixed_set, batch_size=2), games) == expected
+
+
+@pytest.mark.parametrize("bad", [_off_board, _minus_two, _centre_square, _move_after_end])
+def test_the_square_check_names_the_entry_on_tensors_as_on_arrays(bad):
+    """The entry check that `_check_games` runs on a device, here on CPU tensors."""
+    from mothello_fast import othello
+    games = bad(mf.generate_games(4, seed=0)).astype(np.int64)
+    expected = _refusal(lambda g: othello._check_game_squares(g, othello._PLAYABLE_LUT, "games"),
+                        games)
+    lut = torch.from_numpy(othello._PLAYABLE_LUT)
+    assert _refusal(lambda g: othello._check_game_squares(torch.from_numpy(g), lut, "games"),
+                    games) == expected
+
+
 def test_encode_rejects_output_language(mixed_set):
     with pytest.raises(LanguageError, match="output-only"):
         mixed_set.encode(mf.generate_games(2, seed=0), "out")
@@ -553,6 +605,7 @@ def test_select_languages_checks_a_choice_of_input_languages():
     ls = LanguageSet.from_spec("atomic,split,compositional", unified=True)
     assert ls.select_languages() == ["L0", "L1", "L2"]
     assert ls.select_languages(("L2", "L0")) == ["L2", "L0"]
+    assert ls.select_languages("L1") == ["L1"]            # one name, not its characters
     with pytest.raises(LanguageError, match=r"\['out'\] are not input languages"):
         ls.select_languages(["L0", "out"])               # the output-only language
     with pytest.raises(ConceptError, match=r"languages=\['L1'\]: expected at least 2"):

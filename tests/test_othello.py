@@ -164,7 +164,9 @@ def test_replay_refuses_a_move_after_the_end():
     game = np.full((1, 60), -1, np.int8)
     game[0, :2] = [19, 18]
     game[0, 4] = 17
-    with pytest.raises(mf.IllegalMoveError, match="game 0, ply 4.*after the game's end"):
+    # a bad array (validate_games' rule), before any replay
+    with pytest.raises(mf.GameArrayError,
+                       match=r"games\[0, 4\] = 17 comes after the game's end \(-1 at ply 2\)"):
         mf.replay(game)
 
 
@@ -174,6 +176,7 @@ def test_replay_refuses_a_move_after_the_end():
     (np.zeros(60, np.int8), mf.GameArrayError, r"shape \(60,\)"),
     (np.full((2, 60), 64, np.int16), mf.InvalidSquareError, r"games\[0, 0\] = 64"),
     (np.full((2, 60), -2, np.int64), mf.InvalidSquareError, r"games\[0, 0\] = -2"),
+    (np.full((2, 60), 27, np.int8), mf.InvalidSquareError, r"games\[0, 0\] = 27.*centre"),
 ])
 def test_replay_refuses_bad_arrays(bad, error, pattern):
     with pytest.raises(error, match=pattern):

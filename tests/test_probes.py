@@ -202,6 +202,21 @@ def test_probe_model_takes_a_single_integer_layer(tiny_model):
     assert result == listed   # the same probe, the same scores as the list form
 
 
+def test_probe_model_refuses_an_out_dir_that_is_a_file_before_collecting(tiny_model, tmp_path,
+                                                                         monkeypatch):
+    import mothello_fast.activations as activations
+    model, language_set, games = tiny_model
+
+    def collect(*args, **kwargs):
+        raise AssertionError("activations were collected before out_dir was checked")
+
+    monkeypatch.setattr(activations, "collect_activations", collect)
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(FileExistsError):
+        probe_model(model, language_set, games, language="L0", layers=[1], kind="linear",
+                    probe_params=TINY, out_dir=tmp_path / "taken", progress=False)
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.1])
 def test_probe_model_refuses_a_test_fraction_outside_0_1(tiny_model, fraction):
     model, language_set, games = tiny_model

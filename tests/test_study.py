@@ -239,3 +239,11 @@ def test_transfer_refuses_games_without_the_given_prefix(tmp_path):
                      val_games=games, out_dir=tmp_path / "t", finetune_steps=2,
                      prefix="c4 c3 c2", progress=False)
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", 2**64 - 1])
+def test_a_bad_seed_is_refused_before_anything_is_written(tmp_path, seed):
+    # a study.json recording the bad seed would refuse the corrected re-run
+    with pytest.raises(ConfigError, match="seed="):
+        run_study(scale="tiny", out_dir=tmp_path / "s", seed=seed, device="cpu", progress=False)
+    assert not (tmp_path / "s").exists()

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mothello_fast import corpus as corpus_module
+from mothello_fast import train as train_module
 from mothello_fast.checkpoint import _manifest_digest, load_checkpoint, load_model
 from mothello_fast.cli import main
 from mothello_fast.datasets import write_games
@@ -86,18 +87,18 @@ def test_numbers_written_with_an_exponent_are_read_as_floats():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("lr=-1", r"lr=-1: expected a number > 0"),
-    ("lr=0", r"lr=0: expected a number > 0"),
-    ("lr=true", r"lr=True: expected a number > 0"),
-    ("lr=fast", r"lr='fast': expected a number > 0"),
-    ("weight_decay=-0.5", r"weight_decay=-0.5: expected a number >= 0"),
-    ("grad_clip=-1", r"grad_clip=-1: expected a number >= 0 \(or None"),
+    ("lr=-1", r"lr=-1: expected a finite number > 0"),
+    ("lr=0", r"lr=0: expected a finite number > 0"),
+    ("lr=true", r"lr=True: expected a finite number > 0"),
+    ("lr=fast", r"lr='fast': expected a finite number > 0"),
+    ("weight_decay=-0.5", r"weight_decay=-0.5: expected a finite number >= 0"),
+    ("grad_clip=-1", r"grad_clip=-1: expected a finite number >= 0 \(or None"),
     ("betas=[0.9,1.5]", r"betas=\[0.9, 1.5\]: expected two numbers in \[0, 1\)"),
     ("dropout=1.5", r"dropout=1.5: expected a number in \[0, 1\)"),
     ("min_lr_ratio=2e0", r"min_lr_ratio='2e0': expected a number in \[0, 1\]"),
     ("language_weights=[1,x]", r"language_weights=\[1, 'x'\]: expected numbers >= 0"),
-    ("lr=.inf", r"lr=inf: expected a number > 0"),
-    ("weight_decay=.nan", r"weight_decay=nan: expected a number >= 0"),
+    ("lr=.inf", r"lr=inf: expected a finite number > 0"),
+    ("weight_decay=.nan", r"weight_decay=nan: expected a finite number >= 0"),
     ("batch_size=0", r"batch_size=0: expected a positive integer"),
     ("warmup_steps=-1", r"warmup_steps=-1: expected an integer >= 0"),
     ("max_steps=2.5", r"max_steps=2.5: expected a positive integer"),
@@ -421,6 +422,33 @@ def test_resume_between_log_steps_repeats_the_logged_losses(tmp_path, games, mon
     curve = [(r["step"], r["loss"]) for r in whole.metrics if "loss" in r]
     assert [r[0] for r in curve] == [4, 8, 12]
     assert [(r["step"], r["loss"]) for r in resumed.metrics if "loss" in r] == curve
+
+
+@pytest.mark.parametrize("tf32", [True, False])
+def test_tf32_holds_while_training_and_the_callers_setting_returns(tmp_path, games, monkeypatch,
+                                                                     tf32):
+    # k-means, probes and geometry run after training in the same process (the study):
+    # they must not inherit the trainer's TF32 matmuls
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = tuple(flag.allow_tf32 for flag in flags)
+    seen = []
+    real_step = train_module.train_step
+
+    def recording_step(*args, **kwargs):
+        seen.append(tuple(flag.allow_tf32 for flag in flags))
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", recording_step)
+    try:
+        for flag in flags:
+            flag.allow_tf32 = not tf32
+        train(TrainConfig(languages="atomic", max_steps=2, tf32=tf32, **TINY),
+              train_games=games[0], val_games=games[1], out_dir=tmp_path, progress=False)
+        assert seen == [(tf32, tf32)] * 2
+        assert tuple(flag.allow_tf32 for flag in flags) == (not tf32, not tf32)
+    finally:
+        for flag, value in zip(flags, before):
+            flag.allow_tf32 = value
 
 
 def test_resume_skips_a_metrics_line_cut_short_by_the_interruption(tmp_path, games,

@@ -1,5 +1,6 @@
 """Unification score and similarity matrix on constructed activations."""
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,44 @@ def test_activations_with_nan_are_refused():
     acts[3, 2] = np.nan
     with pytest.raises(ConceptError, match="row 3 contains NaN"):
         unification_score(acts, items, langs)
+
+
+def test_a_reversed_view_of_the_activations_gives_the_score_of_its_copy():
+    items, langs = rows(n_items=6, n_languages=2)
+    acts = activations(items, langs, 1.0, 0.5, seed=6, noise=0.3)[::-1]
+    got = unification_score(acts, items[::-1], langs[::-1]).score
+    assert got == pytest.approx(unification_score(acts.copy(), items[::-1], langs[::-1]).score)
+
+
+def test_activations_without_features_are_refused():
+    items, langs = rows(n_items=4, n_languages=2)
+    with pytest.raises(ConceptError, match=r"shape \(16, 0\)"):
+        unification_score(np.zeros((len(items), 0)), items, langs)
+
+
+@pytest.mark.parametrize("max_items", [0, -1, 2.5])
+def test_similarity_matrix_refuses_max_items_below_one(max_items):
+    items, langs = rows(n_items=5, n_languages=2)
+    with pytest.raises(ConceptError, match=f"max_items={max_items}"):
+        similarity_matrix(activations(items, langs, 1.0, 0.0), items, langs, max_items=max_items)
+
+
+def test_plot_leaves_the_old_file_whole_when_saving_fails(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    items, langs = rows(n_items=6, n_languages=2)
+    sim = similarity_matrix(activations(items, langs, 1.0, 0.0), items, langs)
+    path = tmp_path / "sim.png"
+    path.write_bytes(b"old")
+
+    def broken_savefig(self, target, **kwargs):   # writes part of the image, then fails
+        if hasattr(target, "write"):
+            target.write(b"half")
+        else:
+            Path(target).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        plot_similarity_matrix(sim, path)
+    assert path.read_bytes() == b"old"

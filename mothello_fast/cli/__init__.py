@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     module = import_module(f".{COMMANDS[args.command]}", __name__)
     try:
         return module.run(args) or 0
-    except (MothelloError, FileNotFoundError) as exc:
+    except (MothelloError, OSError) as exc:   # OSError: a path that cannot be read or written
         print(f"mothello {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:   # what was written is complete: every write is atomic

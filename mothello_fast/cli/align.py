@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 
 from .games import non_negative_int
+from .lists import add_list_argument
 from .probe import add_model_arguments, model_inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--languages", nargs="+", default=None,
-                        help="languages to compare (default: every input language)")
+    add_list_argument(parser, "--languages", help="languages to compare (default: every input "
+                                                  "language)")
     parser.add_argument("--test-games", type=non_negative_int, default=100,
                         help="test the probes on this many fresh games drawn with seed + 1 "
                              "(default: mOthello's 100); 0: on a --test-fraction split of the "

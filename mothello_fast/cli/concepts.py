@@ -5,7 +5,7 @@ the input embeddings. Writes concepts.json and plots (curves by layer, similarit
 matrices) to --out.
 
 Example:
-    mothello concepts runs/atomic2/checkpoints/step-020000 --layers 1,4,6,8 --out concepts/
+    mothello concepts runs/atomic2/checkpoints/step-020000 --layers 1 4 6 8 --out concepts/
 """
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ import argparse
 from pathlib import Path
 
 from .games import add_games_arguments, games_from_args
+from .lists import add_layers_argument, add_list_argument, layers_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint directory, or a run directory (its newest)")
     parser.add_argument("--out", required=True, help="directory for concepts.json and plots")
-    parser.add_argument("--layers", default=None,
-                        help="comma-separated layers, 0 the embeddings, l the output of block l, "
-                             "or hook names (default: every block)")
-    parser.add_argument("--languages", default=None, help="comma-separated (default: all inputs)")
+    add_layers_argument(parser, help="layers (default: every block)")
+    add_list_argument(parser, "--languages", help="input languages (default: all)")
     add_games_arguments(parser, default_games=500, seed_help="seed of the fresh games and k-means")
     parser.add_argument("--clusters", type=int, default=100, help="K of k-means")
     parser.add_argument("--n-init", type=int, default=3,
@@ -54,11 +53,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, language_set = load_model(args.checkpoint, device=device)
     games = games_from_args(args)
-    layers = [int(x) if x.isdigit() else x for x in args.layers.split(",")] if args.layers \
-        else None
     results = concept_report(
-        model, language_set, games, layers=layers,
-        languages=args.languages.split(",") if args.languages else None,
+        model, language_set, games, layers=layers_from(args.layers), languages=args.languages,
         n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
         theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
         min_types=args.min_types, theta_o=args.theta_o, k_neighbors=args.neighbors,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .games import add_games_arguments, games_from_args, positive_int
+from .lists import add_list_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_games_arguments(parser, default_games=1000)
     parser.add_argument("--objective", choices=["standard", "unified"], default=None,
                         help="default: the one the checkpoint was trained with")
-    parser.add_argument("--languages", default=None, help="comma-separated (default: all inputs)")
+    add_list_argument(parser, "--languages", help="input languages (default: all)")
     parser.add_argument("--batch-size", type=positive_int, default=256,
                         help="games per forward pass")
     parser.add_argument("--device", default="auto")
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     games = games_from_args(args)
     results = evaluate_checkpoint(args.checkpoint, games, objective=args.objective,
-                                  languages=args.languages.split(",") if args.languages else None,
+                                  languages=args.languages,
                                   device=args.device, batch_size=args.batch_size)
     results = {"checkpoint": str(resolve_checkpoint(args.checkpoint)), "n_games": int(len(games)),
                **results}

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from .games import add_games_arguments, games_from_args
+from .lists import add_layers_argument, layers_from
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +19,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint directory, or a run directory (its newest)")
     add_games_arguments(parser, default_games=1000,   # mOthello's probe games
                         seed_help="seed of the fresh games, the split and the probes")
-    parser.add_argument("--layers", nargs="+", default=["6"],
-                        help="layers: integers (0 embeddings, l after block l) or hook names")
+    add_layers_argument(parser, default=["6"], help="layers to probe (default: 6)")
     parser.add_argument("--kind", choices=["mlp", "linear"], default="mlp", help="probe kind")
     parser.add_argument("--labels", choices=["absolute", "relative"], default="absolute")
     parser.add_argument("--hidden", type=int, default=512, help="MLP probe hidden units")
@@ -38,7 +38,7 @@ def model_inputs(args: argparse.Namespace):
 
     model, language_set = load_model(args.checkpoint, device=resolve_device(args.device))
     games = games_from_args(args)
-    layers = [int(x) if x.isdigit() else x for x in args.layers]
+    layers = layers_from(args.layers)
     params = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
               "device": args.device, **({"hidden": args.hidden} if args.kind == "mlp" else {})}
     return model, language_set, games, layers, params
@@ -51,8 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import ProbeError
     from ..probes import probe_model
 
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ProbeError(f"--out {args.out!r} is a file: expected a directory for the probes "
+                         "and probes.json")
     model, language_set, games, layers, params = model_inputs(args)
     result = probe_model(model, language_set, games, language=args.language, layers=layers,
                          kind=args.kind, labels=args.labels, probe_params=params,

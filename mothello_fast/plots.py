@@ -1,0 +1,33 @@
+"""Figures as the toolkit draws and saves them: matplotlib's Agg backend (no display
+needed), PNGs written atomically (a save that fails leaves the old file whole)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .storage import atomic_write_bytes
+
+__all__ = ["new_figure", "save_figure"]
+
+
+def new_figure(figsize: tuple[float, float] = (5.5, 4), dpi: int = 100):
+    """``(fig, ax)``: one set of axes, on the Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(figsize=figsize, dpi=dpi)
+
+
+def save_figure(fig, path) -> Path:
+    """Lay out `fig`, write it to `path` as a PNG atomically, and close it (also when
+    drawing fails, so that failed plots do not pile up in pyplot's open figures)."""
+    import matplotlib.pyplot as plt
+    buffer = io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

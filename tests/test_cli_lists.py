@@ -1,0 +1,38 @@
+"""The list options of the subcommands: one rule (spaces, commas or both) everywhere."""
+import pytest
+
+from mothello_fast.cli import build_parser
+from mothello_fast.cli.lists import layers_from
+
+SPELLINGS = (["4", "6", "blocks.1.hook_resid_mid"], ["4,6,blocks.1.hook_resid_mid"],
+             ["4,", "6", ",blocks.1.hook_resid_mid"], ["4, 6", "blocks.1.hook_resid_mid"])
+COMMANDS = {"probe": ["probe", "--checkpoint", "CK", "--language", "L0"], "align": ["align", "--checkpoint", "CK",
+                                                                 "--out", "a.json"],
+            "concepts": ["concepts", "CK", "--out", "d"], "eval": ["eval", "CK"]}
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize("command", ["probe", "align", "concepts"])
+def test_layers_are_the_same_list_however_separated(command, spelling):
+    args = build_parser().parse_args(COMMANDS[command] + ["--layers", *spelling])
+    assert layers_from(args.layers) == [4, 6, "blocks.1.hook_resid_mid"]
+
+
+@pytest.mark.parametrize("command", ["align", "concepts", "eval"])
+def test_languages_are_the_same_list_however_separated(command):
+    parser = build_parser()
+    for spelling in (["L0", "L2"], ["L0,L2"], ["L0,", "L2"]):
+        assert parser.parse_args(COMMANDS[command] + ["--languages", *spelling]).languages \
+            == ["L0", "L2"]
+    assert parser.parse_args(COMMANDS[command]).languages is None   # every input language
+
+
+def test_the_probe_layer_default_is_layer_six():
+    assert layers_from(build_parser().parse_args(COMMANDS["probe"]).layers) == [6]
+
+
+def test_a_list_of_no_item_is_refused_naming_the_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(COMMANDS["concepts"] + ["--layers", ",", " "])
+    assert exit_info.value.code == 2
+    assert "--layers ',  ': no item" in capsys.readouterr().err
