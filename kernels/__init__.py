@@ -1,8 +1,10 @@
 """Kernels for attention and board probes (importable as ``mothello_fast.kernels``).
 
-Each kernel has a plain-torch reference beside it and a dispatcher that picks
-the Triton kernel on CUDA (or under ``TRITON_INTERPRET=1``) and the reference
-elsewhere:
+Each kernel has a plain-torch reference beside it and a dispatcher whose
+``backend="auto"`` picks the Triton kernel for CUDA tensors where it was measured
+faster, and otherwise SDPA (attention) or the reference (probe);
+``backend="triton"`` runs the kernel, on CPU tensors too under
+``TRITON_INTERPRET=1`` (as the tests do):
 
 - `attention`: dispatcher ``attention(q, k, v, *, dropout_p, causal, backend)`` and
   ``attention_reference``; the Triton forward/backward in `attention_triton`.

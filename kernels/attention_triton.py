@@ -509,6 +509,7 @@ def attention_dropout_mask(batch: int, heads: int, T: int, *, dropout_p: float, 
     (True = kept), for `attention_reference(..., dropout_mask=...)`."""
     seed = check_int("seed", seed, least=0, most=MAX_SEED, error=KernelError)
     keep = torch.empty((batch, heads, T, T), dtype=torch.int8, device=device)
+    check_offsets(keep)
     _dropout_mask_kernel[(triton.cdiv(T, 16), batch * heads)](keep, seed, float(dropout_p), T,
                                                                BLOCK_M=16, BLOCK=t_bucket(T))
     return keep.bool()

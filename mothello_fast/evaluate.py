@@ -147,12 +147,17 @@ def _count_batch(model, language_set, games: np.ndarray, language, objective: st
     return int(legal.sum()), len(legal), float(loss), n_targets
 
 
-def _check_objective(language_set, objective: str):
+def _check_objective(language_set, objective: str | None) -> str:
+    """`objective`, checked; None: "unified" for a language set with an output language
+    (what such a set is built for), else "standard"."""
+    if objective is None:
+        return "unified" if language_set.output_language is not None else "standard"
     if objective not in ("standard", "unified"):
         raise LanguageError(f"objective={objective!r}: expected 'standard' or 'unified'")
     if objective == "unified" and language_set.output_language is None:
         raise LanguageError("objective='unified' needs a language set with an output language "
                             "(built with unified=True)")
+    return objective
 
 
 def _codes_for(language_set, language, objective: str) -> _Codes:
@@ -163,7 +168,7 @@ def _codes_for(language_set, language, objective: str) -> _Codes:
 def _evaluate(model, language_set, games, language, objective: str, batch_size: int,
               bf16: bool | None) -> tuple[int, int, float, int]:
     batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
-    _check_objective(language_set, objective)
+    objective = _check_objective(language_set, objective)
     games = validate_games(games)
     codes = _codes_for(language_set, language, objective)
     gpt = unwrap(model)
@@ -181,25 +186,27 @@ def _evaluate(model, language_set, games, language, objective: str, batch_size: 
     return int(totals[0]), int(totals[1]), float(totals[2]), int(totals[3])
 
 
-def legal_move_accuracy(model, language_set, games, *, language, objective: str = "standard",
+def legal_move_accuracy(model, language_set, games, *, language, objective: str | None = None,
                         batch_size: int = 256, bf16: bool | None = None) -> float:
     """Fraction of greedy top-1 next moves that are legal, over every move of `games`
     (int8 [n, 60]) but each game's last, with the games written in `language`.
 
-    batch_size: games per forward pass; bf16: run under bf16 autocast (None: on CUDA)."""
+    objective: "standard" or "unified" (None: unified for a language set with an output
+    language, else standard); batch_size: games per forward pass; bf16: run under bf16
+    autocast (None: on CUDA)."""
     correct, total, _, _ = _evaluate(model, language_set, games, language, objective, batch_size,
                                      bf16)
     return correct / total if total else float("nan")
 
 
-def evaluate_languages(model, language_set, games, *, objective: str = "standard",
+def evaluate_languages(model, language_set, games, *, objective: str | None = None,
                        languages=None, batch_size: int = 256,
                        bf16: bool | None = None) -> dict[str, float]:
     """``{"legal_acc/<lang>": ..., "val_loss/<lang>": ...}`` for every input language
     (all but the output language) or the given `languages`, on games int8 [n, 60];
-    `batch_size` and `bf16` as in `legal_move_accuracy`."""
+    `objective`, `batch_size` and `bf16` as in `legal_move_accuracy`."""
     batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
-    _check_objective(language_set, objective)
+    objective = _check_objective(language_set, objective)
     languages = language_set.select_languages(languages)   # input languages, each once
     result = {}
     for language in languages:
@@ -221,8 +228,7 @@ def evaluate_checkpoint(checkpoint, games, *, objective: str | None = None, lang
     device = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)
     model, language_set = ckpt.build_model(device=device), ckpt.language_set
-    if objective is None:
-        objective = (ckpt.train_config or {}).get("objective") or (
-            "unified" if language_set.output_language is not None else "standard")
+    if objective is None:   # the checkpoint's, else what its language set is built for
+        objective = (ckpt.train_config or {}).get("objective")
     return evaluate_languages(model, language_set, games, objective=objective,
                               languages=languages, batch_size=batch_size, bf16=bf16)

@@ -5,9 +5,9 @@ Pre-LayerNorm blocks, learned positions, GELU MLP, untied unembedding, dropout
 through a `HookPoint` (an identity module) named as in TransformerLens:
 
     hook_embed, hook_pos_embed,
-    blocks.{l}.hook_resid_pre, blocks.{l}.hook_attn_out, blocks.{l}.hook_resid_mid,
-    blocks.{l}.hook_mlp_out, blocks.{l}.hook_resid_post,
-    ln_final.hook_normalized
+    blocks.{l}.hook_resid_pre, blocks.{l}.ln1.hook_normalized, blocks.{l}.hook_attn_out,
+    blocks.{l}.hook_resid_mid, blocks.{l}.ln2.hook_normalized, blocks.{l}.hook_mlp_out,
+    blocks.{l}.hook_resid_post, ln_final.hook_normalized
 
 A hook point without hooks is an identity call (and disappears under
 `torch.compile`); `GPT.run_with_cache` attaches hooks only for the duration of one
@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import CheckpointError, MothelloError, check_float, check_int
-from .kernels.attention import attention
+from .kernels.attention import BACKENDS, attention
 
 __all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "flops_per_token"]
 
@@ -60,6 +60,9 @@ class GPTConfig:
                                 f"n_heads={self.n_heads}")
         self.dropout = check_float("GPTConfig.dropout", self.dropout, low=0, high=1,
                                    high_open=True)
+        if self.attention_backend not in BACKENDS:
+            raise MothelloError(f"GPTConfig.attention_backend={self.attention_backend!r}: expected "
+                                f"one of {', '.join(map(repr, BACKENDS))}")
 
     @property
     def d_head(self) -> int:
@@ -75,6 +78,10 @@ class GPTConfig:
         if unknown:
             raise MothelloError(f"GPTConfig: unknown field(s) {unknown}; expected some of "
                                 f"{sorted(known)}")
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.name not in data]
+        if missing:
+            raise MothelloError(f"GPTConfig: missing field(s) {missing}")
         return cls(**data)
 
 
@@ -231,6 +238,9 @@ class GPT(nn.Module):
         if T > self.config.context_length:
             raise MothelloError(f"tokens have length {T}; this model's context_length is "
                                 f"{self.config.context_length}")
+        if targets is not None and targets.shape != tokens.shape:
+            raise MothelloError(f"targets have shape {tuple(targets.shape)}; expected the tokens' "
+                                f"shape {tuple(tokens.shape)}")
         x = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(
             self.positions[:T]))
         x = self.dropout(x)
@@ -268,7 +278,9 @@ class GPT(nn.Module):
                 for name, point in self._hook_points(pattern).items():
                     handles.append(point.register_forward_hook(
                         lambda _m, _inp, out, fn=fn, name=name: fn(out, name)))
-            return self(tokens, targets)
+            # _call_impl, not self(): after `model.compile()` the compiled call would skip
+            # hooks added later (dynamo does not guard on them)
+            return self._call_impl(tokens, targets)
         finally:
             for handle in handles:
                 handle.remove()
@@ -329,6 +341,14 @@ class GPT(nn.Module):
                            n_layers=n_layers, n_heads=heads, d_model=W_E.shape[1],
                            d_mlp=get("blocks.0.mlp.W_in").shape[1], dropout=dropout)
         d = config.d_model
+
+        def attn_weight(key: str, shape: tuple[int, ...]) -> torch.Tensor:
+            w = get(key)
+            if tuple(w.shape) != shape:
+                raise CheckpointError(f"{key} has shape {tuple(w.shape)}; expected {shape} "
+                                      f"(this GPT needs d_head = d_model / n_heads = {d // heads})")
+            return w
+
         ours = {"embed.weight": W_E, "pos_embed.weight": W_pos, "unembed.weight": W_U.T,
                 "unembed.bias": sd.get("unembed.b_U", torch.zeros(W_E.shape[0]))}
 
@@ -343,10 +363,12 @@ class GPT(nn.Module):
             layer_norm(f"{tl}.ln2", f"{me}.ln2")
             # W_X [h, d, dh] -> Linear rows h*dh + j
             ours[f"{me}.attn.qkv.weight"] = torch.cat(
-                [get(f"{tl}.attn.W_{x}").permute(0, 2, 1).reshape(d, d) for x in "QKV"])
+                [attn_weight(f"{tl}.attn.W_{x}", (heads, d, d // heads)).permute(0, 2, 1)
+                 .reshape(d, d) for x in "QKV"])
             ours[f"{me}.attn.qkv.bias"] = torch.cat(
                 [sd.get(f"{tl}.attn.b_{x}", torch.zeros(d)).reshape(d) for x in "QKV"])
-            ours[f"{me}.attn.proj.weight"] = get(f"{tl}.attn.W_O").reshape(d, d).T  # [d, h*dh]
+            ours[f"{me}.attn.proj.weight"] = attn_weight(  # [d, h*dh]
+                f"{tl}.attn.W_O", (heads, d // heads, d)).reshape(d, d).T
             ours[f"{me}.attn.proj.bias"] = sd.get(f"{tl}.attn.b_O", torch.zeros(d))
             ours[f"{me}.mlp.fc.weight"] = get(f"{tl}.mlp.W_in").T
             ours[f"{me}.mlp.fc.bias"] = sd.get(f"{tl}.mlp.b_in", torch.zeros(config.d_mlp))

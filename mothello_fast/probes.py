@@ -7,8 +7,11 @@ one; their last layer goes through `mothello_fast.kernels.probe.probe_loss`. Inp
 are standardised with the training set's mean and deviation, the last layer's bias
 starts at each square's class log-frequencies, and Adam carries a light L2 penalty
 (``weight_decay=1e-4``: torch's coupled weight decay, which adds ``1e-4 * w`` to the
-gradient of the mean cross-entropy of every parameter, biases included; Adam rescales
-that gradient per parameter, so it matches no fixed scikit-learn ``C``).
+gradient of the mean cross-entropy over positions and squares of every parameter,
+biases included; a linear probe's full-batch fixed point is, square by square, that of
+scikit-learn's logistic regression on the standardised inputs with the bias penalised
+as the weight of a constant feature and ``C = 1 / (64 * weight_decay * n_positions)``:
+no fixed ``C``).
 Labels are classes 0..2 per square, absolute (empty / black / white) or relative
 (empty / mine / theirs), as the engine's `Replay` gives them.
 
@@ -43,14 +46,20 @@ _FORMAT = "mothello-probe/1"
 
 
 def _features(X, device) -> torch.Tensor:
-    """X: float ``[N, d]`` (numpy or torch) -> float32 tensor on `device`."""
-    X = torch.as_tensor(X)
+    """X: float ``[N, d]`` (numpy or torch), finite -> float32 tensor on `device`."""
+    X = torch.as_tensor(X).detach()   # hidden states may come from a graph: train on values
     if X.ndim != 2:
         raise ProbeError(f"X has shape {tuple(X.shape)}: expected [n_positions, d_model]")
     if not (X.is_floating_point() or X.dtype in (torch.int8, torch.int16, torch.int32,
                                                  torch.int64, torch.uint8)):
         raise ProbeError(f"X has dtype {X.dtype}: expected a float array")
-    return X.to(device=device, dtype=torch.float32)
+    X = X.to(device=device, dtype=torch.float32)
+    bad = ~torch.isfinite(X)
+    if bool(bad.any()):
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ProbeError(f"X has a non-finite value {float(X[row, col])} at row {row}, "
+                         f"column {col} (as float32): expected finite hidden states")
+    return X
 
 
 def _labels(y, n: int, device) -> torch.Tensor:
@@ -130,7 +139,9 @@ class _BoardProbe:
             check_int(name, getattr(self, name), least=1, error=ProbeError)
         check_float("lr", self.lr, low=0, low_open=True, error=ProbeError)
         check_float("weight_decay", self.weight_decay, low=0, error=ProbeError)
-        check_int("seed", self.seed, least=0, error=ProbeError)
+        check_int("seed", self.seed, least=0, most=2**64 - 1, error=ProbeError)  # torch's range
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise ProbeError(f"standardize={self.standardize!r}: expected True or False")
         resolve_device(self.device)   # names an unknown device now, not after collecting
 
     def fit(self, X, y):
@@ -238,8 +249,9 @@ class _BoardProbe:
         tensors = {f"param.{k}": v.contiguous() for k, v in self.params_.items()}
         tensors["mean"], tensors["scale"] = self.mean_.contiguous(), self.scale_.contiguous()
         meta = {"format": _FORMAT, "class": type(self).__name__,
-                "params": json.dumps({k: v for k, v in self.get_params().items()
-                                      if k not in ("device", "progress")}),
+                "params": json.dumps({k: v.item() if isinstance(v, np.generic) else v
+                                      for k, v in self.get_params().items()
+                                      if k not in ("device", "progress")}),  # numpy: as Python
                 "loss_curve": json.dumps(self.loss_curve_)}
         path = Path(path)
         atomic_write_bytes(path, save(tensors, metadata=meta))

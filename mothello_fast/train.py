@@ -19,6 +19,7 @@ so the update equals single-process training on the global batch.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -30,12 +31,13 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from .checkpoint import (_step_directories, find_latest_checkpoint, load_checkpoint,
                          load_weights, restore_rng_state, save_checkpoint)
-from .storage import atomic_write_bytes, atomic_write_json
+from .storage import atomic_write_bytes, atomic_write_json, writer_lock
 from .errors import CheckpointError, ConfigError, check_float, check_int
 from .devices import resolve_device
 from .evaluate import evaluate_languages
@@ -373,7 +375,21 @@ def _prepare_out_dir(out_dir: Path, resume: bool):
     return None
 
 
-def _check_resume_config(ckpt, config: TrainConfig, device: torch.device, ddp: _Dist) -> None:
+def _data_digests(train_games, val_games, language_games) -> dict[str, str]:
+    """sha256 of what a run reads: its training games with the `language_games` subsets
+    that draw from them (they decide the batches), and its held-out games."""
+    train = hashlib.sha256(np.ascontiguousarray(train_games).tobytes())
+    for name, subset in sorted((language_games or {}).items()):
+        subset = subset.detach().cpu().numpy() if isinstance(subset, torch.Tensor) \
+            else np.asarray(subset)
+        train.update(f"{name}:{subset.dtype}:".encode() + np.ascontiguousarray(subset).tobytes())
+    return {"train_data_sha256": train.hexdigest(),
+            "val_games_sha256": hashlib.sha256(np.ascontiguousarray(val_games).tobytes()
+                                               ).hexdigest()}
+
+
+def _check_resume_config(ckpt, config: TrainConfig, device: torch.device, ddp: _Dist,
+                         digests: dict[str, str]) -> None:
     saved = dict(ckpt.train_config or {})
     current = config.to_dict()
     diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in current
@@ -381,8 +397,17 @@ def _check_resume_config(ckpt, config: TrainConfig, device: torch.device, ddp: _
     if diffs:
         raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: its training config "
                               f"differs ({'; '.join(diffs)})")
-    # allowed, but the rest of the run then differs from the uninterrupted one
     run = ckpt.extra.get("run") or {}
+    if run.get("train_data_sha256", digests["train_data_sha256"]) != digests["train_data_sha256"]:
+        raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: it was trained on other "
+                              "games (train_games, or language_games, differ from its run's); "
+                              "pass the same games, or start a new run (init_from= starts one "
+                              "from its weights)")
+    # allowed, but the rest of the run then differs from the uninterrupted one
+    if ddp.main and run.get("val_games_sha256", digests["val_games_sha256"]) \
+            != digests["val_games_sha256"]:
+        warnings.warn(f"resuming {str(ckpt.path)!r} with other val_games than its run's: the "
+                      "evaluations from here on are of other games", stacklevel=4)
     for what, old, new, why in (
             ("device type", run.get("device_type"), device.type, "the batches differ"),
             ("number of processes", run.get("world_size"), ddp.world,
@@ -430,6 +455,16 @@ def _tf32(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
+def _run_lock(out_dir: Path, ddp: _Dist):
+    """On the main process, `storage.writer_lock` on `out_dir` for the run: a second
+    training run into it at the same time is refused (under torchrun, the failing
+    process stops the others)."""
+    if not ddp.main:
+        return nullcontext()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return writer_lock(out_dir, error=CheckpointError, what="training run")
+
+
 def _keep_newest(directory: Path, keep: int | None) -> None:
     if keep is None:
         return
@@ -455,10 +490,11 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
     val_games = validate_games(val_games, name="val_games")
     ddp = _setup_distributed("cuda" if config.device != "cpu" and torch.cuda.is_available()
                              else "cpu")
+    out_dir = Path(out_dir)
     try:
-        with _tf32(config.tf32):
+        with _tf32(config.tf32), _run_lock(out_dir, ddp):
             return _train(config, ddp, train_games=train_games, val_games=val_games,
-                          out_dir=Path(out_dir), language_set=language_set,
+                          out_dir=out_dir, language_set=language_set,
                           language_games=language_games, init_from=init_from, resume=resume,
                           progress=progress)
     finally:
@@ -483,8 +519,9 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     init = load_checkpoint(init_from) if init_from is not None else None
     records = []
+    digests = _data_digests(train_games, val_games, language_games)
     if ckpt is not None:
-        _check_resume_config(ckpt, config, device, ddp)
+        _check_resume_config(ckpt, config, device, ddp, digests)
         # the records up to the checkpoint we resume from (read by every process, so that
         # a bad log stops them all)
         records = _read_metrics(out_dir / METRICS, up_to_step=ckpt.step)
@@ -563,7 +600,7 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
         if ddp.world > 1 and window:
             sums = [torch.zeros_like(loss_sum) for _ in range(ddp.world)]
             dist.all_gather(sums, loss_sum)
-        extra = {"run": {"device_type": device.type, "world_size": ddp.world},
+        extra = {"run": {"device_type": device.type, "world_size": ddp.world, **digests},
                  "loss_window": {"steps": window, "sums": [float(x) for x in sums]}}
         if ddp.main:
             save_checkpoint(path, model=model, language_set=language_set, step=step,

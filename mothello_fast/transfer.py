@@ -73,10 +73,11 @@ def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_game
                     out_dir, progress: bool = True) -> TransferResult:
     """Fine-tune the model of `checkpoint` in `finetune_language` only, with `config`
     (a `TrainConfig`; its `language_weights` are replaced by a one-hot on that language),
-    evaluating every language every `config.eval_every` steps on `val_games`.
+    evaluating every language every `config.eval_every` steps (at least 1) on `val_games`,
+    from step 0 (the pretrained model) on.
 
-    finetune_games, val_games: int8 [n, 60]. Resumable: a finished or interrupted run in
-    `out_dir` is continued, not restarted.
+    finetune_games, val_games: int8 [n, 60], non-empty. Resumable: a finished or
+    interrupted run in `out_dir` is continued, not restarted.
     """
     from .checkpoint import load_checkpoint
     from .train import train
@@ -85,14 +86,27 @@ def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_game
     if finetune_language not in language_set.names:
         raise LanguageError(f"finetune_language={finetune_language!r}: expected one of "
                             f"{list(language_set.names)}")
+    if not config.eval_every:   # train would then measure only the end: no step 0, no gain
+        raise ConfigError(f"config.eval_every={config.eval_every!r}: expected a positive "
+                          "integer, so that the pretrained model (step 0) is measured")
+    val_games = _check_games(val_games, "val_games")
     weights = [float(name == finetune_language) for name in language_set.names]
     config = dataclasses.replace(config, language_weights=weights)
     result = train(config, train_games=finetune_games, val_games=val_games, out_dir=out_dir,
                    init_from=checkpoint, resume=True, progress=progress)
-    if not result.metrics:
-        raise ConfigError(f"fine-tuning in {str(out_dir)!r} recorded no evaluation; expected "
-                          "eval_every > 0 or eval_games > 0")
+    evaluated = [r["step"] for r in result.metrics if any(k.startswith("legal_acc/") for k in r)]
+    if 0 not in evaluated:   # a run begun without evaluations, resumed with them
+        raise ConfigError(f"fine-tuning in {str(out_dir)!r} recorded no evaluation at step 0 "
+                          "(the pretrained model); expected a run begun with eval_every > 0")
     return _curves(result.metrics, finetune_language)
+
+
+def _check_games(games, name: str) -> np.ndarray:
+    """`games` (int8 [n, 60]) validated, with at least one game, else an error naming `name`."""
+    games = validate_games(games, name=name)
+    if len(games) == 0:
+        raise ConfigError(f"{name} is empty: expected at least one game")
+    return games
 
 
 def _common_prefix(games: np.ndarray) -> list[int]:
@@ -142,6 +156,8 @@ def run_transfer(config, *, finetune_language: str | None = None, pretrain_games
     from .train import train
 
     pretrain_games = _check_pretrain_games(pretrain_games, prefix)
+    finetune_games = _check_games(finetune_games, "finetune_games")
+    val_games = _check_games(val_games, "val_games")
     for name, value in (("finetune_steps", finetune_steps), ("n_evaluations", n_evaluations)):
         check_int(name, value, least=1, error=ConfigError)
     if finetune_lr is not None:

@@ -316,3 +316,8 @@ def test_auto_leaves_inputs_beyond_32_bit_offsets_to_sdpa(monkeypatch):
     big = torch.empty(TOO_BIG, device="meta")
     out = dispatch.attention(big, big, big)    # SDPA, on the meta device
     assert out.shape == big.shape and len(called) == 1
+
+
+def test_a_dropout_mask_beyond_32_bit_offsets_is_refused():
+    with pytest.raises(KernelError, match="at most 2\\*\\*31"):   # 2**31 + 2**24 mask entries
+        at.attention_dropout_mask(129, 16, 1024, dropout_p=0.1, seed=0, device="meta")

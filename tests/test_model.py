@@ -109,6 +109,13 @@ def test_loss_is_mean_cross_entropy_over_targets_not_minus_100():
     torch.testing.assert_close(loss, expected)
 
 
+def test_targets_of_another_shape_than_the_tokens_are_refused():
+    # transposed targets have as many entries: flattened, they would give a wrong loss silently
+    with pytest.raises(MothelloError, match=r"targets have shape \(59, 3\); expected the "
+                                            r"tokens' shape \(3, 59\)"):
+        GPT(small_config()).eval()(tokens(), tokens(seed=2).T)
+
+
 def test_tokens_longer_than_context_are_refused():
     model = GPT(small_config())
     with pytest.raises(MothelloError, match="context_length is 59"):
@@ -153,6 +160,18 @@ def test_transformer_lens_loader_treats_missing_layernorm_weights_as_identity():
 def test_transformer_lens_loader_refuses_wrong_head_count():
     with pytest.raises(CheckpointError, match="n_heads=8"):
         GPT.from_transformer_lens(tl_state_dict(), n_heads=8)
+
+
+def test_transformer_lens_loader_refuses_d_head_other_than_d_model_over_n_heads():
+    sd = tl_state_dict()
+    for l in range(LAYERS):   # 4 heads of 16: 64 wide, where d_model is 32
+        for n in "QKV":
+            sd[f"blocks.{l}.attn.W_{n}"] = torch.zeros(HEADS, D, 16)
+            sd[f"blocks.{l}.attn.b_{n}"] = torch.zeros(HEADS, 16)
+        sd[f"blocks.{l}.attn.W_O"] = torch.zeros(HEADS, 16, D)
+    with pytest.raises(CheckpointError, match=r"blocks.0.attn.W_Q has shape \(4, 32, 16\); "
+                                              r"expected \(4, 32, 8\)"):
+        GPT.from_transformer_lens(sd)
 
 
 def test_cache_holds_the_residual_stream_of_every_layer():
@@ -213,6 +232,21 @@ def test_hook_return_value_replaces_the_activation():
     assert not torch.allclose(zeroed, model(x)[0], atol=1e-3)
 
 
+def test_hooks_apply_to_a_model_compiled_in_place():
+    # dynamo does not guard on hooks added after compiling: they must run eagerly
+    model = GPT(small_config(n_layers=1)).eval()
+    x = tokens()
+    zero_attn = [("blocks.0.hook_attn_out", lambda act, name: torch.zeros_like(act))]
+    expected, _ = model.run_with_hooks(x, zero_attn)
+    plain = model(x)[0]
+    model.compile(backend="eager")
+    torch.testing.assert_close(model(x)[0], plain)   # compiled without hooks
+    torch.testing.assert_close(model.run_with_hooks(x, zero_attn)[0], expected)
+    _, cache = model.run_with_cache(x, names_filter="blocks.0.hook_resid_post")
+    assert list(cache) == ["blocks.0.hook_resid_post"]
+    torch.testing.assert_close(model(x)[0], plain)
+
+
 def test_dropout_is_off_in_eval_mode_and_on_in_train_mode():
     model = GPT(small_config(dropout=0.5))
     x = tokens()
@@ -238,6 +272,18 @@ def test_config_round_trips_through_dict():
 def test_config_rejects_width_not_divisible_by_heads():
     with pytest.raises(MothelloError, match="not divisible by n_heads=3"):
         GPTConfig(vocab_size=10, context_length=8, d_model=32, n_heads=3)
+
+
+def test_config_rejects_unknown_attention_backend():
+    with pytest.raises(MothelloError, match="GPTConfig.attention_backend='flash': expected one "
+                                            "of 'auto', 'triton', 'sdpa', 'reference'"):
+        small_config(attention_backend="flash")
+
+
+def test_config_from_dict_names_missing_fields():
+    # a ValueError (what checkpoint loading reports as an invalid config), not a TypeError
+    with pytest.raises(MothelloError, match=r"GPTConfig: missing field\(s\) \['context_length'\]"):
+        GPTConfig.from_dict({"vocab_size": 61})
 
 
 def test_reference_attention_backend_gives_the_same_logits():

@@ -76,6 +76,47 @@ def test_linear_probe_matches_sklearn_logistic_regression_per_square():
     assert (ours.predict(X_te) == ref_pred).mean() > 0.95
 
 
+def test_weight_decay_is_the_l2_penalty_of_logistic_regression_at_the_c_the_docs_give(
+        torch_one_thread):
+    # the fixed point of Adam with coupled decay: per square, on standardised inputs with
+    # the bias as the weight of a constant feature, scikit-learn's C = 1 / (64 wd n)
+    rng = np.random.default_rng(4)
+    n, d, weight_decay = 1000, 6, 1e-3
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y = np.einsum("nd,dsc->nsc", X, rng.standard_normal((d, 64, 3))).argmax(-1)
+    ours = LinearProbe(lr=5e-2, batch_size=n, epochs=150, weight_decay=weight_decay,
+                       device="cpu", seed=0).fit(X, y)
+    Z = np.hstack([(X - X.mean(0)) / X.std(0), np.ones((n, 1))])
+    for s in range(0, 64, 4):
+        ref = LogisticRegression(C=1 / (64 * weight_decay * n), fit_intercept=False,
+                                 tol=1e-8).fit(Z, y[:, s])
+        np.testing.assert_allclose(np.vstack([ours.coef_[:, s], ours.intercept_[s]]),
+                                   ref.coef_.T, atol=5e-3)
+
+
+def test_fit_through_the_triton_kernel_gives_the_reference_probe(synthetic, monkeypatch):
+    # the CUDA path (probe_loss picks the kernel for CUDA tensors), here on CPU tensors
+    # under TRITON_INTERPRET=1
+    import functools
+    import os
+
+    import mothello_fast.probes as probes
+    from mothello_fast.kernels.probe import HAVE_TRITON, probe_loss
+
+    if not HAVE_TRITON or os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("needs triton with TRITON_INTERPRET=1 (tests/gpu covers CUDA)")
+    X, y, _, _ = synthetic
+    X, y = X[:200, :40], y[:200]
+    for cls, extra in ((LinearProbe, {}), (MLPProbe, {"hidden": 16})):
+        want = cls(**{**FAST, "epochs": 2, "batch_size": 64}, seed=0, **extra).fit(X, y)
+        monkeypatch.setattr(probes, "probe_loss", functools.partial(probe_loss, backend="triton"))
+        got = cls(**{**FAST, "epochs": 2, "batch_size": 64}, seed=0, **extra).fit(X, y)
+        monkeypatch.setattr(probes, "probe_loss", probe_loss)
+        np.testing.assert_allclose(got.loss_curve_, want.loss_curve_, rtol=1e-5)
+        for name in want.params_:
+            torch.testing.assert_close(got.params_[name], want.params_[name], atol=1e-5, rtol=0)
+
+
 def test_predict_proba_is_the_softmax_of_the_standardised_linear_map(synthetic):
     X, y, X_test, _ = synthetic
     probe = LinearProbe(**FAST, seed=0).fit(X[:2000], y[:2000])
@@ -122,6 +163,16 @@ def test_saved_probe_loads_with_the_same_predictions(tmp_path, synthetic, cls):
     np.testing.assert_array_equal(loaded.predict(X_test), probe.predict(X_test))
 
 
+def test_a_probe_with_numpy_hyperparameters_saves_and_loads(tmp_path, synthetic):
+    X, y, X_test, _ = synthetic
+    params = {"lr": np.float32(1e-2), "batch_size": np.int64(256), "epochs": np.int64(1),
+              "standardize": np.True_, "seed": np.uint8(3)}
+    probe = MLPProbe(hidden=np.int32(8), device="cpu", **params).fit(X[:300], y[:300])
+    loaded = load_probe(probe.save(tmp_path / "probe.safetensors"), device="cpu")
+    assert loaded.get_params() == probe.get_params()
+    np.testing.assert_array_equal(loaded.predict(X_test), probe.predict(X_test))
+
+
 def test_loading_a_probe_as_the_wrong_class_is_refused(tmp_path, synthetic):
     X, y, _, _ = synthetic
     probe = LinearProbe(**{**FAST, "epochs": 1}).fit(X[:300], y[:300])
@@ -142,6 +193,29 @@ def test_labels_with_another_number_of_rows_are_refused(synthetic):
     X, y, _, _ = synthetic
     with pytest.raises(ProbeError, match="rows"):
         LinearProbe(**FAST).fit(X[:100], y[:99])
+
+
+def test_fit_takes_hidden_states_that_require_grad(synthetic):
+    # e.g. a Hugging Face model's hidden states, computed outside torch.no_grad()
+    X, y, _, _ = synthetic
+    tracked = torch.from_numpy(X[:500]).requires_grad_(True)
+    probe = LinearProbe(**{**FAST, "epochs": 2}, seed=0).fit(tracked, y[:500])
+    plain = LinearProbe(**{**FAST, "epochs": 2}, seed=0).fit(X[:500], y[:500])
+    assert all(torch.equal(probe.params_[k], plain.params_[k]) for k in plain.params_)
+    np.testing.assert_array_equal(probe.predict(tracked), plain.predict(X[:500]))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_hidden_states_are_refused_naming_the_entry(synthetic, value):
+    X, y, X_test, _ = synthetic
+    bad = X[:200].copy()
+    bad[7, 3] = value
+    match = rf"X has a non-finite value {value} at row 7, column 3"
+    with pytest.raises(ProbeError, match=match):
+        LinearProbe(**FAST).fit(bad, y[:200])
+    probe = LinearProbe(**{**FAST, "epochs": 1}).fit(X[:200], y[:200])
+    with pytest.raises(ProbeError, match=match):
+        probe.predict(bad)
 
 
 def test_predicting_before_fit_is_refused(synthetic):
@@ -246,8 +320,10 @@ def test_probe_model_checks_its_arguments_before_collecting(tiny_model, monkeypa
     ({"lr": "x"}, r"lr='x': expected a finite number > 0"),
     ({"lr": float("inf")}, r"lr=inf: expected a finite number > 0"),
     ({"weight_decay": -1.0}, r"weight_decay=-1.0: expected a finite number >= 0"),
-    ({"seed": None}, r"seed=None: expected an integer >= 0"),
+    ({"seed": None}, r"seed=None: expected an integer in 0..18446744073709551615"),
     ({"device": "nope"}, r"'nope'"),
+    ({"seed": 2**64}, r"seed=18446744073709551616: expected an integer in 0..18446744073709551615"),
+    ({"standardize": "no"}, r"standardize='no': expected True or False"),
 ])
 def test_bad_probe_hyperparameters_are_refused_when_the_probe_is_made(params, message):
     from mothello_fast.errors import MothelloError

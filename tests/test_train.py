@@ -260,6 +260,11 @@ def test_unified_accuracy_matches_slow_greedy_decoding():
                                   objective="unified", batch_size=4)
         assert got == pytest.approx(expected, abs=1e-12), language
         assert 0.0 < expected < 1.0
+        # a unified set is evaluated in its output space unless told otherwise
+        assert legal_move_accuracy(model, language_set, games, language=language,
+                                   batch_size=4) == got
+        assert evaluate_languages(model, language_set, games, batch_size=4)[
+            f"legal_acc/{language}"] == got
 
 
 # ---- training ----------------------------------------------------------------------------
@@ -349,6 +354,21 @@ def test_fresh_run_into_an_existing_run_is_refused(tmp_path, games):
     with pytest.raises(CheckpointError, match="already holds a training run"):
         train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
               progress=False)
+
+
+def test_a_run_into_a_directory_another_run_is_writing_is_refused(tmp_path, games):
+    from mothello_fast.storage import writer_lock
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=1, **TINY)
+    out = tmp_path / "runs" / "a"
+    out.parent.mkdir()
+    with writer_lock(out):   # as a training run in another process holds it
+        with pytest.raises(CheckpointError, match=r"another process .* training run .*runs/a"):
+            train(config, train_games=train_games, val_games=val_games, out_dir=out,
+                  progress=False)
+    assert not out.exists()   # refused before writing anything
+    train(config, train_games=train_games, val_games=val_games, out_dir=out, progress=False)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["a"]   # no lock file left
 
 
 def test_init_from_starts_from_the_checkpoint_weights(tmp_path, games, trained):
@@ -518,13 +538,33 @@ def test_resume_on_another_device_or_process_count_warns(tmp_path, games, field,
                    progress=False)
     manifest_path = result.checkpoint / "checkpoint.json"
     manifest = json.loads(manifest_path.read_text())
-    assert manifest["extra"]["run"] == {"device_type": "cpu", "world_size": 1}
+    assert {k: manifest["extra"]["run"][k] for k in ("device_type", "world_size")} == {
+        "device_type": "cpu", "world_size": 1}
     manifest["extra"]["run"][field] = saved
     manifest["manifest_sha256"] = _manifest_digest(manifest)
     manifest_path.write_text(json.dumps(manifest))
     with pytest.warns(UserWarning, match=message):
         train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
               resume=True, progress=False)
+
+
+def test_resume_on_other_training_games_is_refused_and_on_other_val_games_warns(
+        tmp_path, games, monkeypatch):
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=2, checkpoint_every=1, **TINY)
+    kwargs = dict(out_dir=tmp_path, resume=True, progress=False)
+    undo = interrupt_at(monkeypatch, 1)    # after the checkpoint of step 1
+    with pytest.raises(KeyboardInterrupt):
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path,
+              progress=False)
+    undo()
+    with pytest.raises(CheckpointError, match="trained on other games"):
+        train(config, train_games=train_games[::-1], val_games=val_games, **kwargs)
+    with pytest.raises(CheckpointError, match="trained on other games"):   # other subsets
+        train(config, train_games=train_games, val_games=val_games,
+              language_games={"L1": np.arange(100)}, **kwargs)
+    with pytest.warns(UserWarning, match="other val_games"):
+        train(config, train_games=train_games, val_games=val_games[1:], **kwargs)
 
 
 def test_resume_on_the_same_device_and_process_count_does_not_warn(tmp_path, games):

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = import_module(f".{module_name}", __name__)
-        help_text = (module.__doc__ or name).strip().splitlines()[0]
+        # the docstring's first paragraph: its first sentence, which may wrap
+        help_text = " ".join((module.__doc__ or name).strip().split("\n\n")[0].split())
         module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__,
                                             formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser

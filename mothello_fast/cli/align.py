@@ -1,4 +1,4 @@
-"""Cross-lingual alignment matrix of a checkpoint: probes trained in one language, tested
+r"""Cross-lingual alignment matrix of a checkpoint: probes trained in one language, tested
 in every other, at each layer.
 
 Example:

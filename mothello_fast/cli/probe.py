@@ -1,4 +1,4 @@
-"""Train board-state probes on a checkpoint's hidden states, one per layer.
+r"""Train board-state probes on a checkpoint's hidden states, one per layer.
 
 Example:
     mothello probe --checkpoint runs/x/checkpoints/step-020000 --games 1000 --seed 1 \

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..report import format_accuracy
     from ..study import run_study
 
@@ -33,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"alignment at layer {alignment['layer']}: in-distribution "
           f"{alignment['in_distribution']:.4f}, cross-lingual "
           f"{format_accuracy(alignment['cross_lingual'])}; "
-          f"transfer gains {results['transfer']['gain']}; report in {args.out}/report.md")
+          f"transfer gains {results['transfer']['gain']}; report in {Path(args.out) / 'report.md'}")
     return 0

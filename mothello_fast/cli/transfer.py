@@ -1,4 +1,4 @@
-"""Cross-lingual transfer: pretrain in every language on games opening c4 c3 c2,
+r"""Cross-lingual transfer: pretrain in every language on games opening c4 c3 c2,
 fine-tune in one language on the full distribution, and measure every language's
 legal-move accuracy across the fine-tuning checkpoints.
 
