@@ -27,6 +27,14 @@ BACKENDS = ("auto", "triton", "reference")
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)   # of x, for "auto"
 
 
+def auto_picks_triton(*, is_cuda: bool, dtype: torch.dtype) -> bool:
+    """Whether backend="auto" runs the fused kernel: CUDA tensors of a dtype it takes, unless
+    `torch.use_deterministic_algorithms` is on (the kernel sums dW and db with atomics, whose
+    order varies from run to run; the reference's products do not)."""
+    return (AUTO_TRITON_ON_CUDA and HAVE_TRITON and is_cuda and dtype in TRITON_DTYPES
+            and not torch.are_deterministic_algorithms_enabled())
+
+
 def probe_loss_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                          labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over labelled (position, square) pairs, and the number of
@@ -54,9 +62,8 @@ def probe_loss(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels
     """Dispatcher: see `probe_loss_reference` for the contract.
 
     backend: ``"triton"`` (the fused kernel: CUDA tensors, or CPU tensors when
-    ``TRITON_INTERPRET=1``), ``"reference"``, or ``"auto"``: the kernel on CUDA tensors when
-    `AUTO_TRITON_ON_CUDA`, the dtype suits it and its 32-bit offsets reach every element,
-    the reference otherwise. validate:
+    ``TRITON_INTERPRET=1``), ``"reference"``, or ``"auto"``: the kernel where
+    `auto_picks_triton` and its 32-bit offsets reach every element, the reference otherwise. validate:
     `check_labels` first (the kernel itself would take any other label for class 2); not
     under torch.compile.
     """
@@ -64,8 +71,8 @@ def probe_loss(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels
         raise KernelError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
     if validate and not torch.compiler.is_compiling():
         check_labels(labels)
-    if backend == "triton" or (backend == "auto" and AUTO_TRITON_ON_CUDA and HAVE_TRITON
-                               and x.is_cuda and x.dtype in TRITON_DTYPES
+    if backend == "triton" or (backend == "auto"
+                               and auto_picks_triton(is_cuda=x.is_cuda, dtype=x.dtype)
                                and offsets_fit(x, labels)):
         if not HAVE_TRITON:
             raise KernelError("backend='triton' needs the triton package (pip install triton)")

@@ -165,6 +165,8 @@ class Corpus:
             j = self.language_set._input_index(name)
             subset = subset.detach().cpu().numpy() if isinstance(subset, torch.Tensor) \
                 else np.asarray(subset)
+            if subset.shape == (0,) and subset.dtype != np.bool_:   # [] (float64): no games
+                subset = subset.astype(np.int64)
             if subset.dtype == np.bool_:
                 if subset.shape != (self.n_games,):
                     raise LanguageError(f"language_games[{name!r}] is a mask of shape "

@@ -309,6 +309,9 @@ class LanguageSet:
             return tuple(sorted(int(s) for s in chosen))
         if isinstance(anchors, str):
             anchors = anchors.replace(",", " ").split()
+        elif _is_int(anchors):
+            raise LanguageError(f"anchors={anchors}: expected squares (ints or names); give "
+                                "a number of squares to anchor as n_anchors")
         squares = [_square(a, "anchor") for a in anchors]
         repeated = sorted({square_name(s) for s in squares if squares.count(s) > 1})
         if repeated:
@@ -764,8 +767,8 @@ class LanguageSet:
         for j in range(self.k_max):                         # sub-token slots, not moves
             shifted_tok = np.zeros((n, T), dtype=np.int64)
             shifted_pos = np.full((n, T), -1, dtype=np.int64)
-            shifted_tok[:, :T - j] = tokens[:, j:]
-            shifted_pos[:, :T - j] = position[:, j:]
+            shifted_tok[:, :max(T - j, 0)] = tokens[:, j:]   # nothing when the row is <= j long
+            shifted_pos[:, :max(T - j, 0)] = position[:, j:]
             key += np.where(shifted_pos == j, shifted_tok * V ** j, 0)
         key += row_language[:, None] * self._span
         found = np.searchsorted(self._keys, key).clip(0, len(self._keys) - 1)

@@ -102,6 +102,14 @@ def test_each_language_draws_only_from_its_game_subset(games, language_set):
     assert len(np.unique(index[lang == 0])) > 0.5 * min(prefix.sum(), (lang == 0).sum())
 
 
+def test_an_empty_list_of_games_is_no_games_for_that_language(games, language_set):
+    corpus = Corpus(games, language_set, batch_size=200, weights=[1, 0, 1],
+                    language_games={"L1": []}, seed=0)
+    assert (corpus.batch(0).language_ids != 1).all()
+    with pytest.raises(LanguageError, match="positive weight but no games"):
+        Corpus(games, language_set, batch_size=8, language_games={"L1": []})
+
+
 def test_parallel_mode_writes_each_game_in_every_language_language_major(games, language_set):
     corpus = Corpus(games, language_set, batch_size=10, mode="parallel", seed=0)
     batch = corpus.batch(0)

@@ -121,6 +121,19 @@ def test_auto_on_cpu_is_the_reference():
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
+def test_auto_takes_the_kernel_on_cuda_unless_deterministic_algorithms_are_asked_for():
+    from mothello_fast.kernels.probe import HAVE_TRITON, auto_picks_triton
+    assert auto_picks_triton(is_cuda=True, dtype=torch.bfloat16) == HAVE_TRITON
+    assert not auto_picks_triton(is_cuda=False, dtype=torch.bfloat16)
+    assert not auto_picks_triton(is_cuda=True, dtype=torch.float64)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:   # the kernel adds dW with atomics: its sums vary in their last bits
+        assert not auto_picks_triton(is_cuda=True, dtype=torch.bfloat16)
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 def test_unknown_backend_is_rejected():
     with pytest.raises(KernelError, match="cuda"):
         probe_loss(*_inputs(2, 16), backend="cuda")

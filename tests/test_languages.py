@@ -171,6 +171,7 @@ def test_n_anchors_are_drawn_reproducibly_from_playable_squares():
     (dict(anchors=["a1", 0]), "twice"),
     (dict(anchors=["a1"], n_anchors=3), "either"),
     (dict(n_anchors=61), "0..60"),
+    (dict(anchors=8), "n_anchors"),                    # a count given as anchors
 ])
 def test_bad_anchors_raise_language_error(kwargs, message):
     with pytest.raises(LanguageError, match=message):
@@ -463,6 +464,22 @@ def test_decode_rejects_tokens_after_padding(mixed_set):
     tokens[row, -1] = tokens[row, 0] or 1
     with pytest.raises(LanguageError, match="after padding"):
         mixed_set.decode(tokens)
+
+
+@pytest.mark.parametrize("T", range(6))
+def test_decode_reads_rows_shorter_than_the_longest_move(T):
+    """The first T tokens of a row (e.g. a short generation) decode to the moves they hold,
+    even when some square of the set takes more tokens than the row has."""
+    ls = LanguageSet.from_spec("atomic,split:5", seed=0)
+    assert ls.k_max == 5
+    games = mf.generate_games(20, seed=0)
+    for language in range(2):
+        enc = ls.encode(games, language)
+        whole = enc.move_end[:, T - 1] if T else np.ones(len(games), bool)  # cut at a move's end
+        n_moves = enc.move_end[whole, :T].sum(1)
+        expected = np.where(np.arange(60) < n_moves[:, None], games[whole], -1)
+        assert (ls.decode(enc.tokens[whole, :T]) == expected).all()
+        assert (ls.decode(enc.tokens[whole, :T], language) == expected).all()
 
 
 # -------------------------------------------------------------------- targets
