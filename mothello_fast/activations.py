@@ -159,6 +159,34 @@ def _numpy(array) -> np.ndarray:
     return array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
 
 
+class _StopForward(Exception):
+    """Raised by the hook of the deepest hook point a collection reads: the rest of the
+    forward pass (later blocks, the unembedding) would be thrown away."""
+
+
+def _run_to_last_hook(gpt, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
+    """hook name -> activation at `hooks` of one forward pass over tokens (int64 [B, T]),
+    stopped once the last of them in forward order has been reached (what
+    ``run_with_cache(tokens, names_filter=hooks)[1]`` holds, without running the blocks
+    after it: "layer 6" of an 8-layer model skips a quarter of the forward pass)."""
+    order = {name: i for i, name in enumerate(gpt.hook_names)}
+    last = max(hooks, key=order.__getitem__)
+    cache: dict[str, torch.Tensor] = {}
+
+    def save(activation: torch.Tensor, name: str) -> None:
+        cache[name] = activation.detach()
+        if name == last:
+            raise _StopForward
+
+    try:
+        gpt.run_with_hooks(tokens, [(name, save) for name in hooks])
+    except _StopForward:
+        pass
+    if len(cache) < len(hooks):   # hook_names out of forward order: run the whole pass
+        cache = dict(gpt.run_with_cache(tokens, names_filter=hooks)[1])
+    return cache
+
+
 def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: list[str],
                    first_game: int, device: torch.device, max_moves: int | None
                    ) -> Activations:
@@ -171,7 +199,7 @@ def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: l
         move_end = move_end & (move_index < max_moves)
     rows, cols = np.nonzero(move_end)  # game-major, then position order
     moves = move_index[rows, cols].astype(np.int64)
-    _, cache = gpt.run_with_cache(torch.as_tensor(tokens, device=device), names_filter=hooks)
+    cache = _run_to_last_hook(gpt, torch.as_tensor(tokens, device=device), hooks)
     rows_t, cols_t = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
     # hook_pos_embed is [T, d_model], without the batch dimension: index it by position only
     hidden = {h: (cache[h][rows_t, cols_t] if cache[h].ndim == 3 else cache[h][cols_t])
@@ -276,7 +304,8 @@ def collect_activations(model, language_set, games, *, language: str,
     games: int8 [n, 60]. layers: see `resolve_layers` (the hidden states are keyed by hook
     name, one per distinct hook). Only the positions after moves ``0..max_moves-1`` are
     kept (default 59, the mOthello protocol; None: every move). The model runs in eval
-    mode (dropout off) on its own device, `batch_size` games at a time; its training
+    mode (dropout off) on its own device, `batch_size` games at a time, each forward pass
+    stopped after the deepest hook read (nothing later is computed); its training
     mode is restored afterwards. Returns `Activations` in memory, or with `out_dir` an
     `ActivationStore` of safetensors shards of `shard_games` games (re-running the same
     collection into the same directory skips finished shards).

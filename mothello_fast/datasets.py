@@ -19,13 +19,14 @@ import hashlib
 import io
 import json
 import shutil
+import tokenize
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from . import _engine
-from .errors import DatasetError, check_int
+from .errors import DatasetError, check_float, check_int
 from .othello import GAME_PLIES, Board, _check_seed, generate_games, validate_games
 from .parallel import resolve_threads
 from .storage import (atomic_write_bytes, atomic_write_json, replace_directory, sha256_file,
@@ -177,6 +178,9 @@ def _manifest(n_games: int, shards: list[dict], shard_size: int, extra: dict) ->
 def _write_sharded(out, n_games: int, shard_size: int, make_shard, params: dict,
                    overwrite: bool, progress: bool) -> Path:
     out = Path(out)
+    if out.name in ("", ".."):   # its .partial and .lock go beside it, under its name
+        raise DatasetError(f"out={str(out)!r}: expected a path that names the dataset directory "
+                           "(such as 'games'), not '.', '..' or '/'")
     out.parent.mkdir(parents=True, exist_ok=True)   # where the lock file goes
     with writer_lock(out, error=DatasetError, what="dataset"):
         _write_locked(out, n_games, shard_size, make_shard, params, overwrite, progress)
@@ -380,9 +384,9 @@ def load_games(path, *, verify: bool = True) -> GameDataset:
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
-        partial = path.with_name(path.name + ".partial")
+        partial = path.with_name(path.name + ".partial") if path.name else None   # not for '.'
         hint = (f"; an unfinished generation is in {str(partial)!r} (run the same command "
-                "again to resume it)") if partial.exists() else ""
+                "again to resume it)") if partial is not None and partial.exists() else ""
         raise DatasetError(f"no dataset at {str(path)!r}: {MANIFEST} is missing{hint}")
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -393,20 +397,25 @@ def load_games(path, *, verify: bool = True) -> GameDataset:
     except (ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"manifest {str(manifest_path)!r} is not a valid dataset manifest "
                            f"({exc})") from None
-    if version != FORMAT_VERSION:
-        raise DatasetError(f"dataset {str(path)!r} has format version {version}; this version "
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise DatasetError(f"dataset {str(path)!r} has format version {version!r}; this version "
                            f"of mothello-fast reads version {FORMAT_VERSION}")
     shards = []
     for index, meta in enumerate(shards_meta):
         name, n_games, sha = _check_shard_entry(meta, f"manifest {str(manifest_path)!r}, "
                                                       f"shards[{index}]")
+        if name != _shard_name(index):   # as written: each shard once, in the order of its games
+            raise DatasetError(f"manifest {str(manifest_path)!r}, shards[{index}]: file {name!r}; "
+                               f"expected {_shard_name(index)!r} (shards listed out of order or "
+                               "twice)")
         shard_path = path / name
         if not shard_path.is_file():
             raise DatasetError(f"shard {name!r} of dataset {str(path)!r} is missing")
         expected = (n_games, GAME_PLIES)
         try:
             shape, offset, dtype = _npy_data_offset(shard_path)
-        except (ValueError, OSError) as exc:
+        # numpy's header parser also raises these for a garbled header
+        except (ValueError, OSError, SyntaxError, tokenize.TokenError) as exc:
             raise DatasetError(f"shard {name!r} of dataset {str(path)!r} is corrupted: "
                                f"unreadable header ({exc})") from None
         size = shard_path.stat().st_size
@@ -420,7 +429,7 @@ def load_games(path, *, verify: bool = True) -> GameDataset:
         shards.append(np.load(shard_path, mmap_mode="r"))
     if sum(len(s) for s in shards) != manifest.get("n_games"):
         raise DatasetError(f"dataset {str(path)!r}: shards hold {sum(len(s) for s in shards)} "
-                           f"games; the manifest says {manifest.get('n_games')}")
+                           f"games; the manifest says {manifest.get('n_games')!r}")
     return GameDataset(path, manifest, shards)
 
 
@@ -429,8 +438,8 @@ def split_games(n_games: int, *, val_fraction: float = 0.1, seed: int = 0
     """Seeded random split of ``range(n_games)``: sorted ``int64`` index arrays
     ``(train, val)`` with ``round(val_fraction * n_games)`` validation games."""
     n_games = check_int("n_games", n_games, least=0, error=DatasetError)
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction={val_fraction!r}: expected a fraction in [0, 1]")
+    val_fraction = check_float("val_fraction", val_fraction, low=0, high=1, error=DatasetError)
+    seed = check_int("seed", seed, least=0, error=DatasetError)   # None would not be seeded
     order = np.random.default_rng(seed).permutation(n_games)
     n_val = int(round(val_fraction * n_games))
     return np.sort(order[n_val:]), np.sort(order[:n_val])

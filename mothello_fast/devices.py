@@ -10,7 +10,8 @@ __all__ = ["resolve_device"]
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`device` as a `torch.device`; ``None`` or ``"auto"``: CUDA when present, else the CPU.
-    A device torch does not know, or a CUDA device this machine lacks, is a `MothelloError`.
+    A device torch does not know, or a CUDA (or other) device this machine lacks, is a
+    `MothelloError`.
 
     >>> resolve_device("cpu")
     device(type='cpu')
@@ -27,4 +28,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         if count == 0 or (resolved.index or 0) >= count:
             raise MothelloError(f"device={device!r}: this machine has {count} CUDA device(s); "
                                 "use 'cpu' or 'auto'")
+    elif resolved.type != "cpu":
+        try:   # another backend ('mps', 'xpu', ...): this build and machine must have it
+            torch.empty(0, device=resolved)
+        except Exception:   # each backend fails its own way (RuntimeError, AssertionError, ...)
+            raise MothelloError(f"device={device!r}: torch cannot place tensors on it on this "
+                                "machine; use 'cpu' or 'auto'") from None
     return resolved

@@ -316,6 +316,10 @@ def validate_games(games, *, name: str = "games") -> np.ndarray:
     the entry. Legality is checked by `replay`."""
     arr = np.asarray(games)
     _check_games_layout(arr.dtype.kind in "iu", arr.dtype, arr.shape, name)
+    if arr.dtype != np.int8 and (arr.size == 0 or (arr.min() >= -1 and arr.max() <= 63)):
+        arr = arr.astype(np.int8)          # in range: narrowed, then checked as int8 games
+    if arr.dtype.kind == "u":              # out of range (as int64, 2**64 - 1 would be -1)
+        _check_game_squares(arr, _PLAYABLE_LUT, name)
     if arr.dtype == np.int8 and not _BAD_BYTE[arr.view(np.uint8)].any():
         negative = arr < 0                 # one lookup per entry on the common path
         if not (negative[:, :-1] > negative[:, 1:]).any():

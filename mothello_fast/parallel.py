@@ -45,10 +45,14 @@ def run_in_chunks(n: int, threads: int, work: Callable[[int, int], None], progre
         else:
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 futures = [pool.submit(work, start, stop) for start, stop in chunks]
-                for future, (start, stop) in zip(futures, chunks):
-                    future.result()
-                    if bar is not None:
-                        bar.update(stop - start)
+                try:
+                    for future, (start, stop) in zip(futures, chunks):
+                        future.result()
+                        if bar is not None:
+                            bar.update(stop - start)
+                except BaseException:   # a failed chunk, Ctrl-C: the chunks not started never run
+                    pool.shutdown(cancel_futures=True)
+                    raise
     finally:
         if bar is not None:
             bar.close()

@@ -1,5 +1,6 @@
 """Figures as the toolkit draws and saves them: matplotlib's Agg backend (no display
-needed), PNGs written atomically (a save that fails leaves the old file whole)."""
+needed), files (PNG unless the path says otherwise) written atomically (a save that fails
+leaves the old file whole)."""
 from __future__ import annotations
 
 import io
@@ -19,15 +20,17 @@ def new_figure(figsize: tuple[float, float] = (5.5, 4), dpi: int = 100):
 
 
 def save_figure(fig, path) -> Path:
-    """Lay out `fig`, write it to `path` as a PNG atomically, and close it (also when
-    drawing fails, so that failed plots do not pile up in pyplot's open figures)."""
+    """Lay out `fig`, write it to `path` atomically, and close it (also when drawing
+    fails, so that failed plots do not pile up in pyplot's open figures). The format is
+    the suffix's, as ``fig.savefig(path)`` picks it (``.svg``, ``.pdf``, ...); PNG for a
+    path without one."""
     import matplotlib.pyplot as plt
+    path = Path(path)
     buffer = io.BytesIO()
     try:
         fig.tight_layout()
-        fig.savefig(buffer, format="png")
+        fig.savefig(buffer, format=path.suffix[1:].lower() or "png")
     finally:
         plt.close(fig)
-    path = Path(path)
     atomic_write_bytes(path, buffer.getvalue())
     return path

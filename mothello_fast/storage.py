@@ -11,6 +11,7 @@ either the old version or the complete new one, and a crash leaves at most a
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,10 +110,11 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def writer_lock(path, *, error: type[Exception] = OSError, what: str = "directory"
+def writer_lock(path, *, lock=None, error: type[Exception] = OSError, what: str = "directory"
                 ) -> Iterator[Path]:
-    """Hold the lock file ``PATH.lock`` (beside `path`, so never inside what is built)
-    while this process writes `path` and its ``PATH.partial``; yield the lock's path.
+    """Hold the lock file `lock` (default ``PATH.lock``, beside `path`, so never inside
+    what is built) while this process writes `path` and its ``PATH.partial``; yield the
+    lock's path.
 
     While another process holds it, raise `error` at once, naming `path` (`what`: how
     to call it), the lock and the holder's pid and host. The lock file is removed on
@@ -121,11 +124,16 @@ def writer_lock(path, *, error: type[Exception] = OSError, what: str = "director
     file's existence, so a run killed by SIGKILL, a crash or a power cut would leave a
     lock that blocks resuming it until someone deletes it by hand (and deleting it by
     hand is how two writers end up sharing a directory); the kernel drops a flock
-    when its process ends, however it ends. (POSIX only, as is fcntl.)"""
+    when its process ends, however it ends. (POSIX only, as is fcntl.) On a file system
+    that takes no flock (some NFS and Lustre mounts) this warns and writes unlocked, as
+    before there was a lock."""
     import fcntl
 
     path = Path(path)
-    lock = path.with_name(path.name + ".lock")
+    if lock is None:
+        base = Path(os.path.abspath(path)) if path.name in ("", "..") else path   # ".": cwd
+        lock = base.with_name(base.name + ".lock")
+    lock = Path(lock)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -138,6 +146,14 @@ def writer_lock(path, *, error: type[Exception] = OSError, what: str = "director
                         "same command again to resume its work; the lock goes with its process "
                         "(even one killed), so if that process is dead, just run the command "
                         "again (do not delete the lock file while it runs)") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            warnings.warn(f"cannot lock {str(lock)!r} ({exc.strerror}: the file system takes "
+                          f"no flock); writing {what} {str(path)!r} unlocked: run one writer "
+                          "at a time", RuntimeWarning, stacklevel=3)
+            break
         except BaseException:
             os.close(fd)
             raise
@@ -146,11 +162,13 @@ def writer_lock(path, *, error: type[Exception] = OSError, what: str = "director
         if _same_file(fd, lock):
             break
         os.close(fd)
+    owner = os.getpid()
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        os.write(fd, f"pid {owner} on {socket.gethostname()}\n".encode())
         yield lock
     finally:
-        if _same_file(fd, lock):
+        # (a child forked inside the block that leaves it shares the lock: not its to remove)
+        if os.getpid() == owner and _same_file(fd, lock):
             lock.unlink()   # still locked: a process that opened it now sees it is gone
         os.close(fd)

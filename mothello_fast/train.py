@@ -48,6 +48,7 @@ __all__ = ["TrainConfig", "TrainResult", "train", "train_on_dataset", "load_trai
            "learning_rate", "make_optimizer", "train_step"]
 
 METRICS = "metrics.jsonl"
+RUN_LOCK = "train.lock"   # held while a run trains (see _run_lock)
 CHECKPOINTS = "checkpoints"
 
 
@@ -170,7 +171,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))   # YAML keys may be numbers
         if unknown:
             raise ConfigError(f"unknown TrainConfig field(s) {unknown}; expected some of "
                               f"{sorted(known)}")
@@ -199,8 +200,8 @@ def load_train_config(path=None, overrides=()) -> TrainConfig:
 
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text()
-        try:
+        try:   # UnicodeDecodeError is a ValueError: a file that is not text
+            text = Path(path).read_text(encoding="utf-8")
             data = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
         except (ValueError, yaml.YAMLError) as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid JSON/YAML: {exc}") from None
@@ -211,7 +212,11 @@ def load_train_config(path=None, overrides=()) -> TrainConfig:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected key=value")
-        data[key.strip()] = yaml.safe_load(value)
+        try:
+            data[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                              f"({' '.join(str(exc).split())})") from None
     return TrainConfig.from_dict(data)
 
 
@@ -375,14 +380,25 @@ def _prepare_out_dir(out_dir: Path, resume: bool):
     return None
 
 
-def _data_digests(train_games, val_games, language_games) -> dict[str, str]:
+def _data_digests(train_games, val_games, language_games, language_set) -> dict[str, str]:
     """sha256 of what a run reads: its training games with the `language_games` subsets
-    that draw from them (they decide the batches), and its held-out games."""
+    that draw from them (they decide the batches), and its held-out games. A subset counts
+    as `corpus.Corpus` reads it, the sorted distinct games of an input language, so that
+    a mask and its indices, any integer dtype or order, a name and its index agree."""
     train = hashlib.sha256(np.ascontiguousarray(train_games).tobytes())
-    for name, subset in sorted((language_games or {}).items()):
+    subsets = {}
+    for name, subset in (language_games.items() if isinstance(language_games, Mapping)
+                         else ()):   # (what is no mapping the Corpus refuses, naming it)
         subset = subset.detach().cpu().numpy() if isinstance(subset, torch.Tensor) \
             else np.asarray(subset)
-        train.update(f"{name}:{subset.dtype}:".encode() + np.ascontiguousarray(subset).tobytes())
+        if subset.dtype == np.bool_:
+            subset = np.flatnonzero(subset)
+        if subset.dtype.kind in "iu" or subset.size == 0:
+            subset = np.unique(subset.astype(np.int64))
+        subsets[language_set._input_index(name)] = f"{subset.dtype}:".encode() \
+            + np.ascontiguousarray(subset).tobytes()
+    for j, data in sorted(subsets.items()):
+        train.update(f"{j}:".encode() + data)
     return {"train_data_sha256": train.hexdigest(),
             "val_games_sha256": hashlib.sha256(np.ascontiguousarray(val_games).tobytes()
                                                ).hexdigest()}
@@ -447,22 +463,38 @@ def _tf32(enabled: bool):
     """TF32 fp32 matmuls and convolutions on CUDA (`enabled`) while training, and the
     process's own settings again afterwards, so that work done after training in the
     same process (k-means, probes, geometry) keeps the precision its caller chose."""
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    backends = torch.backends
+    try:
+        saved = backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32
+
+        def restore():
+            backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = saved
+    except RuntimeError:
+        # torch >= 2.9 refuses to read allow_tf32 once the caller set TF32 by the new API
+        # (fp32_precision), "a mix of the legacy and new APIs"; save and restore by that one
+        parts = backends.cuda.matmul, backends.cudnn.conv, backends.cudnn.rnn
+        saved = tuple(part.fp32_precision for part in parts)
+
+        def restore():
+            for part, value in zip(parts, saved):
+                part.fp32_precision = value
+    backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        restore()
 
 
 def _run_lock(out_dir: Path, ddp: _Dist):
-    """On the main process, `storage.writer_lock` on `out_dir` for the run: a second
-    training run into it at the same time is refused (under torchrun, the failing
-    process stops the others)."""
+    """On the main process, `storage.writer_lock` on ``out_dir/train.lock`` for the run:
+    a second training run into it at the same time is refused (under torchrun, the
+    failing process stops the others). The lock is inside the run's directory, which
+    the run writes anyway (beside it, it would need the parent to be writable)."""
     if not ddp.main:
         return nullcontext()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return writer_lock(out_dir, error=CheckpointError, what="training run")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return writer_lock(out_dir, lock=out_dir / RUN_LOCK, error=CheckpointError,
+                       what="training run")
 
 
 def _keep_newest(directory: Path, keep: int | None) -> None:
@@ -481,10 +513,12 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
     legal-move accuracy and loss per language every `eval_every` steps.
     language_set: use this `LanguageSet` instead of building one from the config
     (on resume or with `init_from`, the checkpoint's is used by default).
-    language_games: per-language game arrays, passed to `corpus.Corpus`.
+    language_games: per-language game indices or masks, passed to `corpus.Corpus`.
     init_from: a checkpoint whose weights start the run (fine-tuning); the optimizer
     and the step start afresh. resume: continue from the newest checkpoint in
-    `out_dir` (a fresh start if there is none).
+    `out_dir` (a fresh start if there is none), with its config and training games
+    (`CheckpointError` otherwise). While it trains, the run holds ``out_dir/train.lock``
+    (`storage.writer_lock`): a second run into it is refused.
     """
     train_games = validate_games(train_games, name="train_games")
     val_games = validate_games(val_games, name="val_games")
@@ -519,12 +553,6 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     init = load_checkpoint(init_from) if init_from is not None else None
     records = []
-    digests = _data_digests(train_games, val_games, language_games)
-    if ckpt is not None:
-        _check_resume_config(ckpt, config, device, ddp, digests)
-        # the records up to the checkpoint we resume from (read by every process, so that
-        # a bad log stops them all)
-        records = _read_metrics(out_dir / METRICS, up_to_step=ckpt.step)
     if language_set is None:
         source = ckpt or init
         language_set = source.language_set if source is not None else LanguageSet.from_spec(
@@ -533,6 +561,12 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     elif ckpt is not None and language_set.to_dict() != ckpt.language_set.to_dict():
         raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: it was trained with "
                               "another language set")
+    digests = _data_digests(train_games, val_games, language_games, language_set)
+    if ckpt is not None:
+        _check_resume_config(ckpt, config, device, ddp, digests)
+        # the records up to the checkpoint we resume from (read by every process, so that
+        # a bad log stops them all)
+        records = _read_metrics(out_dir / METRICS, up_to_step=ckpt.step)
 
     torch.manual_seed(config.seed)
     model_config = config.model_config(language_set.vocab_size, language_set.context_length)
@@ -569,6 +603,9 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
                     objective=config.objective, weights=config.language_weights,
                     language_games=language_games, seed=config.seed, device=str(device))
     eval_games = val_games[:config.eval_games]
+    if ddp.main and not len(eval_games):
+        warnings.warn("val_games is empty: this run measures no legal-move accuracy or held-out "
+                      "loss (give held-out games, e.g. a larger val_fraction)", stacklevel=3)
     if ddp.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out_dir / "config.json", {"train_config": config.to_dict(),

@@ -147,8 +147,8 @@ def similarity_matrix(activations, items, languages, *, center: bool = True,
 
 def plot_similarity_matrix(similarity: SimilarityMatrix, path, *, title: str = "",
                            language_names=None) -> Path:
-    """Draw `similarity` as a heat map (blocks by language) and save it to `path` (PNG,
-    written atomically)."""
+    """Draw `similarity` as a heat map (blocks by language) and save it to `path` (in the
+    format of its suffix, PNG, SVG, PDF, ...; written atomically)."""
     fig, ax = new_figure(figsize=(6, 5), dpi=120)
     image = ax.imshow(similarity.matrix, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
     starts = np.nonzero(np.r_[True, np.diff(similarity.languages) != 0])[0]

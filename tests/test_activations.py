@@ -241,3 +241,38 @@ def test_a_stored_collection_loads_one_layer_by_its_hook_name(tmp_path, model, l
     store = collect_activations(model, language_set, games, language="L0", layers=[1, 2],
                                 out_dir=tmp_path / "acts", progress=False)
     assert store.load("blocks.0.hook_resid_post").layers == ["blocks.0.hook_resid_post"]
+
+
+@pytest.mark.parametrize("layers", [[0], [1], ["blocks.0.hook_attn_out"], [2, 1],
+                                    ["hook_embed", "blocks.1.hook_mlp_out"], ["*"]])
+def test_rows_equal_those_of_a_whole_forward_pass_exactly(model, language_set, games, layers):
+    """The forward pass stops after the deepest hook read; what it keeps is bit for bit
+    what the whole forward pass (run_with_cache) gives at the move ends."""
+    acts = collect_activations(model, language_set, games, language="L1", layers=layers,
+                               batch_size=4, progress=False)
+    tokens = torch.as_tensor(language_set.encode(games, "L1").tokens)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=acts.layers)
+    for hook in acts.layers:
+        whole = cache[hook] if cache[hook].ndim == 3 else cache[hook].expand(len(games), -1, -1)
+        expected = np.concatenate([whole[g, move_end_positions(
+            language_set, "L1", games[g])].numpy() for g in range(len(games))])
+        np.testing.assert_array_equal(acts.hidden[hook], expected)
+
+
+@pytest.mark.parametrize("layers, mlps_run", [([0], 0), ([1], 1), (["blocks.1.hook_attn_out"], 1),
+                                              ([1, 0], 1), ([2], 2)])
+def test_nothing_after_the_deepest_layer_read_is_run(model, language_set, games, layers,
+                                                     mlps_run):
+    calls = []
+    handles = [m.register_forward_pre_hook(lambda *_, name=name: calls.append(name))
+               for name, m in [("mlp0", model.blocks[0].mlp), ("mlp1", model.blocks[1].mlp),
+                               ("unembed", model.unembed)]]
+    try:
+        collect_activations(model, language_set, games, language="L0", layers=layers,
+                            progress=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert sorted(set(calls)) == [f"mlp{i}" for i in range(mlps_run)]
+    assert not any(m._forward_hooks for m in model.modules())   # collection's hooks removed

@@ -268,3 +268,37 @@ def test_bad_test_games_are_named_as_test_games(two_atomic):
         model_alignment(small_model(language_set, seed=0), language_set, games[:5],
                         test_games=games[:5, :59], layers=[1], probe="linear",
                         probe_params=FAST, progress=False)
+
+
+@pytest.mark.parametrize("spec, context", [("atomic,atomic", None), ("atomic,split:3", 40)])
+def test_model_alignment_reads_each_language_at_the_positions_all_languages_have(spec, context):
+    """_collect against a (game, move) lookup: with every position in every language (the
+    arrays are the collections' own) and with a short context that cuts the split language
+    (the atomic one keeps only the positions the split one has)."""
+    from mothello_fast.activations import collect_activations
+    from mothello_fast.alignment import _collect
+    from mothello_fast.languages import LanguageSet
+    from mothello_fast.model import GPT, GPTConfig
+
+    language_set = LanguageSet.from_spec(spec, seed=0)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=language_set.vocab_size,
+                          context_length=context or language_set.context_length, n_layers=1,
+                          n_heads=2, d_model=16, d_mlp=32)).eval()
+    games = generate_games(12, seed=4)
+    pairs = [(1, "blocks.0.hook_resid_post"), (0, "blocks.0.hook_resid_pre")]
+    hidden, labels = _collect(model, language_set, games, ["L0", "L1"], pairs, 5, False,
+                              "relative")
+    collected = {n: collect_activations(model, language_set, games, language=n,
+                                        layers=[h for _, h in pairs], progress=False)
+                 for n in ("L0", "L1")}
+    where = {n: {(g, m): i for i, (g, m) in enumerate(zip(c.game, c.move))}
+             for n, c in collected.items()}
+    common = sorted(set(where["L0"]) & set(where["L1"]))
+    assert (len(common) < len(collected["L0"])) == (context is not None)
+    for layer, hook in pairs:
+        for name, c in collected.items():
+            rows = [where[name][key] for key in common]
+            np.testing.assert_array_equal(hidden[layer][name], c.hidden[hook][rows])
+    np.testing.assert_array_equal(labels, collected["L0"].relative[[where["L0"][k]
+                                                                     for k in common]])

@@ -1,30 +1,43 @@
-"""The list options of the subcommands: one rule (spaces, commas or both) everywhere."""
+"""The list options of the subcommands: items separated by commas everywhere, and by spaces
+too where no positional argument follows the options."""
 import pytest
 
 from mothello_fast.cli import build_parser
 from mothello_fast.cli.lists import layers_from
 
-SPELLINGS = (["4", "6", "blocks.1.hook_resid_mid"], ["4,6,blocks.1.hook_resid_mid"],
-             ["4,", "6", ",blocks.1.hook_resid_mid"], ["4, 6", "blocks.1.hook_resid_mid"])
-COMMANDS = {"probe": ["probe", "--checkpoint", "CK", "--language", "L0"], "align": ["align", "--checkpoint", "CK",
-                                                                 "--out", "a.json"],
+COMMAS = (["4,6,blocks.1.hook_resid_mid"], ["4, 6 ,blocks.1.hook_resid_mid"])
+SPACES = (["4", "6", "blocks.1.hook_resid_mid"], ["4,", "6", ",blocks.1.hook_resid_mid"],
+          ["4, 6", "blocks.1.hook_resid_mid"])
+COMMANDS = {"probe": ["probe", "--checkpoint", "CK", "--language", "L0"],
+            "align": ["align", "--checkpoint", "CK", "--out", "a.json"],
             "concepts": ["concepts", "CK", "--out", "d"], "eval": ["eval", "CK"]}
+WITH_POSITIONAL = ("concepts", "eval")
 
 
-@pytest.mark.parametrize("spelling", SPELLINGS)
 @pytest.mark.parametrize("command", ["probe", "align", "concepts"])
-def test_layers_are_the_same_list_however_separated(command, spelling):
-    args = build_parser().parse_args(COMMANDS[command] + ["--layers", *spelling])
-    assert layers_from(args.layers) == [4, 6, "blocks.1.hook_resid_mid"]
+def test_layers_are_the_same_list_however_separated(command):
+    spellings = COMMAS + (() if command in WITH_POSITIONAL else SPACES)
+    for spelling in spellings:
+        args = build_parser().parse_args(COMMANDS[command] + ["--layers", *spelling])
+        assert layers_from(args.layers) == [4, 6, "blocks.1.hook_resid_mid"], spelling
 
 
 @pytest.mark.parametrize("command", ["align", "concepts", "eval"])
 def test_languages_are_the_same_list_however_separated(command):
     parser = build_parser()
-    for spelling in (["L0", "L2"], ["L0,L2"], ["L0,", "L2"]):
+    spellings = [["L0,L2"], ["L0, L2"]] + ([] if command in WITH_POSITIONAL else
+                                           [["L0", "L2"], ["L0,", "L2"]])
+    for spelling in spellings:
         assert parser.parse_args(COMMANDS[command] + ["--languages", *spelling]).languages \
             == ["L0", "L2"]
     assert parser.parse_args(COMMANDS[command]).languages is None   # every input language
+
+
+@pytest.mark.parametrize("argv", [["eval", "--languages", "L0,L1", "CK"],
+                                  ["concepts", "--layers", "1,4", "CK", "--out", "d"]])
+def test_a_list_option_before_the_checkpoint_leaves_the_checkpoint_alone(argv):
+    args = build_parser().parse_args(argv)
+    assert args.checkpoint == "CK"
 
 
 def test_the_probe_layer_default_is_layer_six():
@@ -33,6 +46,6 @@ def test_the_probe_layer_default_is_layer_six():
 
 def test_a_list_of_no_item_is_refused_naming_the_option(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(COMMANDS["concepts"] + ["--layers", ",", " "])
+        build_parser().parse_args(COMMANDS["probe"] + ["--layers", ",", " "])
     assert exit_info.value.code == 2
     assert "--layers ',  ': no item" in capsys.readouterr().err

@@ -314,9 +314,96 @@ def test_shard_file_outside_the_dataset_is_refused(dataset, tmp_path):
         mf.load_games(dataset)
 
 
+@pytest.mark.parametrize("order, wrong", [([1, 0, 2], 0), ([0, 0, 2], 1)],
+                         ids=["out-of-order", "listed-twice"])
+def test_manifest_listing_shards_out_of_order_or_twice_is_refused(dataset, order, wrong):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest["shards"] = [manifest["shards"][i] for i in order]   # each entry valid on its own
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(mf.DatasetError, match=rf"shards\[{wrong}\]: file 'shard-0000{order[wrong]}"
+                                              rf"\.npy'; expected 'shard-0000{wrong}\.npy'"):
+        mf.load_games(dataset)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_shard_with_a_garbled_header_is_named(dataset, verify):
+    path = dataset / "shard-00001.npy"
+    data = bytearray(path.read_bytes())
+    data[10] = ord("'")   # the header's dict no longer parses (numpy raises a TokenError)
+    path.write_bytes(bytes(data))
+    with pytest.raises(mf.DatasetError, match="shard 'shard-00001.npy'.*corrupted"):
+        mf.load_games(dataset, verify=verify)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("format_version", "1", "has format version '1'; .* reads version 1"),
+    ("format_version", True, "has format version True; .* reads version 1"),
+    ("n_games", "300", "shards hold 300 games; the manifest says '300'")])
+def test_manifest_count_or_version_of_the_wrong_type_is_named(dataset, key, value, message):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest[key] = value
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(mf.DatasetError, match=message):
+        mf.load_games(dataset)
+
+
+def test_load_games_of_the_current_directory_that_is_no_dataset_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(mf.DatasetError, match=r"no dataset at '\.': manifest.json is missing"):
+        mf.load_games(".")
+
+
+@pytest.mark.parametrize("out", [".", ".."])
+def test_writing_a_dataset_to_a_path_without_a_name_is_refused_before_any_write(
+        tmp_path, monkeypatch, out):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(mf.DatasetError, match=rf"out='{re.escape(out)}': expected a path that "
+                                              "names the dataset directory"):
+        mf.write_games(mf.generate_games(5, seed=0), out)
+    with pytest.raises(mf.DatasetError, match="names the dataset directory"):
+        mf.generate_dataset(out, n_games=5, seed=0, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["here"]
+    assert not any((tmp_path / "here").iterdir())
+
+
 def test_split_of_a_negative_number_of_games_is_refused():
     with pytest.raises(mf.DatasetError, match="n_games=-5"):
         mf.split_games(-5)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(val_fraction=1.5), r"val_fraction=1\.5: expected a number in \[0, 1\]"),
+    (dict(val_fraction=float("nan")), r"val_fraction=nan: expected"),
+    (dict(val_fraction="0.1"), r"val_fraction='0\.1': expected"),
+    (dict(seed=-1), r"seed=-1: expected an integer >= 0"),
+    (dict(seed=None), r"seed=None: expected"),    # not a fresh random split each call
+    (dict(seed=1.5), r"seed=1\.5: expected")])
+def test_split_with_a_bad_fraction_or_seed_is_a_dataset_error(bad, message):
+    with pytest.raises(mf.DatasetError, match=message):
+        mf.split_games(10, **bad)
+
+
+@pytest.mark.parametrize("val_fraction, n_val", [(0, 0), (1, 7), (0.5, 4)])
+def test_split_at_the_edges_is_still_disjoint_and_complete(val_fraction, n_val):
+    train, val = mf.split_games(7, val_fraction=val_fraction, seed=1)
+    assert len(val) == n_val and sorted(train.tolist() + val.tolist()) == list(range(7))
+    assert train.dtype == val.dtype == np.int64
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--val-fraction", "2", r"val_fraction=2\.0: expected a number in \[0, 1\]"),
+    ("--split-seed", "-1", r"argument --split-seed: '-1' is not an integer >= 0")])
+def test_cli_train_bad_split_is_an_error_message_not_a_traceback(dataset, tmp_path, capsys,
+                                                                 flag, value, message):
+    from mothello_fast.cli import main
+    argv = ["train", "--data", str(dataset), "--out", str(tmp_path / "run"), "--quiet", flag, value]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:   # argparse's own check
+        code = exit_.code
+    assert code == 2 and re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
 
 
 # ---- atomic writes ------------------------------------------------------------
@@ -529,3 +616,38 @@ def test_writer_lock_retries_when_the_holder_removed_the_file_it_opened(tmp_path
             with storage.writer_lock(tmp_path / "d"):
                 pass
     assert calls and not lock.exists()
+
+
+def test_writer_lock_on_a_file_system_without_flock_warns_and_writes(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_flock(fd, operation):   # as on an NFS mount without lockd, or Lustre's noflock
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    games = mf.generate_games(30, seed=1)
+    with pytest.warns(RuntimeWarning, match=r"cannot lock .*d\.lock.*writing dataset .* unlocked"):
+        ds = mf.write_games(games, tmp_path / "d", shard_size=10)
+    assert np.array_equal(np.asarray(ds), games)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_writer_lock_stays_with_the_parent_when_a_child_forked_inside_it_leaves(tmp_path):
+    held = storage.writer_lock(tmp_path / "d")
+    lock = held.__enter__()
+    pid = os.fork()
+    if pid == 0:   # the child unwinds the block (as forked code returning would) and exits
+        try:
+            held.__exit__(None, None, None)
+        finally:
+            os._exit(0)
+    try:
+        os.waitpid(pid, 0)
+        assert lock.exists()   # still the parent's: a second writer is refused
+        with pytest.raises(OSError, match="another process"):
+            with storage.writer_lock(tmp_path / "d"):
+                pass
+    finally:
+        held.__exit__(None, None, None)
+    assert not lock.exists()

@@ -216,6 +216,8 @@ def test_replay_refuses_a_move_after_the_end():
     (np.full((2, 60), 64, np.int16), mf.InvalidSquareError, r"games\[0, 0\] = 64"),
     (np.full((2, 60), -2, np.int64), mf.InvalidSquareError, r"games\[0, 0\] = -2"),
     (np.full((2, 60), 27, np.int8), mf.InvalidSquareError, r"games\[0, 0\] = 27.*centre"),
+    # not -1 read through int64
+    (np.full((2, 60), 2**64 - 1, np.uint64), mf.InvalidSquareError, r"games\[0, 0\] = 18446744"),
 ])
 def test_replay_refuses_bad_arrays(bad, error, pattern):
     with pytest.raises(error, match=pattern):

@@ -74,6 +74,19 @@ def test_unknown_config_field_is_refused(tmp_path):
         load_train_config(None, ["learning_rate=0.1"])
 
 
+def test_a_config_that_cannot_be_read_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"override 'lr=\[1': the value is not valid YAML"):
+        load_train_config(None, ["lr=[1"])
+    binary = tmp_path / "train.yaml"
+    binary.write_bytes(b"lr: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="is not valid JSON/YAML"):
+        load_train_config(binary)
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text("1: 2\nfoo: 3\n")   # unknown keys of two types
+    with pytest.raises(ConfigError, match=r"unknown TrainConfig field\(s\) \['1', 'foo'\]"):
+        load_train_config(mixed)
+
+
 def test_numbers_written_with_an_exponent_are_read_as_floats():
     # YAML 1.1 reads 1e-3 (no dot) as a string
     config = load_train_config(None, ["lr=1e-3", "min_lr_ratio=1e-1", "weight_decay=1e-2",
@@ -347,6 +360,14 @@ def test_resume_with_another_training_config_is_refused(tmp_path, games):
               resume=True, progress=False)
 
 
+def test_a_run_without_held_out_games_warns_that_it_measures_nothing(tmp_path, games):
+    config = TrainConfig(languages="atomic,atomic", max_steps=1, **TINY)
+    with pytest.warns(UserWarning, match="val_games is empty"):
+        result = train(config, train_games=games[0], val_games=games[1][:0], out_dir=tmp_path,
+                       progress=False)
+    assert not any("legal_acc/L0" in r for r in result.metrics)
+
+
 def test_fresh_run_into_an_existing_run_is_refused(tmp_path, games):
     train_games, val_games = games
     config = TrainConfig(languages="atomic,atomic", max_steps=1, **TINY)
@@ -356,19 +377,23 @@ def test_fresh_run_into_an_existing_run_is_refused(tmp_path, games):
               progress=False)
 
 
-def test_a_run_into_a_directory_another_run_is_writing_is_refused(tmp_path, games):
+@pytest.mark.parametrize("out", ["runs/a", ".", "runs/a/sub/.."])
+def test_a_run_into_a_directory_another_run_is_writing_is_refused(tmp_path, games, monkeypatch,
+                                                                   out):
     from mothello_fast.storage import writer_lock
-    train_games, val_games = games
+    from mothello_fast.train import RUN_LOCK
+    run = tmp_path / "runs" / "a"
+    (run / "sub").mkdir(parents=True)
+    monkeypatch.chdir(run if out == "." else tmp_path)
     config = TrainConfig(languages="atomic,atomic", max_steps=1, **TINY)
-    out = tmp_path / "runs" / "a"
-    out.parent.mkdir()
-    with writer_lock(out):   # as a training run in another process holds it
-        with pytest.raises(CheckpointError, match=r"another process .* training run .*runs/a"):
-            train(config, train_games=train_games, val_games=val_games, out_dir=out,
+    with writer_lock(run, lock=run / RUN_LOCK):   # as a run in another process holds it
+        with pytest.raises(CheckpointError, match=r"another process .* training run"):
+            train(config, train_games=games[0], val_games=games[1], out_dir=out,
                   progress=False)
-    assert not out.exists()   # refused before writing anything
-    train(config, train_games=train_games, val_games=val_games, out_dir=out, progress=False)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["a"]   # no lock file left
+        assert sorted(p.name for p in run.iterdir()) == sorted([RUN_LOCK, "sub"])   # nothing written
+    train(config, train_games=games[0], val_games=games[1], out_dir=out, progress=False)
+    assert (run / "metrics.jsonl").exists() and not (run / RUN_LOCK).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]   # nothing beside the run
 
 
 def test_init_from_starts_from_the_checkpoint_weights(tmp_path, games, trained):
@@ -471,6 +496,26 @@ def test_tf32_holds_while_training_and_the_callers_setting_returns(tmp_path, gam
             flag.allow_tf32 = value
 
 
+def test_tf32_set_by_torchs_new_api_neither_stops_training_nor_is_lost(tmp_path, games):
+    # torch >= 2.9 raises on reading allow_tf32 once fp32_precision was set ("a mix of the
+    # legacy and new APIs"), the way its documentation now tells callers to set TF32
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn
+    parts = torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn
+    if not hasattr(parts[0], "fp32_precision"):
+        pytest.skip("this torch has no fp32_precision API")
+    legacy, new = tuple(f.allow_tf32 for f in flags), tuple(p.fp32_precision for p in parts)
+    try:
+        parts[0].fp32_precision, parts[1].fp32_precision = "tf32", "ieee"
+        train(TrainConfig(languages="atomic", max_steps=1, tf32=False, **TINY),
+              train_games=games[0], val_games=games[1], out_dir=tmp_path, progress=False)
+        assert tuple(p.fp32_precision for p in parts) == ("tf32", "ieee", new[2])
+    finally:
+        for part, value in zip(parts, new):
+            part.fp32_precision = value
+        for flag, value in zip(flags, legacy):   # back to the legacy API's own state
+            flag.allow_tf32 = value
+
+
 def test_resume_skips_a_metrics_line_cut_short_by_the_interruption(tmp_path, games,
                                                                    monkeypatch):
     train_games, val_games = games
@@ -565,6 +610,39 @@ def test_resume_on_other_training_games_is_refused_and_on_other_val_games_warns(
               language_games={"L1": np.arange(100)}, **kwargs)
     with pytest.warns(UserWarning, match="other val_games"):
         train(config, train_games=train_games, val_games=val_games[1:], **kwargs)
+
+
+def test_language_games_that_are_no_mapping_are_refused_naming_what_is_expected(tmp_path,
+                                                                                games):
+    from mothello_fast.errors import LanguageError
+    with pytest.raises(LanguageError, match="language_games: expected a dict"):
+        train(TrainConfig(languages="atomic,atomic", max_steps=1, **TINY), train_games=games[0],
+              val_games=games[1], out_dir=tmp_path, language_games=[np.arange(10)],
+              progress=False)
+
+
+def test_resume_takes_the_same_language_games_however_they_are_written(tmp_path, games,
+                                                                       monkeypatch):
+    # the Corpus reads a subset as its sorted distinct games: the digest must as well
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,atomic", max_steps=2, checkpoint_every=1, **TINY)
+    subset = np.arange(0, 300, 3)
+    mask = np.zeros(len(train_games), dtype=bool)
+    mask[subset] = True
+    undo = interrupt_at(monkeypatch, 1)    # after the checkpoint of step 1
+    with pytest.raises(KeyboardInterrupt):
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path / "a",
+              language_games={"L1": subset}, progress=False)
+    undo()
+    for same in ({"L1": subset.astype(np.int32)}, {"L1": mask}, {"L1": subset[::-1]},
+                 {"L1": np.concatenate([subset, subset[:5]])}, {1: subset},
+                 {"L1": torch.from_numpy(subset)}):
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path / "a",
+              language_games=same, resume=True, progress=False)
+    # keys by name and by index together, as the Corpus takes them
+    train(dataclasses.replace(config, max_steps=1), train_games=train_games,
+          val_games=val_games, out_dir=tmp_path / "b",
+          language_games={"L0": subset + 1, 1: subset}, progress=False)
 
 
 def test_resume_on_the_same_device_and_process_count_does_not_warn(tmp_path, games):

@@ -167,3 +167,12 @@ def test_plot_leaves_the_old_file_whole_when_saving_fails(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         plot_similarity_matrix(sim, path)
     assert path.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"),
+                                           (".pdf", b"%PDF")])
+def test_plot_is_saved_in_the_format_its_suffix_names(tmp_path, suffix, magic):
+    items, langs = rows(n_items=6, n_languages=2)
+    sim = similarity_matrix(activations(items, langs, 1.0, 0.0), items, langs)
+    path = plot_similarity_matrix(sim, tmp_path / f"sim{suffix}")
+    assert path.read_bytes().startswith(magic)

@@ -5,7 +5,7 @@ the input embeddings. Writes concepts.json and plots (curves by layer, similarit
 matrices) to --out.
 
 Example:
-    mothello concepts runs/atomic2/checkpoints/step-020000 --layers 1 4 6 8 --out concepts/
+    mothello concepts runs/atomic2/checkpoints/step-020000 --layers 1,4,6,8 --out concepts/
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from .lists import add_layers_argument, add_list_argument, layers_from
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint directory, or a run directory (its newest)")
     parser.add_argument("--out", required=True, help="directory for concepts.json and plots")
-    add_layers_argument(parser, help="layers (default: every block)")
-    add_list_argument(parser, "--languages", help="input languages (default: all)")
+    add_layers_argument(parser, help="layers (default: every block)", spaces=False)
+    add_list_argument(parser, "--languages", help="input languages (default: all)", spaces=False)
     add_games_arguments(parser, default_games=500, seed_help="seed of the fresh games and k-means")
     parser.add_argument("--clusters", type=int, default=100, help="K of k-means")
     parser.add_argument("--n-init", type=int, default=3,

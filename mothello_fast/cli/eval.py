@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_games_arguments(parser, default_games=1000)
     parser.add_argument("--objective", choices=["standard", "unified"], default=None,
                         help="default: the one the checkpoint was trained with")
-    add_list_argument(parser, "--languages", help="input languages (default: all)")
+    add_list_argument(parser, "--languages", help="input languages (default: all)", spaces=False)
     parser.add_argument("--batch-size", type=positive_int, default=256,
                         help="games per forward pass")
     parser.add_argument("--device", default="auto")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from .games import non_negative_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="games dataset directory (mothello gen)")
@@ -20,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config field (repeatable), e.g. --set lr=1e-3")
     parser.add_argument("--val-fraction", type=float, default=0.01,
                         help="fraction of the games held out for evaluation")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
+    parser.add_argument("--split-seed", type=non_negative_int, default=0,
+                        help="seed of the train/val split")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in --out")
     parser.add_argument("--init-from", default=None, help="checkpoint to start the weights from")
