@@ -10,9 +10,15 @@ variance of the points, sklearn's relocation of empty clusters (each takes one o
 points farthest from their centres, which leaves its old cluster), and labels
 consistent with the final centres.
 
+Cluster sums: on the CPU ``index_add_``, which adds the points of a cluster one after
+the other in the points' order, whatever the thread count; elsewhere a one-hot matmul
+(twice the work of the distances, cheap on a GPU), because CUDA's ``index_add_`` adds
+floats with atomics, in an order that changes from run to run.
+
 Memory beyond the float32 copy of the points: Lloyd steps work `chunk_size` points at
-a time, with a distance block and a one-hot block of ``chunk_size x n_clusters``
-floats each; k-means++ seeding holds ``(2 + int(ln K)) x n_points`` float64 distances.
+a time, with a distance block of ``chunk_size x n_clusters`` floats (and, off the CPU, a
+one-hot block as big); k-means++ seeding holds ``(2 + int(ln K)) x n_points`` float32
+distances (and a float64 copy while it sums them).
 
 >>> import numpy as np
 >>> points = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
@@ -102,10 +108,11 @@ class KMeans:
     def _inertia(self, x: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> float:
         """Exact sum of ||x - c_label||^2 in float64, `chunk_size` points at a time."""
         total = torch.zeros((), dtype=torch.float64, device=x.device)
+        centers = centers.double()
         for s in range(0, x.shape[0], self.chunk_size):
             rows = slice(s, s + self.chunk_size)
-            diff = x[rows].double() - centers[labels[rows]].double()      # (b, d)
-            total += (diff * diff).sum()
+            diff = x[rows].double().sub_(centers[labels[rows]])           # (b, d), in place
+            total += diff.square_().sum()
         return float(total)
 
     def _assign(self, x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor,
@@ -128,37 +135,43 @@ class KMeans:
             best, idx = d.min(1)
             labels[s:s + chunk] = idx
             dist[s:s + chunk] = best + x_sq[s:s + chunk]
-            if accumulate:  # one-hot matmul: deterministic, unlike an atomic index_add_
-                onehot = torch.zeros(len(idx), k, device=x.device, dtype=torch.float32)
-                onehot.scatter_(1, idx[:, None], 1.0)               # (b, K)
-                sums.addmm_(onehot.T, xb)
-                counts += onehot.sum(0)
+            if accumulate:
+                _add_to_clusters(sums, counts, idx, xb)
         return labels, dist.clamp_(min=0.0), sums, counts
 
     def _kmeans_plusplus(self, x: torch.Tensor, x_sq: torch.Tensor,
                          gen: torch.Generator) -> torch.Tensor:
         """Greedy k-means++ (Arthur & Vassilvitskii; scikit-learn's variant): each new centre
-        is the best of ``2 + int(ln K)`` candidates drawn with probability ~ D(x)^2."""
+        is the best of ``2 + int(ln K)`` candidates drawn with probability ~ D(x)^2.
+
+        Distances stay float32 (their minimum is exact in any precision); the potentials
+        and the cumulative sum that the draws search are summed in float64.
+        """
         n, k = x.shape[0], self.n_clusters
         trials = 2 + int(math.log(k))
         first = int(torch.randint(n, (1,), generator=gen, device=x.device))
         ids = [first]
 
-        def sq_dist(rows: torch.Tensor) -> torch.Tensor:             # (r, n) float64
-            d = torch.addmm(x_sq[None, :], x[rows], x.T, alpha=-2.0) + x_sq[rows, None]
-            return d.clamp_(min=0.0).double()
+        zero = torch.zeros((), device=x.device)
 
-        closest = sq_dist(torch.tensor([first], device=x.device))[0]   # (n,)
-        potential = closest.sum()
+        def sq_dist(rows: torch.Tensor, out: torch.Tensor, cap=None) -> torch.Tensor:
+            """float32 [r, n] into `out`: min(max(0, |x_r - x_j|^2), cap_j)."""
+            torch.addmm(x_sq[None, :], x[rows], x.T, alpha=-2.0, out=out)
+            return torch.clamp(out.add_(x_sq[rows, None]), zero, cap, out=out)
+
+        closest = sq_dist(torch.tensor([first], device=x.device),
+                          torch.empty(1, n, device=x.device))[0]        # (n,)
+        potential = closest.sum(dtype=torch.float64)
+        block = torch.empty(trials, n, device=x.device)                 # (trials, n)
         for _ in range(1, k):
-            cum = torch.cumsum(closest, 0)
+            cum = torch.cumsum(closest, 0, dtype=torch.float64)
             draws = torch.rand(trials, generator=gen, device=x.device, dtype=torch.float64)
             cand = torch.searchsorted(cum, draws * potential).clamp_(max=n - 1)
-            cand_closest = torch.minimum(closest[None, :], sq_dist(cand))   # (trials, n)
-            pots = cand_closest.sum(1)
+            cand_closest = sq_dist(cand, block, closest[None, :])         # (trials, n)
+            pots = cand_closest.sum(1, dtype=torch.float64)
             best = int(torch.argmin(pots))
             ids.append(int(cand[best]))
-            closest, potential = cand_closest[best], pots[best]
+            closest, potential = cand_closest[best].clone(), pots[best]
         return x[torch.tensor(ids, device=x.device)].clone()
 
     def _initial_centers(self, x, x_sq, gen) -> torch.Tensor:
@@ -189,10 +202,7 @@ class KMeans:
             if bool(empty.any()):
                 # as sklearn: the farthest points move to the empty clusters, leaving their own
                 far = torch.topk(dist, int(empty.sum())).indices
-                leaving = torch.zeros(len(far), len(counts), device=x.device)
-                leaving.scatter_(1, labels[far, None], 1.0)          # (n_empty, K) one-hot
-                sums.addmm_(leaving.T, x[far], alpha=-1.0)
-                counts -= leaving.sum(0)
+                _add_to_clusters(sums, counts, labels[far], x[far], sign=-1.0)
                 empty_ids = empty.nonzero()[:, 0]
                 sums[empty_ids], counts[empty_ids] = x[far], 1.0
             new = sums / counts.clamp(min=1.0)[:, None]
@@ -268,3 +278,29 @@ class KMeans:
 
     def __repr__(self) -> str:
         return f"KMeans(n_clusters={self.n_clusters}, n_init={self.n_init}, seed={self.seed})"
+
+
+def _add_to_clusters(sums: torch.Tensor, counts: torch.Tensor, labels: torch.Tensor,
+                     points: torch.Tensor, sign: float = 1.0,
+                     one_hot: bool | None = None) -> None:
+    """Add (sign +1) or take away (-1) points float32 [b, d] to the sums float32 [K, d] and
+    counts float32 [K] of their clusters (labels int64 [b]), in place, deterministically.
+
+    The CPU's ``index_add_`` adds each cluster's points one after the other in their order,
+    whatever the thread count, and reads the points once; CUDA's adds with float atomics,
+    in an order that changes from run to run, so there (`one_hot` None: off the CPU) a
+    one-hot matmul does it.
+    """
+    if one_hot is None:
+        one_hot = points.device.type != "cpu"
+    if not one_hot:
+        # int32 labels take index_add_'s plain loop (no threads); int64 ones, with alpha 1,
+        # go to scatter_add_'s threaded kernel: the same sums, but 10x slower on a busy
+        # 2-core machine, where each parallel region waits for a core
+        sums.index_add_(0, labels.int(), points, alpha=sign)
+        counts.add_(torch.bincount(labels, minlength=len(counts)), alpha=sign)
+        return
+    onehot = torch.zeros(len(labels), len(counts), device=points.device)
+    onehot.scatter_(1, labels[:, None], 1.0)                          # (b, K)
+    sums.addmm_(onehot.T, points, alpha=sign)
+    counts.add_(onehot.sum(0), alpha=sign)

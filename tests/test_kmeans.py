@@ -7,7 +7,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from mothello_fast.errors import ConceptError
-from mothello_fast.kmeans import KMeans
+from mothello_fast.kmeans import KMeans, _add_to_clusters
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,105 @@ def test_predict_with_centres_of_other_features_set_by_hand_after_a_fit(points):
     new = points[:100, :4]
     d2 = ((new[:, None, :] - model.cluster_centers_[None]) ** 2).sum(-1)
     assert np.array_equal(model.predict(new), d2.argmin(1))
+
+
+def _sequential_cluster_sums(points, labels, k, sign=1.0):
+    """Oracle: float32 sums and counts, adding the points one by one in their order."""
+    sums, counts = torch.zeros(k, points.shape[1]), torch.zeros(k)
+    for point, label in zip(points, labels.tolist()):
+        sums[label] += sign * point
+        counts[label] += sign
+    return sums, counts
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpu_cluster_sums_add_each_clusters_points_in_order_whatever_the_threads(threads):
+    gen = torch.Generator().manual_seed(0)
+    points = torch.randn(5000, 64, generator=gen) * 100
+    labels = torch.randint(7, (5000,), generator=gen)
+    sums, counts = torch.zeros(7, 64), torch.zeros(7)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _add_to_clusters(sums, counts, labels, points)
+    finally:
+        torch.set_num_threads(before)
+    expected_sums, expected_counts = _sequential_cluster_sums(points, labels, 7)
+    assert torch.equal(sums, expected_sums)
+    assert torch.equal(counts, expected_counts)
+
+
+def test_points_taken_away_from_their_clusters_are_subtracted_in_order():
+    gen = torch.Generator().manual_seed(1)
+    points, labels = torch.randn(40, 8, generator=gen), torch.tensor([2, 0, 2, 2] * 10)
+    sums, counts = torch.zeros(3, 8), torch.zeros(3)
+    _add_to_clusters(sums, counts, labels, points, sign=-1.0)
+    expected_sums, expected_counts = _sequential_cluster_sums(points, labels, 3, sign=-1.0)
+    assert torch.equal(sums, expected_sums)
+    assert torch.equal(counts, expected_counts)
+
+
+def test_one_hot_cluster_sums_of_the_cuda_path_agree_with_the_cpu_path():
+    gen = torch.Generator().manual_seed(2)
+    points, labels = torch.randn(3000, 32, generator=gen), torch.randint(9, (3000,), generator=gen)
+    by_index = torch.zeros(9, 32), torch.zeros(9)
+    by_matmul = torch.zeros(9, 32), torch.zeros(9)
+    _add_to_clusters(*by_index, labels, points)
+    _add_to_clusters(*by_matmul, labels, points, one_hot=True)
+    assert torch.equal(by_matmul[1], by_index[1])
+    assert torch.allclose(by_matmul[0], by_index[0], rtol=1e-5, atol=1e-4)
+
+
+def _float64_kmeans_plusplus(x, x_sq, k, gen):
+    """Oracle: the greedy k-means++ seeding with every distance block in float64."""
+    n, trials = x.shape[0], 2 + int(np.log(k))
+
+    def sq_dist(rows):
+        d = torch.addmm(x_sq[None, :], x[rows], x.T, alpha=-2.0) + x_sq[rows, None]
+        return d.clamp_(min=0.0).double()
+
+    ids = [int(torch.randint(n, (1,), generator=gen))]
+    closest = sq_dist(torch.tensor(ids))[0]
+    potential = closest.sum()
+    for _ in range(1, k):
+        draws = torch.rand(trials, generator=gen, dtype=torch.float64)
+        cand = torch.searchsorted(torch.cumsum(closest, 0), draws * potential).clamp_(max=n - 1)
+        cand_closest = torch.minimum(closest[None, :], sq_dist(cand))
+        pots = cand_closest.sum(1)
+        best = int(torch.argmin(pots))
+        ids.append(int(cand[best]))
+        closest, potential = cand_closest[best], pots[best]
+    return ids
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kmeans_plusplus_picks_the_same_centres_as_float64_distances(seed):
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.normal(size=(3000, 24)).astype(np.float32) * 10 ** seed)
+    x[:500] = x[0]                                  # duplicate points: zero distances, ties
+    x_sq = (x * x).sum(1)
+    ours = KMeans(30, seed=seed, device="cpu")._kmeans_plusplus(
+        x, x_sq, torch.Generator().manual_seed(seed))
+    expected = _float64_kmeans_plusplus(x, x_sq, 30, torch.Generator().manual_seed(seed))
+    assert torch.equal(ours, x[expected])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_labels_and_iterations_match_sklearn_from_the_same_initial_centres(seed):
+    x, _ = make_blobs(3000, n_features=16, centers=30, cluster_std=2.0, random_state=10 + seed)
+    init = x[np.random.default_rng(seed).choice(len(x), 25, replace=False)]
+    ours = KMeans(25, init=init, max_iter=300, device="cpu").fit(x)
+    ref = SklearnKMeans(25, init=init, n_init=1, max_iter=300, algorithm="lloyd").fit(x)
+    assert np.array_equal(ours.labels_, ref.labels_)
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_empty_cluster_relocation_matches_sklearn_on_several_seeds(seed):
+    x = np.random.default_rng(50 + seed).normal(size=(500, 4)).astype(np.float32)
+    init = np.concatenate([x[:5], np.full((3, 4), 50, np.float32)])    # three empty at first
+    ours = KMeans(8, init=init, max_iter=300, device="cpu").fit(x)
+    ref = SklearnKMeans(8, init=init, n_init=1, max_iter=300, algorithm="lloyd").fit(x)
+    assert np.array_equal(ours.labels_, ref.labels_)
+    assert ours.n_iter_ == ref.n_iter_

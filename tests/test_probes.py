@@ -8,6 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from mothello_fast.errors import ProbeError
+from mothello_fast.kernels.probe import probe_loss_reference
 from mothello_fast.othello import generate_games, replay
 from mothello_fast.probes import LinearProbe, MLPProbe, load_probe, make_probe, probe_model
 
@@ -117,6 +118,87 @@ def test_fit_through_the_triton_kernel_gives_the_reference_probe(synthetic, monk
             torch.testing.assert_close(got.params_[name], want.params_[name], atol=1e-5, rtol=0)
 
 
+def old_fit(X, y, *, hidden: int | None = None, lr: float = 1e-3, batch_size: int = 1024,
+            epochs: int = 16, weight_decay: float = 1e-4, standardize: bool = True,
+            seed: int = 0) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """The probes' fit as it was first written, plainly, on the CPU: (params, loss curve).
+
+    X: float [N, d], y: int [N, 64]. Every batch is gathered from the raw X and
+    standardised as it is drawn, Adam steps tensor by tensor; the loss is the plain-torch
+    reference. Also the baseline of benchmarks/test_bench_probes.py (hence the old input
+    check: a full scan of X for non-finite values).
+    """
+    x = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+    labels = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("non-finite X")
+    n, d = x.shape
+    mean, scale = torch.zeros(d), torch.ones(d)
+    if standardize:
+        mean, std = x.mean(0), x.std(0, unbiased=False)
+        scale = torch.where(std > 1e-6, std, torch.ones_like(std))
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(shape, fan_in):   # nn.Linear's initialisation, drawn in the probes' order
+        return (torch.rand(shape, generator=generator) * 2 - 1) * (1.0 / fan_in ** 0.5)
+
+    if hidden is None:
+        params = {"weight": uniform((d, 64, 3), d), "bias": uniform((64, 3), d)}
+    else:
+        params = {"hidden_weight": uniform((d, hidden), d), "hidden_bias": uniform((hidden,), d),
+                  "weight": uniform((hidden, 64, 3), hidden), "bias": uniform((64, 3), hidden)}
+    counts = torch.stack([(labels == c).sum(0) for c in range(3)], -1).float()   # (64, 3)
+    params["bias"] = torch.log((counts + 1) / (counts.sum(-1, keepdim=True) + 3))
+    for p in params.values():
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params.values(), lr=lr, weight_decay=weight_decay,
+                                 foreach=False)
+    curve = []
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        total = torch.zeros(())
+        for start in range(0, n, batch_size):
+            rows = order[start:start + batch_size]
+            h = (x[rows] - mean) / scale
+            if hidden is not None:
+                h = torch.relu(h @ params["hidden_weight"] + params["hidden_bias"])
+            loss, _ = probe_loss_reference(h, params["weight"], params["bias"], labels[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(rows)
+        curve.append(float(total) / n)
+    return {k: v.detach() for k, v in params.items()}, curve
+
+
+@pytest.mark.parametrize("cls, options, dtype", [
+    (LinearProbe, {}, np.float32),
+    (MLPProbe, {"hidden": 24}, np.float32),
+    (LinearProbe, {}, np.float64),                        # X converted: standardised in place
+    (MLPProbe, {"hidden": 24, "standardize": False}, np.float32),
+], ids=["linear", "mlp", "linear, float64 X", "mlp, not standardised"])
+def test_fit_trains_the_probe_that_the_plain_per_batch_loop_trains(synthetic, cls, options,
+                                                                  dtype):
+    X, y, _, _ = synthetic
+    X, y = (X[:700, :40] + 3.0).astype(dtype), y[:700]   # off-centre: standardising matters
+    hyper = {"lr": 1e-2, "batch_size": 128, "epochs": 3, "seed": 7}
+    probe = cls(**hyper, **options, device="cpu").fit(X, y)
+    want_params, want_curve = old_fit(X, y, **hyper, **options)
+    assert probe.params_.keys() == want_params.keys()
+    for name, want in want_params.items():
+        torch.testing.assert_close(probe.params_[name], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probe.loss_curve_, want_curve, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda X: X, torch.from_numpy], ids=["numpy", "torch"])
+def test_fit_leaves_the_hidden_states_it_is_given_unchanged(synthetic, make):
+    X, y, _, _ = synthetic
+    X = X[:500].copy()
+    given = make(X)
+    LinearProbe(**{**FAST, "epochs": 1}).fit(given, y[:500])
+    np.testing.assert_array_equal(np.asarray(given), synthetic[0][:500])
+
+
 def test_predict_proba_is_the_softmax_of_the_standardised_linear_map(synthetic):
     X, y, X_test, _ = synthetic
     probe = LinearProbe(**FAST, seed=0).fit(X[:2000], y[:2000])
@@ -216,6 +298,16 @@ def test_non_finite_hidden_states_are_refused_naming_the_entry(synthetic, value)
     probe = LinearProbe(**{**FAST, "epochs": 1}).fit(X[:200], y[:200])
     with pytest.raises(ProbeError, match=match):
         probe.predict(bad)
+
+
+def test_finite_hidden_states_whose_column_sum_overflows_are_accepted(synthetic):
+    # the fit's first check sums each column; a sum that overflows float32 is no reason to
+    # refuse: only a non-finite entry is
+    X, y, _, _ = synthetic
+    X = X[:300].copy()
+    X[:, 2] = 3e38
+    probe = LinearProbe(**{**FAST, "epochs": 1}).fit(X, y[:300])
+    assert probe.mean_[2] > 1e38 and probe.predict(X).shape == (300, 64)
 
 
 def test_predicting_before_fit_is_refused(synthetic):
