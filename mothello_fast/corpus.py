@@ -59,6 +59,39 @@ class Batch:
     games: torch.Tensor | None = None
 
 
+def language_subsets(language_set: LanguageSet, language_games, n_games: int
+                     ) -> list[np.ndarray | None]:
+    """`language_games` (see `Corpus`) as the corpus reads it: per input language, the
+    sorted distinct game indices ``int64 [m]`` it may be drawn with, or None (all games);
+    a `LanguageError` names a subset that is no 1-D index array or bool mask of `n_games`."""
+    allowed: list[np.ndarray | None] = [None] * language_set.n_languages
+    if language_games is None:
+        return allowed
+    if not isinstance(language_games, Mapping):
+        raise LanguageError("language_games: expected a dict language name -> game indices "
+                            f"or mask, got {type(language_games).__name__}")
+    for name, subset in language_games.items():
+        j = language_set._input_index(name)
+        subset = subset.detach().cpu().numpy() if isinstance(subset, torch.Tensor) \
+            else np.asarray(subset)
+        if subset.shape == (0,) and subset.dtype != np.bool_:   # [] (float64): no games
+            subset = subset.astype(np.int64)
+        if subset.dtype == np.bool_:
+            if subset.shape != (n_games,):
+                raise LanguageError(f"language_games[{name!r}] is a mask of shape "
+                                    f"{subset.shape}; expected ({n_games},)")
+            subset = np.flatnonzero(subset)
+        elif subset.dtype.kind not in "iu" or subset.ndim != 1:
+            raise LanguageError(f"language_games[{name!r}] has dtype {subset.dtype}, shape "
+                                f"{subset.shape}; expected 1-D game indices or a bool mask")
+        elif len(subset) and (subset.min() < 0 or subset.max() >= n_games):
+            raise LanguageError(f"language_games[{name!r}] holds indices "
+                                f"{int(subset.min())}..{int(subset.max())}; expected 0.."
+                                f"{n_games - 1}")
+        allowed[j] = np.unique(subset.astype(np.int64))
+    return allowed
+
+
 def _step_seed(seed: int, step: int) -> int:
     state = np.random.SeedSequence([seed, step]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])      # < 2**63, a valid torch seed
@@ -122,7 +155,7 @@ class Corpus:
         if self.device.type != "cpu":   # once here: batches are built without host reads
             language_set._check_fits(self.games, None)
         n_lang = language_set.n_languages
-        allowed = self._allowed(language_games)
+        allowed = language_subsets(language_set, language_games, self.n_games)
         if mode == "sample":
             probs = self._weights(weights)
             empty = [language_set.names[j] for j in range(n_lang) if probs[j] > 0 and
@@ -153,34 +186,6 @@ class Corpus:
                 raise LanguageError("language_games leave no game that every language may be "
                                     "drawn with (parallel mode needs one)")
             self._pool = None if common is None else torch.as_tensor(common, device=self.device)
-
-    def _allowed(self, language_games) -> list[np.ndarray | None]:
-        allowed: list[np.ndarray | None] = [None] * self.language_set.n_languages
-        if language_games is None:
-            return allowed
-        if not isinstance(language_games, Mapping):
-            raise LanguageError("language_games: expected a dict language name -> game indices "
-                                f"or mask, got {type(language_games).__name__}")
-        for name, subset in language_games.items():
-            j = self.language_set._input_index(name)
-            subset = subset.detach().cpu().numpy() if isinstance(subset, torch.Tensor) \
-                else np.asarray(subset)
-            if subset.shape == (0,) and subset.dtype != np.bool_:   # [] (float64): no games
-                subset = subset.astype(np.int64)
-            if subset.dtype == np.bool_:
-                if subset.shape != (self.n_games,):
-                    raise LanguageError(f"language_games[{name!r}] is a mask of shape "
-                                        f"{subset.shape}; expected ({self.n_games},)")
-                subset = np.flatnonzero(subset)
-            elif subset.dtype.kind not in "iu" or subset.ndim != 1:
-                raise LanguageError(f"language_games[{name!r}] has dtype {subset.dtype}, shape "
-                                    f"{subset.shape}; expected 1-D game indices or a bool mask")
-            elif len(subset) and (subset.min() < 0 or subset.max() >= self.n_games):
-                raise LanguageError(f"language_games[{name!r}] holds indices "
-                                    f"{int(subset.min())}..{int(subset.max())}; expected 0.."
-                                    f"{self.n_games - 1}")
-            allowed[j] = np.unique(subset.astype(np.int64))
-        return allowed
 
     def _weights(self, weights) -> np.ndarray:
         n_lang = self.language_set.n_languages

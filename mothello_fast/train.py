@@ -382,26 +382,18 @@ def _prepare_out_dir(out_dir: Path, resume: bool):
 
 def _data_digests(train_games, val_games, language_games, language_set) -> dict[str, str]:
     """sha256 of what a run reads: its training games with the `language_games` subsets
-    that draw from them (they decide the batches), and its held-out games. A subset counts
-    as `corpus.Corpus` reads it, the sorted distinct games of an input language, so that
-    a mask and its indices, any integer dtype or order, a name and its index agree."""
-    train = hashlib.sha256(np.ascontiguousarray(train_games).tobytes())
-    subsets = {}
-    for name, subset in (language_games.items() if isinstance(language_games, Mapping)
-                         else ()):   # (what is no mapping the Corpus refuses, naming it)
-        subset = subset.detach().cpu().numpy() if isinstance(subset, torch.Tensor) \
-            else np.asarray(subset)
-        if subset.dtype == np.bool_:
-            subset = np.flatnonzero(subset)
-        if subset.dtype.kind in "iu" or subset.size == 0:
-            subset = np.unique(subset.astype(np.int64))
-        subsets[language_set._input_index(name)] = f"{subset.dtype}:".encode() \
-            + np.ascontiguousarray(subset).tobytes()
-    for j, data in sorted(subsets.items()):
-        train.update(f"{j}:".encode() + data)
+    that draw from them (they decide the batches), and its held-out games. The subsets
+    count as `corpus.Corpus` reads them (`corpus.language_subsets`), so that a mask and
+    its indices, any integer dtype or order, a name and its index agree."""
+    from .corpus import language_subsets
+
+    train = hashlib.sha256(np.ascontiguousarray(train_games))   # the buffer itself, no copy
+    subsets = language_subsets(language_set, language_games, len(train_games))
+    for j, subset in enumerate(subsets):
+        if subset is not None:
+            train.update(f"{j}:{subset.dtype}:".encode() + subset.tobytes())
     return {"train_data_sha256": train.hexdigest(),
-            "val_games_sha256": hashlib.sha256(np.ascontiguousarray(val_games).tobytes()
-                                               ).hexdigest()}
+            "val_games_sha256": hashlib.sha256(np.ascontiguousarray(val_games)).hexdigest()}
 
 
 def _check_resume_config(ckpt, config: TrainConfig, device: torch.device, ddp: _Dist,
