@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .storage import atomic_write_bytes, atomic_write_json, sha256_file
-from .errors import DatasetError, LanguageError, ProbeError, check_int
+from .errors import DatasetError, LanguageError, MothelloError, ProbeError, check_int
 from .model import unwrap
 from .othello import replay, validate_games
 
@@ -102,11 +102,13 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple
     return [(layer, name) for name, layer in pairs.items()]
 
 
-def check_games(games, name: str = "games") -> np.ndarray:
-    """`games` (int8 [n, 60]) validated, with at least one game, else an error naming `name`."""
+def check_games(games, name: str = "games", *, error: type[MothelloError] = ProbeError
+                ) -> np.ndarray:
+    """`games` (int8 [n, 60]) validated, with at least one game, else an error naming
+    `name` (`error` when there is none; `validate_games`'s errors otherwise)."""
     games = validate_games(games, name=name)
     if len(games) == 0:
-        raise ProbeError(f"{name} is empty: expected at least one game")
+        raise error(f"{name} is empty: expected at least one game")
     return games
 
 

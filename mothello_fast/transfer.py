@@ -79,6 +79,7 @@ def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_game
     finetune_games, val_games: int8 [n, 60], non-empty. Resumable: a finished or
     interrupted run in `out_dir` is continued, not restarted.
     """
+    from .activations import check_games
     from .checkpoint import load_checkpoint
     from .train import train
 
@@ -89,7 +90,7 @@ def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_game
     if not config.eval_every:   # train would then measure only the end: no step 0, no gain
         raise ConfigError(f"config.eval_every={config.eval_every!r}: expected a positive "
                           "integer, so that the pretrained model (step 0) is measured")
-    val_games = _check_games(val_games, "val_games")
+    val_games = check_games(val_games, "val_games", error=ConfigError)
     weights = [float(name == finetune_language) for name in language_set.names]
     config = dataclasses.replace(config, language_weights=weights)
     result = train(config, train_games=finetune_games, val_games=val_games, out_dir=out_dir,
@@ -99,14 +100,6 @@ def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_game
         raise ConfigError(f"fine-tuning in {str(out_dir)!r} recorded no evaluation at step 0 "
                           "(the pretrained model); expected a run begun with eval_every > 0")
     return _curves(result.metrics, finetune_language)
-
-
-def _check_games(games, name: str) -> np.ndarray:
-    """`games` (int8 [n, 60]) validated, with at least one game, else an error naming `name`."""
-    games = validate_games(games, name=name)
-    if len(games) == 0:
-        raise ConfigError(f"{name} is empty: expected at least one game")
-    return games
 
 
 def _common_prefix(games: np.ndarray) -> list[int]:
@@ -152,12 +145,13 @@ def run_transfer(config, *, finetune_language: str | None = None, pretrain_games
     ``out_dir/pretrain`` and ``out_dir/finetune-<language>`` (training runs, each
     resumable).
     """
+    from .activations import check_games
     from .languages import LanguageSet
     from .train import train
 
     pretrain_games = _check_pretrain_games(pretrain_games, prefix)
-    finetune_games = _check_games(finetune_games, "finetune_games")
-    val_games = _check_games(val_games, "val_games")
+    finetune_games = check_games(finetune_games, "finetune_games", error=ConfigError)
+    val_games = check_games(val_games, "val_games", error=ConfigError)
     for name, value in (("finetune_steps", finetune_steps), ("n_evaluations", n_evaluations)):
         check_int(name, value, least=1, error=ConfigError)
     if finetune_lr is not None:
