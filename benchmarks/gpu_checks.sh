@@ -44,26 +44,5 @@ for part in "${parts[@]}"; do
     fi
 done
 
-summary=("$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
-             --format=csv,noheader 2>&1 || echo 'nvidia-smi failed')")
-echo "${summary[0]}"
-failed=0
-for part in "${parts[@]}"; do
-    echo "=== $part (limit ${LIMIT[$part]} s): ${COMMAND[$part]}"
-    start=$(date +%s)
-    timeout --kill-after=10 "${LIMIT[$part]}" bash -c "${COMMAND[$part]}" 2>&1 \
-        | tee "$LOG_DIR/$part.log"
-    rc=${PIPESTATUS[0]}
-    seconds=$(( $(date +%s) - start ))
-    case $rc in
-        0) state=passed ;;
-        124|137) state="TIMED OUT" ; failed=1 ;;
-        *) state="failed (exit $rc)" ; failed=1 ;;
-    esac
-    summary+=("$(printf '%-8s %-18s %5d s' "$part" "$state" "$seconds")")
-done
-
-echo
-echo "=== summary"
-printf '%s\n' "${summary[@]}" | tee "$LOG_DIR/summary.txt"
-exit $failed
+source benchmarks/gpu_parts.sh
+run_parts "$LOG_DIR" "${parts[@]}"

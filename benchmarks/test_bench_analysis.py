@@ -82,7 +82,7 @@ def test_collection_stops_after_the_deepest_layer(setup, report, monkeypatch, la
 
 
 def test_alignment_keeps_the_collected_arrays(report):
-    from mothello_fast.alignment import _take
+    from mothello_fast.activations import _take
 
     rng = np.random.default_rng(0)
     n = 1000 * 59

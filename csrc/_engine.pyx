@@ -49,9 +49,16 @@ def flips(uint64_t me, uint64_t opp, int square):
 
 def perft(int depth):
     """Leaves at `depth` from the start position (depth >= 1)."""
+    return perft_from(START_BLACK, START_WHITE, depth, False)
+
+
+def perft_from(uint64_t me, uint64_t opp, int depth, bint passed):
+    """Leaves at `depth` (>= 1) below a position: `me` to move against `opp`, `passed`
+    when the previous ply was a pass. Runs without the GIL and without a check for
+    signals: callers keep each call small (othello.perft splits the tree)."""
     cdef uint64_t n
     with nogil:
-        n = perft_rec(START_BLACK, START_WHITE, depth, 0)
+        n = perft_rec(me, opp, depth, passed)
     return n
 
 

@@ -24,7 +24,7 @@ _LAZY = {
     "TrainConfig": ".train", "TrainResult": ".train",  # train(): mothello_fast.train.train
     "train_on_dataset": ".train", "load_train_config": ".train",
     "legal_move_accuracy": ".evaluate", "evaluate_languages": ".evaluate",
-    "evaluate_checkpoint": ".evaluate",
+    "evaluate_checkpoint": ".evaluate", "language_confusion": ".evaluate",
     "Language": ".languages", "LanguageSet": ".languages", "Encoded": ".languages",
     "Corpus": ".corpus", "Batch": ".corpus",
     "attention": ".kernels.attention", "probe_loss": ".kernels.probe",
@@ -42,12 +42,18 @@ _LAZY = {
     "probe_model": ".probes",
     "Activations": ".activations", "ActivationStore": ".activations",
     "collect_activations": ".activations", "load_activations": ".activations",
-    "resolve_layers": ".activations",
+    "resolve_layers": ".activations", "collect_parallel": ".activations",
+    "ParallelActivations": ".activations",
     "alignment_matrix": ".alignment", "alignment_by_layer": ".alignment",
     "model_alignment": ".alignment", "AlignmentMatrix": ".alignment",
     "LayerAlignment": ".alignment",
     "run_transfer": ".transfer", "finetune_curves": ".transfer", "TransferResult": ".transfer",
-    "run_study": ".study", "write_study_report": ".report",
+    "run_study": ".study", "run_study_cell": ".study", "aggregate_study": ".study",
+    "study_cells": ".study", "run_cell": ".cell", "StudyScale": ".cell", "SCALES": ".cell",
+    "summarize": ".summary", "verdicts": ".findings", "write_study_report": ".report",
+    "derive_seed": ".seeds", "Interval": ".statistics", "t_interval": ".statistics",
+    "welch_interval": ".statistics", "bootstrap_ratio": ".statistics",
+    "baseline_accuracies": ".controls", "random_init_model": ".controls",
 }
 
 

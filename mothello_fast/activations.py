@@ -40,6 +40,7 @@ from .model import unwrap
 from .othello import replay, validate_games
 
 __all__ = ["Activations", "ActivationStore", "collect_activations", "load_activations",
+           "ParallelActivations", "collect_parallel",
            "hook_name", "resolve_layers", "check_games", "check_label_kind", "LABEL_KINDS",
            "MAX_MOVES"]
 
@@ -119,8 +120,23 @@ def check_label_kind(kind: str) -> str:
     return kind
 
 
+class _PositionRows:
+    """What every collection of positions offers: its length, its layers, its labels."""
+
+    def __len__(self) -> int:
+        return len(self.game)
+
+    @property
+    def layers(self) -> list:
+        return list(self.hidden)
+
+    def labels(self, kind: str = "absolute") -> np.ndarray:
+        """Probe labels ``int8 [P, 64]``: "absolute" (the board) or "relative"."""
+        return self.board if check_label_kind(kind) == "absolute" else self.relative
+
+
 @dataclass
-class Activations:
+class Activations(_PositionRows):
     """Hidden states and labels of P positions (one per move kept), row-aligned.
 
     hidden: hook name -> ``float32 [P, d_model]``; board: ``int8 [P, 64]`` (0 empty,
@@ -136,17 +152,6 @@ class Activations:
     player: np.ndarray
     game: np.ndarray
     move: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.game)
-
-    @property
-    def layers(self) -> list[str]:
-        return list(self.hidden)
-
-    def labels(self, kind: str = "absolute") -> np.ndarray:
-        """Probe labels ``int8 [P, 64]``: "absolute" (the board) or "relative"."""
-        return self.board if check_label_kind(kind) == "absolute" else self.relative
 
     @classmethod
     def concatenate(cls, parts: Sequence[Activations]) -> Activations:
@@ -319,6 +324,7 @@ def collect_activations(model, language_set, games, *, language: str,
     if language not in language_set.names:
         raise LanguageError(f"language={language!r}: expected one of {list(language_set.names)}")
     gpt = unwrap(model)
+    language_set.check_model(gpt)
     hooks = [hook for _, hook in resolve_layers(gpt, layers)]
     shard_games = check_int("shard_games", shard_games, least=1, error=ProbeError)
     device = next(gpt.parameters()).device
@@ -394,3 +400,78 @@ def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shar
              "shards": shards}
     atomic_write_json(out_dir / INDEX, index)
     return ActivationStore(out_dir, index)
+
+
+@dataclass
+class ParallelActivations(_PositionRows):
+    """The same positions (game, move) written in several languages, row-aligned across
+    languages and layers: what alignment, unification and the study's controls read.
+
+    hidden: layer -> language -> ``float32 [P, d_model]`` (layers labelled as given to
+    `collect_parallel`, see `resolve_layers`); hooks: layer -> hook name; board,
+    relative: ``int8 [P, 64]``; game, move: ``int64 [P]`` (row in the games array, ply).
+    """
+    languages: tuple[str, ...]
+    hooks: dict
+    hidden: dict
+    board: np.ndarray
+    relative: np.ndarray
+    game: np.ndarray
+    move: np.ndarray
+
+    def stacked(self, layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every language's rows of `layer` one after another: (``float32 [L*P, d]``,
+        item ids ``int64 [L*P]`` (the position's row, the same in every language),
+        language ids ``int64 [L*P]``), as `unification.unification_score` takes them."""
+        if layer not in self.hidden:
+            raise ProbeError(f"layer {layer!r} not collected; collected: {self.layers}")
+        x = np.concatenate([self.hidden[layer][name] for name in self.languages])
+        n = len(self)
+        return (x, np.tile(np.arange(n, dtype=np.int64), len(self.languages)),
+                np.repeat(np.arange(len(self.languages), dtype=np.int64), n))
+
+
+def _common_positions(collections: Sequence[Activations]) -> list[np.ndarray]:
+    """Row indices selecting, in every collection, the positions (game, move) they all have,
+    in the same order."""
+    keys = [c.game * 64 + c.move for c in collections]
+    common = keys[0]
+    for k in keys[1:]:
+        common = np.intersect1d(common, k)
+    return [np.searchsorted(k, common) if np.all(np.diff(k) > 0)
+            else np.flatnonzero(np.isin(k, common)) for k in keys]
+
+
+def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]``, or `array` itself when rows are all of its rows in order (the usual
+    case: every language has every position), without copying it (float32 [N, d] per
+    layer and language: 1 GB for 9 layers of 1000 games at d_model 512)."""
+    if len(rows) == len(array) and np.array_equal(rows, np.arange(len(array))):
+        return array
+    return array[rows]
+
+
+def collect_parallel(model, language_set, games, *, languages: Sequence[str] | None = None,
+                     layers: Sequence[int | str] | int | str = (6,), batch_size: int = 256,
+                     max_moves: int | None = MAX_MOVES, progress: bool = True
+                     ) -> ParallelActivations:
+    """`collect_activations` of `games` (int8 [n, 60]) in every language of `languages`
+    (all input languages by default) at `layers`, kept at the positions every language
+    has (a short context can cut a multi-token language's last moves), in the same order
+    in every language. One forward pass per language and batch reads every layer."""
+    games = check_games(games)
+    languages = language_set.select_languages(languages)
+    pairs = resolve_layers(model, layers)
+    hooks = [hook for _, hook in pairs]
+    collected = [collect_activations(model, language_set, games, language=language,
+                                     layers=hooks, batch_size=batch_size, progress=progress,
+                                     max_moves=max_moves)
+                 for language in languages]
+    rows = _common_positions(collected)
+    hidden = {layer: {language: _take(c.hidden[hook], r)
+                      for language, c, r in zip(languages, collected, rows)}
+              for layer, hook in pairs}
+    first = collected[0]
+    return ParallelActivations(tuple(languages), dict(pairs), hidden,
+                               _take(first.board, rows[0]), _take(first.relative, rows[0]),
+                               _take(first.game, rows[0]), _take(first.move, rows[0]))

@@ -35,12 +35,15 @@ def _json_number(value: float) -> float | None:
 @dataclass(frozen=True)
 class AlignmentMatrix:
     """accuracy: ``float64 [L, L]``, ``[a, b]`` = probe trained on a, tested on b;
-    per_square: ``float64 [L, L, 64]``; n_train / n_test: positions in each part."""
+    per_square: ``float64 [L, L, 64]``; n_train / n_test: positions in each part;
+    per_position: ``float64 [L, L, n_test]``, the fraction of squares read right at each
+    test position (for intervals over test games; not in `to_dict`, for its size)."""
     languages: tuple[str, ...]
     accuracy: np.ndarray
     per_square: np.ndarray
     n_train: int
     n_test: int
+    per_position: np.ndarray | None = None
 
     @property
     def in_distribution(self) -> np.ndarray:
@@ -153,14 +156,20 @@ def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe: str = "
         if len(train_y) == 0 or len(test_y) == 0:
             raise ProbeError(f"{len(train_y)} training and {len(test_y)} test positions: "
                              "expected at least one of each")
+    test_y = np.asarray(test_y)
+    if not np.issubdtype(test_y.dtype, np.integer) or (test_y.size and not (
+            0 <= test_y.min() and test_y.max() <= 2)):
+        raise ProbeError(f"test labels of dtype {test_y.dtype}: expected integer classes 0..2")
     per_square = np.empty((len(languages), len(languages), labels.shape[1]))
+    per_position = np.empty((len(languages), len(languages), len(test_y)))
     for a, source in enumerate(tqdm(languages, desc="alignment", disable=not progress,
                                     leave=False)):
         fitted = make_probe(probe, **params).fit(np.asarray(train_x[source]), train_y)
         for b, target in enumerate(languages):
-            per_square[a, b] = fitted.per_square_accuracy(np.asarray(test_x[target]), test_y)
+            right = fitted.predict(np.asarray(test_x[target])) == test_y   # bool [M, 64]
+            per_square[a, b], per_position[a, b] = right.mean(0), right.mean(1)
     return AlignmentMatrix(languages, per_square.mean(-1), per_square, len(train_y),
-                           len(test_y))
+                           len(test_y), per_position)
 
 
 def alignment_by_layer(hidden: Mapping[object, Mapping[str, np.ndarray]], labels, *,
@@ -179,42 +188,6 @@ def alignment_by_layer(hidden: Mapping[object, Mapping[str, np.ndarray]], labels
         for layer in layers))
 
 
-def _common_positions(collections: Sequence) -> list[np.ndarray]:
-    """Row indices selecting, in every collection, the positions (game, move) they all have,
-    in the same order."""
-    keys = [c.game * 64 + c.move for c in collections]
-    common = keys[0]
-    for k in keys[1:]:
-        common = np.intersect1d(common, k)
-    return [np.searchsorted(k, common) if np.all(np.diff(k) > 0)
-            else np.flatnonzero(np.isin(k, common)) for k in keys]
-
-
-def _collect(model, language_set, games, languages, pairs, batch_size, progress, labels):
-    """(layer -> language -> float [N, d], labels int8 [N, 64]) at the positions every
-    language has."""
-    from .activations import collect_activations
-
-    hooks = [hook for _, hook in pairs]
-    collected = [collect_activations(model, language_set, games, language=language,
-                                     layers=hooks, batch_size=batch_size, progress=progress)
-                 for language in languages]
-    rows = _common_positions(collected)
-    hidden = {layer: {language: _take(c.hidden[hook], r)
-                      for language, c, r in zip(languages, collected, rows)}
-              for layer, hook in pairs}
-    return hidden, _take(collected[0].labels(labels), rows[0])
-
-
-def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]``, or `array` itself when rows are all of its rows in order (the usual
-    case: every language has every position), without copying it (float32 [N, d] per
-    layer and language: 1 GB for 9 layers of 1000 games at d_model 512)."""
-    if len(rows) == len(array) and np.array_equal(rows, np.arange(len(array))):
-        return array
-    return array[rows]
-
-
 def model_alignment(model, language_set, games, *, languages: Sequence[str] | None = None,
                     layers: Sequence[int | str] | int | str = (6,), labels: str = "absolute",
                     probe: str = "mlp", probe_params: Mapping | None = None,
@@ -227,7 +200,7 @@ def model_alignment(model, language_set, games, *, languages: Sequence[str] | No
     mOthello's protocol), probes train on every position of `games` and are tested on
     those of `test_games`; without, on a `test_fraction` split of the positions of
     `games`."""
-    from .activations import check_games, check_label_kind, resolve_layers
+    from .activations import check_games, check_label_kind, collect_parallel, resolve_layers
 
     games = check_games(games)
     if test_games is not None:
@@ -237,11 +210,14 @@ def model_alignment(model, language_set, games, *, languages: Sequence[str] | No
     make_probe(probe, **{"seed": seed, **(probe_params or {})})
     if test_games is None:
         check_test_fraction(test_fraction)
-    pairs = resolve_layers(model, layers)
-    hidden, y = _collect(model, language_set, games, languages, pairs, batch_size, progress,
-                         labels)
-    test_hidden, test_y = (None, None) if test_games is None else _collect(
-        model, language_set, test_games, languages, pairs, batch_size, progress, labels)
-    return alignment_by_layer(hidden, y, test_hidden=test_hidden, test_labels=test_y,
+    resolve_layers(model, layers)
+    train = collect_parallel(model, language_set, games, languages=languages, layers=layers,
+                             batch_size=batch_size, progress=progress)
+    test = None if test_games is None else collect_parallel(
+        model, language_set, test_games, languages=languages, layers=layers,
+        batch_size=batch_size, progress=progress)
+    return alignment_by_layer(train.hidden, train.labels(labels),
+                              test_hidden=None if test is None else test.hidden,
+                              test_labels=None if test is None else test.labels(labels),
                               probe=probe, probe_params=probe_params,
                               test_fraction=test_fraction, seed=seed, progress=progress)

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +29,13 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .storage import atomic_write_json, replace_directory
+from .storage import atomic_write_json, manifest_digest, replace_directory
 from .devices import resolve_device
 from .errors import CheckpointError, MothelloError, check_int
 from .model import GPT, GPTConfig, unwrap
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "resolve_checkpoint",
-           "find_latest_checkpoint", "FORMAT_VERSION"]
+           "find_latest_checkpoint", "list_checkpoints", "prune_checkpoints", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 MANIFEST = "checkpoint.json"
@@ -153,9 +154,8 @@ def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0
 
 
 def _manifest_digest(manifest: dict) -> str:
-    """sha256 of the manifest as canonical JSON (sorted keys), its own digest left out."""
-    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    """`storage.manifest_digest` of a checkpoint manifest."""
+    return manifest_digest(manifest, MANIFEST_DIGEST)
 
 
 def _read_manifest(path: Path) -> dict:
@@ -177,13 +177,45 @@ def _read_manifest(path: Path) -> dict:
         raise CheckpointError(f"{str(manifest_path)!r} is truncated or not a checkpoint manifest "
                               f"({type(exc).__name__}: {exc})") from None
     # manifests written before the digest existed have none and are taken as they are
-    if MANIFEST_DIGEST in manifest and manifest[MANIFEST_DIGEST] != _manifest_digest(manifest):
+    if MANIFEST_DIGEST not in manifest:
+        warnings.warn(f"{str(manifest_path)!r} has no {MANIFEST_DIGEST} (written before "
+                      "manifests carried one): its fields are checked for type only",
+                      stacklevel=3)
+    elif manifest[MANIFEST_DIGEST] != _manifest_digest(manifest):
         raise CheckpointError(f"{str(manifest_path)!r} is corrupted: its contents do not match "
                               f"its {MANIFEST_DIGEST}")
+    _check_manifest_fields(manifest, manifest_path)
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {str(path)!r} has format version {version!r}; this "
                               f"version of mothello-fast reads version {FORMAT_VERSION}")
     return manifest
+
+
+def _check_manifest_fields(manifest: dict, where: Path) -> None:
+    """Every field a load reads, of the type it is read as (`CheckpointError` naming the
+    field otherwise): a manifest without its digest may hold anything."""
+    def bad(field: str, value, expected: str):
+        raise CheckpointError(f"{str(where)!r}: {field}={value!r}: expected {expected}")
+
+    step = manifest["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        bad("step", step, "an integer >= 0")
+    for key in ("model_config", "language_set"):
+        if not isinstance(manifest[key], dict):
+            bad(key, manifest[key], "a JSON object")
+    for key in ("train_config", "extra", "optimizer"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            bad(key, manifest[key], "a JSON object or null")
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        bad("files", files, "a JSON object of file name -> {bytes, sha256}")
+    for name, meta in files.items():
+        if name not in (MODEL_FILE, OPTIMIZER_FILE):
+            bad("files", name, f"{MODEL_FILE!r} or {OPTIMIZER_FILE!r} (a file of the checkpoint)")
+        if not isinstance(meta, dict) or isinstance(meta.get("bytes"), bool) \
+                or not isinstance(meta.get("bytes"), int) or not isinstance(meta.get("sha256"),
+                                                                             str):
+            bad(f"files[{name!r}]", meta, "{'bytes': an integer, 'sha256': a hex digest}")
 
 
 def _read_file(directory: Path, name: str, meta: dict, verify: bool) -> dict[str, torch.Tensor]:
@@ -218,8 +250,8 @@ def resolve_checkpoint(path) -> Path:
     it); ``RUN/checkpoints/latest``, a run directory ``RUN`` or its ``RUN/checkpoints``:
     the newest complete checkpoint there."""
     path = Path(path)
-    if path.is_file():
-        return path.parent
+    if path.is_file():   # a file of a checkpoint, or a run's config.json: their directory
+        path = path.parent
     if (path / MANIFEST).exists():
         return path
     for directory in (path.parent if path.name == "latest" else None, path / "checkpoints",
@@ -265,10 +297,16 @@ def load_checkpoint(path, *, model: torch.nn.Module | None = None,
         if diffs:
             raise CheckpointError(f"checkpoint {str(path)!r} is from an incompatible model "
                                   f"config: {'; '.join(diffs)}")
+    language_set = LanguageSet.from_dict(manifest["language_set"])
+    try:
+        language_set.check_model(config)
+    except MothelloError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r}: its language set does not fit its "
+                              f"model ({exc})") from None
     weights = {k: v.to(location) for k, v in
                _read_file(path, MODEL_FILE, files[MODEL_FILE], verify).items()}
     ckpt = Checkpoint(path=path, step=int(manifest["step"]), model_config=config,
-                      language_set=LanguageSet.from_dict(manifest["language_set"]),
+                      language_set=language_set,
                       train_config=manifest.get("train_config"), model_state=weights,
                       extra=manifest.get("extra") or {})
     if OPTIMIZER_FILE in files:
@@ -319,7 +357,22 @@ def _step_directories(directory) -> list[Path]:
     return [p for _, p in sorted(steps)]
 
 
+def list_checkpoints(directory) -> list[Path]:
+    """The complete checkpoints ``step-N`` in `directory` (a run's ``checkpoints/``), by
+    ascending step."""
+    return [p for p in _step_directories(directory) if (p / MANIFEST).exists()]
+
+
 def find_latest_checkpoint(directory) -> Path | None:
     """The highest-step complete checkpoint ``step-N`` in `directory` (None if there is none)."""
-    complete = [p for p in _step_directories(directory) if (p / MANIFEST).exists()]
+    complete = list_checkpoints(directory)
     return complete[-1] if complete else None
+
+
+def prune_checkpoints(directory, keep: int | None) -> None:
+    """Delete all but the newest `keep` step directories ``step-N`` of `directory` (a run's
+    ``checkpoints/``), unfinished ones included; None keeps all."""
+    if keep is None:
+        return
+    for old in _step_directories(directory)[:-keep] if keep else _step_directories(directory):
+        shutil.rmtree(old)

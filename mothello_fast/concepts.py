@@ -56,7 +56,7 @@ from .plots import new_figure, save_figure
 
 __all__ = ["AlignedPair", "CalignResult", "ColapResult", "calign", "colap",
            "dictionary_from_translation_table", "dictionary_from_token_square",
-           "concept_report"]
+           "concept_report", "check_report_params"]
 
 DIRECTIONS = ("s->t", "t->s", "both")
 
@@ -525,7 +525,7 @@ def _plot_curves(layers: list, curves: dict[str, list], path) -> None:
     save_figure(fig, path)
 
 
-def _check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_ratio,
+def check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_ratio,
                          min_types, theta_o, k_neighbors, seed) -> None:
     """The checks of `concept_report`'s scalar parameters (also run by the CLI before it
     loads anything): a ConceptError naming the first bad one."""
@@ -578,7 +578,7 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
     pairs = resolve_layers(model, range(1, gpt.config.n_layers + 1) if layers is None else layers)
     layers, hooks = [layer for layer, _ in pairs], [hook for _, hook in pairs]
     names = language_set.select_languages(languages, least=2, error=ConceptError)
-    _check_report_params(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
+    check_report_params(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
                          theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
                          min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,
                          seed=seed)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .devices import resolve_device
+from .devices import check_fits_in_memory, resolve_device
 from .errors import LanguageError, check_int
 from .languages import OBJECTIVES, LanguageSet
 
@@ -141,6 +141,11 @@ class Corpus:
         self.mode = mode
         self.seed = int(seed)
         self.device = resolve_device(device)
+        rows = self.batch_size * (language_set.n_languages if mode == "parallel" else 1)
+        # tokens, targets, move index (int64) and move ends per position, and temporaries
+        check_fits_in_memory(f"batch_size={batch_size}: a batch of {rows:,} rows",
+                             rows * (2 * 25 * language_set.context_length + 60), self.device,
+                             error=LanguageError)
         if isinstance(games, torch.Tensor):
             games = language_set._check_games(games.to(self.device))
             self.games = games.to(torch.int8)

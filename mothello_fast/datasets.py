@@ -18,8 +18,10 @@ import datetime
 import hashlib
 import io
 import json
+import os
 import shutil
 import tokenize
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,10 +29,10 @@ import numpy as np
 
 from . import _engine
 from .errors import DatasetError, check_float, check_int
-from .othello import GAME_PLIES, Board, _check_seed, generate_games, validate_games
+from .othello import GAME_PLIES, Board, check_seed, generate_games, validate_games
 from .parallel import resolve_threads
-from .storage import (atomic_write_bytes, atomic_write_json, replace_directory, sha256_file,
-                      writer_lock)
+from .storage import (atomic_write_bytes, atomic_write_json, manifest_digest,
+                      replace_directory, sha256_file, writer_lock)
 
 __all__ = ["FORMAT_VERSION", "GameDataset", "generate_dataset", "write_games", "load_games",
            "split_games", "deduplicate"]
@@ -41,7 +43,8 @@ PROGRESS = "progress.json"  # in DIR.partial/: parameters and finished shards
 DEFAULT_SHARD_SIZE = 1_000_000
 # Manifest keys that `write_games` writes itself; its `metadata` may not set them.
 RESERVED_KEYS = frozenset({"format", "format_version", "n_games", "shard_size", "plies", "dtype",
-                           "created", "shards", "generator", "games_sha256"})
+                           "created", "shards", "generator", "games_sha256", "manifest_sha256"})
+MANIFEST_DIGEST = "manifest_sha256"   # the manifest's own digest: an edited field is detected
 
 
 def _write_shard(path: Path, games: np.ndarray) -> str:
@@ -162,7 +165,8 @@ def _prepare_partial(out: Path, params: dict, overwrite: bool) -> tuple[Path, li
 
 
 def _finish(out: Path, partial: Path, manifest: dict) -> None:
-    """Write the manifest and move the finished directory into place."""
+    """Write the manifest (with its own digest) and move the finished directory into place."""
+    manifest = {**manifest, MANIFEST_DIGEST: manifest_digest(manifest, MANIFEST_DIGEST)}
     atomic_write_json(partial / MANIFEST, manifest)
     (partial / PROGRESS).unlink(missing_ok=True)
     replace_directory(partial, out)
@@ -221,7 +225,7 @@ def generate_dataset(out, *, n_games: int, seed: int, threads: int | None = None
     `out`, resuming an interrupted run of the same parameters, and return it loaded."""
     n_games = check_int("n_games", n_games, least=1, error=DatasetError)
     shard_size = check_int("shard_size", shard_size, least=1, error=DatasetError)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     resolve_threads(threads)
     opening = Board.from_moves(prefix).moves if prefix is not None else []
     params = {"generator": "uniform-random-legal", "seed": seed, "prefix": opening,
@@ -381,6 +385,8 @@ def load_games(path, *, verify: bool = True) -> GameDataset:
     `verify` (the default) its sha256 is checked too. Any mismatch raises
     `DatasetError` naming the shard.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise DatasetError(f"path={path!r}: expected a dataset directory (a str or Path)")
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
@@ -400,6 +406,13 @@ def load_games(path, *, verify: bool = True) -> GameDataset:
     if isinstance(version, bool) or version != FORMAT_VERSION:
         raise DatasetError(f"dataset {str(path)!r} has format version {version!r}; this version "
                            f"of mothello-fast reads version {FORMAT_VERSION}")
+    if MANIFEST_DIGEST not in manifest:
+        warnings.warn(f"manifest {str(manifest_path)!r} has no {MANIFEST_DIGEST} (written "
+                      "before manifests carried one): its fields (seed, prefix, counts) are "
+                      "taken as they are", stacklevel=2)
+    elif manifest[MANIFEST_DIGEST] != manifest_digest(manifest, MANIFEST_DIGEST):
+        raise DatasetError(f"manifest {str(manifest_path)!r} was edited or is corrupted: its "
+                           f"contents do not match its {MANIFEST_DIGEST}")
     shards = []
     for index, meta in enumerate(shards_meta):
         name, n_games, sha = _check_shard_entry(meta, f"manifest {str(manifest_path)!r}, "

@@ -5,7 +5,7 @@ import torch
 
 from .errors import MothelloError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "memory_bytes", "check_fits_in_memory"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -35,3 +35,24 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
             raise MothelloError(f"device={device!r}: torch cannot place tensors on it on this "
                                 "machine; use 'cpu' or 'auto'") from None
     return resolved
+
+
+def memory_bytes(device: str | torch.device = "cpu") -> int:
+    """The memory of `device`: this machine's physical memory for the CPU, the GPU's own
+    for a CUDA device (0 when it cannot be read)."""
+    from .parallel import physical_memory
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return physical_memory()
+
+
+def check_fits_in_memory(what: str, n_bytes: int, device: str | torch.device = "cpu", *,
+                         error: type[MothelloError] = MothelloError) -> None:
+    """`error` naming `what` when `n_bytes` exceed the memory of `device` (a request that
+    would end in an allocator error or the system killing the process)."""
+    total = memory_bytes(device)
+    if total and n_bytes > total:
+        raise error(f"{what} needs about {n_bytes / 2**30:,.1f} GiB, more than the "
+                    f"{total / 2**30:,.1f} GiB of {torch.device(device)}")

@@ -7,7 +7,9 @@ is legal in the position (the engine's `Replay.legal_next`):
 - standard objective: the prediction is the next move's first token in the game's
   language; for multi-token (split, compositional) languages the predicted tokens
   are fed back greedily until they spell a move of that language (or stop being
-  the start of one, which counts as wrong);
+  the start of one, which counts as wrong). Each continuation reuses the keys and
+  values of its game's prefix (`GPT.prefill`, `GPT.extend`), so a sub-token costs one
+  token of compute, not a forward pass over the prefix;
 - unified objective: the prediction is the next move in the output language.
 """
 from __future__ import annotations
@@ -16,13 +18,15 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .errors import ConfigError, LanguageError, check_int
 from .devices import resolve_device
 from .model import unwrap
 from .othello import replay, validate_games
 
-__all__ = ["legal_move_accuracy", "evaluate_languages", "evaluate_checkpoint"]
+__all__ = ["legal_move_accuracy", "evaluate_languages", "evaluate_checkpoint",
+           "language_confusion"]
 
 
 class _Codes:
@@ -81,20 +85,6 @@ def _autocast(device: torch.device, bf16: bool | None):
     return nullcontext()
 
 
-def _predict(model, tokens: torch.Tensor, rows: np.ndarray, positions: np.ndarray,
-             batch_size: int) -> np.ndarray:
-    """Top-1 token at `positions` of `rows` of tokens int64 [n, T]: -> int64 [m]."""
-    out = np.empty(len(rows), dtype=np.int64)
-    for start in range(0, len(rows), batch_size):
-        r = torch.as_tensor(rows[start:start + batch_size], device=tokens.device)
-        p = torch.as_tensor(positions[start:start + batch_size], device=tokens.device)
-        length = int(p.max()) + 1
-        logits, _ = model(tokens[r, :length])
-        out[start:start + batch_size] = logits[torch.arange(len(r), device=r.device), p] \
-            .argmax(-1).cpu().numpy()
-    return out
-
-
 def _count_batch(model, language_set, games: np.ndarray, language, objective: str,
                  codes: _Codes, batch_size: int) -> tuple[int, int, float, int]:
     """(correct, predictions, summed target loss, targets) for one batch of games."""
@@ -107,7 +97,11 @@ def _count_batch(model, language_set, games: np.ndarray, language, objective: st
     move_index = np.asarray(encoded.move_index)[:, :T]
     move_end = np.asarray(encoded.move_end)[:, :T]
     labels = replay(games)
-    logits, _ = model(tokens)
+    multi_token = objective == "standard" and codes.max_len > 1
+    if multi_token:   # keep every layer's keys and values: continuations reuse them
+        logits, cache_keys, cache_values = model.prefill(tokens)
+    else:
+        logits, _ = model(tokens)
     loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
                                              ignore_index=-100, reduction="sum")
     n_targets = int((targets != -100).sum())
@@ -120,31 +114,44 @@ def _count_batch(model, language_set, games: np.ndarray, language, objective: st
         .argmax(-1).cpu().numpy()
     keys = codes.extend(np.zeros(len(pred), dtype=np.int64), pred)
     square, pending = codes.lookup(keys)
-    if objective == "standard":  # feed the predicted sub-tokens back until they spell a move
-        context = tokens.shape[1]
-        for j in range(1, codes.max_len):
-            pending &= pos + j < context
-            idx = np.nonzero(pending)[0]
-            if len(idx) == 0:
-                break
-            # one row per pending prediction: the game's tokens up to pos, then the
-            # tokens predicted so far (later positions are never read: attention is causal)
-            rows = tokens[torch.as_tensor(game[idx], device=device)].clone()
-            width = min(context, int(pos[idx].max()) + j + 1)
-            rows = rows[:, :width]
-            r = torch.arange(len(idx), device=device)
-            generated = keys[idx]
-            for i in range(j, 0, -1):  # unpack the generated tokens from the key
-                rows[r, torch.as_tensor(pos[idx] + i, device=device)] = torch.as_tensor(
-                    generated % codes.base - 1, device=device)
-                generated = generated // codes.base
-            nxt = _predict(model, rows, np.arange(len(idx)), pos[idx] + j, 8 * batch_size)
-            keys[idx] = codes.extend(keys[idx], nxt)
-            square[idx], pending[idx] = codes.lookup(keys[idx])
-        square[pending] = -1
+    if multi_token:
+        _spell_out(model, cache_keys, cache_values, keys, square, pending, game, pos, codes)
     legal = square >= 0
     legal[legal] = labels.legal_next[game[legal], move[legal], square[legal]]
     return int(legal.sum()), len(legal), float(loss), n_targets
+
+
+def _spell_out(model, cache_keys, cache_values, keys: np.ndarray, square: np.ndarray,
+               pending: np.ndarray, game: np.ndarray, pos: np.ndarray, codes: _Codes) -> None:
+    """Feed the predictions still `pending` (the start of a longer code) their own predicted
+    sub-tokens back, greedily, until they spell a move of the language (or stop being the
+    start of one, or reach the context's end: wrong), updating `keys`, `square` and
+    `pending` in place. Each continuation reads its game's prefix up to its position from
+    the prefill's keys and values (`GPT.extend`): one token of compute a sub-token.
+
+    keys, square: int64 [m]; pending: bool [m]; game, pos: int64 [m], the row and position
+    of each prediction in the prefilled tokens."""
+    device = cache_keys[0].device
+    T = cache_keys[0].shape[2]
+    alive, generated = np.nonzero(pending)[0], None
+    for j in range(1, codes.max_len):
+        pending[alive] &= pos[alive] + j < T
+        keep = pending[alive]
+        if not keep.any():
+            break
+        if generated is not None and not keep.all():
+            kept = torch.as_tensor(keep, device=device)
+            generated = tuple([g[kept] for g in part] for part in generated)
+        alive = alive[keep]
+        last_token = torch.as_tensor(keys[alive] % codes.base - 1, device=device)[:, None]
+        at = torch.as_tensor(pos[alive], device=device)
+        logits, generated = model.extend(
+            last_token, at[:, None] + j, cache_keys, cache_values,
+            rows=torch.as_tensor(game[alive], device=device),
+            valid=torch.arange(T, device=device)[None] <= at[:, None], generated=generated)
+        keys[alive] = codes.extend(keys[alive], logits[:, 0].argmax(-1).cpu().numpy())
+        square[alive], pending[alive] = codes.lookup(keys[alive])
+    square[pending] = -1
 
 
 def _check_objective(language_set, objective: str | None) -> str:
@@ -166,18 +173,20 @@ def _codes_for(language_set, language, objective: str) -> _Codes:
 
 
 def _evaluate(model, language_set, games, language, objective: str, batch_size: int,
-              bf16: bool | None) -> tuple[int, int, float, int]:
+              bf16: bool | None, progress: bool = False) -> tuple[int, int, float, int]:
     batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
     objective = _check_objective(language_set, objective)
     games = validate_games(games)
     codes = _codes_for(language_set, language, objective)
     gpt = unwrap(model)
+    language_set.check_model(gpt)
     was_training = gpt.training
     gpt.eval()
     totals = np.zeros(4)
     try:
         with torch.no_grad(), _autocast(_device_of(gpt), bf16):
-            for start in range(0, len(games), batch_size):
+            for start in tqdm(range(0, len(games), batch_size), desc=f"evaluating {language}",
+                              unit="batch", disable=not progress, leave=False):
                 chunk = np.asarray(games[start:start + batch_size])
                 totals += _count_batch(gpt, language_set, chunk, language, objective, codes,
                                        batch_size)
@@ -200,18 +209,19 @@ def legal_move_accuracy(model, language_set, games, *, language, objective: str 
 
 
 def evaluate_languages(model, language_set, games, *, objective: str | None = None,
-                       languages=None, batch_size: int = 256,
-                       bf16: bool | None = None) -> dict[str, float]:
+                       languages=None, batch_size: int = 256, bf16: bool | None = None,
+                       progress: bool = False) -> dict[str, float]:
     """``{"legal_acc/<lang>": ..., "val_loss/<lang>": ...}`` for every input language
     (all but the output language) or the given `languages`, on games int8 [n, 60];
-    `objective`, `batch_size` and `bf16` as in `legal_move_accuracy`."""
+    `objective`, `batch_size` and `bf16` as in `legal_move_accuracy`; `progress`: a
+    progress bar over each language's batches."""
     batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
     objective = _check_objective(language_set, objective)
     languages = language_set.select_languages(languages)   # input languages, each once
     result = {}
     for language in languages:
         correct, total, loss, n_targets = _evaluate(model, language_set, games, language,
-                                                    objective, batch_size, bf16)
+                                                    objective, batch_size, bf16, progress)
         result[f"legal_acc/{language}"] = correct / total if total else float("nan")
         result[f"val_loss/{language}"] = loss / n_targets if n_targets else float("nan")
     return result
@@ -219,7 +229,7 @@ def evaluate_languages(model, language_set, games, *, objective: str | None = No
 
 def evaluate_checkpoint(checkpoint, games, *, objective: str | None = None, languages=None,
                         device: str = "auto", batch_size: int = 256,
-                        bf16: bool | None = None) -> dict[str, float]:
+                        bf16: bool | None = None, progress: bool = False) -> dict[str, float]:
     """Load `checkpoint` and run `evaluate_languages` on games int8 [n, 60]; the objective
     defaults to the one the checkpoint was trained with."""
     from .checkpoint import load_checkpoint
@@ -231,4 +241,51 @@ def evaluate_checkpoint(checkpoint, games, *, objective: str | None = None, lang
     if objective is None:   # the checkpoint's, else what its language set is built for
         objective = (ckpt.train_config or {}).get("objective")
     return evaluate_languages(model, language_set, games, objective=objective,
-                              languages=languages, batch_size=batch_size, bf16=bf16)
+                              languages=languages, batch_size=batch_size, bf16=bf16,
+                              progress=progress)
+
+
+def language_confusion(model, language_set, games, *, language, into, batch_size: int = 256,
+                       bf16: bool | None = None) -> float:
+    """How often the model answers in language `into` when the game is written in
+    `language` (standard objective): the fraction of greedy top-1 next tokens, at the
+    last sub-token of every move of `games` (int8 [n, 60]) but each game's last, that
+    are tokens of `into` and not of `language` (anchor tokens, shared by both, do not
+    count). After fine-tuning in one language only, a high rate in the others means
+    the model writes the fine-tuned language's moves whatever it reads: the negative
+    transfer of naive and anchored pretraining."""
+    batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
+    source, target = language_set.select_languages([language, into], least=1)
+    games = validate_games(games)
+    vocab = language_set.vocab_size
+    foreign = np.zeros(vocab, dtype=bool)
+    ids = language_set.token_ids(target)
+    foreign[ids[ids >= 0]] = True
+    own = language_set.token_ids(source)
+    foreign[own[own >= 0]] = False
+    gpt = unwrap(model)
+    language_set.check_model(gpt)
+    device = _device_of(gpt)
+    foreign_t = torch.as_tensor(foreign, device=device)
+    was_training = gpt.training
+    gpt.eval()
+    hits = total = 0
+    try:
+        with torch.no_grad(), _autocast(device, bf16):
+            for start in range(0, len(games), batch_size):
+                chunk = np.asarray(games[start:start + batch_size])
+                encoded = language_set.encode(chunk, source)
+                T = min(encoded.tokens.shape[1], gpt.config.context_length)
+                move_index = np.asarray(encoded.move_index)[:, :T]
+                move_end = np.asarray(encoded.move_end)[:, :T]
+                last = replay(chunk).n_moves[:, None] - 1
+                game, pos = np.nonzero(move_end & (move_index >= 0) & (move_index < last))
+                logits, _ = gpt(torch.as_tensor(np.asarray(encoded.tokens)[:, :T],
+                                                dtype=torch.long, device=device))
+                pred = logits[torch.as_tensor(game, device=device),
+                              torch.as_tensor(pos, device=device)].argmax(-1)
+                hits += int(foreign_t[pred.clamp(max=vocab - 1)].sum())
+                total += len(game)
+    finally:
+        gpt.train(was_training)
+    return hits / total if total else float("nan")

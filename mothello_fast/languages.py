@@ -40,7 +40,7 @@ from .storage import atomic_write_json
 from .errors import InvalidSquareError, LanguageError, MothelloError, check_int
 from .othello import (GAME_PLIES, PLAYABLE_SQUARES, parse_square, square_name,
                       validate_games)
-from .othello import _PLAYABLE_LUT, _check_game_squares, _check_games_layout
+from .othello import PLAYABLE_LOOKUP, check_game_squares, check_games_layout
 from .othello import generate_games  # noqa: F401  (the docstring examples use it)
 from .parallel import CHUNK_GAMES, resolve_threads, run_in_chunks
 
@@ -408,6 +408,9 @@ class LanguageSet:
         >>> LanguageSet.from_spec("atomic, en=split:2", unified=True).names
         ('L0', 'en')
         """
+        if not isinstance(spec, (str, Sequence)):
+            raise LanguageError(f"language spec {spec!r}: expected comma-separated kinds "
+                                "like 'atomic,split:3,compositional', or a list of them")
         items = spec.split(",") if isinstance(spec, str) else list(spec)
         if not items or not all(isinstance(i, str) and i.strip() for i in items):
             raise LanguageError(f"language spec {spec!r}: expected comma-separated kinds "
@@ -416,6 +419,20 @@ class LanguageSet:
         languages = [_parse_spec_item(item, i, seed) for i, item in enumerate(items)]
         return cls(languages, anchors=anchors, n_anchors=n_anchors, seed=seed,
                    output_language=Language.atomic("out") if unified else None)
+
+    def check_model(self, model) -> None:
+        """`LanguageError` unless `model` (a `GPT`, possibly compiled or DDP-wrapped, or its
+        `GPTConfig`) reads this set's tokens: its vocabulary is the set's. (Its context
+        may be shorter than the set's longest game: Othello-GPT reads 59 of 60 moves.)"""
+        config = getattr(model, "config", None) or model
+        if not hasattr(config, "vocab_size"):   # a compiled or wrapped model
+            from .model import unwrap
+            config = unwrap(model).config
+        if config.vocab_size != self.vocab_size:
+            raise LanguageError(f"the model has a vocabulary of {config.vocab_size} tokens; "
+                                f"this language set ({', '.join(self.names)}) has "
+                                f"{self.vocab_size}: expected the language set the model was "
+                                "trained with (load_model returns it)")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -513,7 +530,7 @@ class LanguageSet:
             self._torch_cache[key] = {
                 name: torch.as_tensor(value, device=device) for name, value in
                 (("slots", self._slots), ("lengths", self._lengths),
-                 ("playable", _PLAYABLE_LUT), ("output", self._output_lut()))}
+                 ("playable", PLAYABLE_LOOKUP), ("output", self._output_lut()))}
         return self._torch_cache[key]
 
     def _output_lut(self) -> np.ndarray:
@@ -541,13 +558,13 @@ class LanguageSet:
             import torch
             integer = not (games.dtype.is_floating_point or games.dtype.is_complex
                            or games.dtype == torch.bool)
-            _check_games_layout(integer, games.dtype, games.shape, "games")
-            _check_game_squares(games.long(), self._torch_tables(games.device)["playable"],
+            check_games_layout(integer, games.dtype, games.shape, "games")
+            check_game_squares(games.long(), self._torch_tables(games.device)["playable"],
                                 "games")
             return games
         arr = np.asarray(games)
         if not squares and arr.dtype == np.int8 and arr.flags.c_contiguous:
-            _check_games_layout(True, arr.dtype, arr.shape, "games")
+            check_games_layout(True, arr.dtype, arr.shape, "games")
             return arr
         return validate_games(arr)
 
@@ -605,9 +622,11 @@ class LanguageSet:
             if _is_tensor(games) or not all(
                     isinstance(getattr(out, f), np.ndarray) and getattr(out, f).shape == shape
                     and getattr(out, f).dtype == d and getattr(out, f).flags.c_contiguous
+                    and getattr(out, f).flags.writeable
                     for f, d in wanted):
-                raise LanguageError(f"out: expected an Encoded of C-contiguous numpy arrays of "
-                                    f"shape {shape} (int64, int64, bool) and numpy games")
+                raise LanguageError(f"out: expected an Encoded of writable, C-contiguous numpy "
+                                    f"arrays of shape {shape} (int64, int64, bool) and numpy "
+                                    "games")
         if _is_tensor(games) and games.device.type != "cpu":
             self._check_fits(games, rows)   # the compiled encoder checks numpy and CPU games
         return self._encode(games, rows, threads, out)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from .errors import CheckpointError, MothelloError, check_float, check_int
 from .kernels.attention import BACKENDS, attention
 
-__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "flops_per_token"]
+__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "LayerPast", "flops_per_token"]
 
 
 @dataclass
@@ -126,15 +126,54 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, nh, T, hs)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        y = attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, causal=True,
-                      backend=self.backend)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.proj(y)
+        return tuple(t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+                     for t in (q, k, v))
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        B, _, T, _ = y.shape
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, -1))  # (B, T, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(x)
+        return self._merge(attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                     causal=True, backend=self.backend))
+
+    def forward_cached(self, x: torch.Tensor, past: LayerPast | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attention of the new positions x ``[R, Tn, C]`` (causal among themselves) that
+        also see `past`'s keys and values; returns (output ``[R, Tn, C]``, and the new
+        positions' keys and values ``[R, nh, Tn, hs]``). Dropout off (inference only).
+
+        A continuation reads its prefix's keys where they are, ``[B, nh, T, hs]``, never a
+        copy of them per continuation: the queries are placed in a grid of (prefix row,
+        slot), one product per prefix row serves all its continuations."""
+        q, k, v = self._heads(x)
+        R, _, Tn, hs = q.shape
+        causal = torch.ones(Tn, Tn, dtype=torch.bool, device=x.device).tril()
+        if past is None:
+            return self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=causal)), k, v
+        scale = 1.0 / math.sqrt(hs)
+        B, T = past.keys.shape[0], past.keys.shape[2]
+        grid = q.new_zeros(B, past.n_slots, *q.shape[1:])               # (B, P, nh, Tn, hs)
+        grid[past.rows, past.slots] = q
+        prefix = torch.einsum("bpnqh,bnth->bpnqt", grid, past.keys)[past.rows, past.slots]
+        prefix = prefix.float().masked_fill(~past.valid[:, None, None, :], float("-inf"))
+        own_keys = torch.cat([past.generated_keys, k], dim=2)           # (R, nh, j + Tn, hs)
+        own_values = torch.cat([past.generated_values, v], dim=2)
+        own = (q @ own_keys.transpose(-2, -1)).float()                  # (R, nh, Tn, j + Tn)
+        seen = torch.cat([torch.ones(Tn, own.shape[-1] - Tn, dtype=torch.bool,
+                                     device=x.device), causal], dim=1)
+        own = own.masked_fill(~seen, float("-inf"))
+        probs = (torch.cat([prefix, own], dim=-1) * scale).softmax(-1).to(q.dtype)
+        grid = probs.new_zeros(B, past.n_slots, *probs.shape[1:-1], T)  # (B, P, nh, Tn, T)
+        grid[past.rows, past.slots] = probs[..., :T]
+        y = torch.einsum("bpnqt,bnth->bpnqh", grid, past.values)[past.rows, past.slots] \
+            + probs[..., T:] @ own_values                               # (R, nh, Tn, hs)
+        return self._merge(y), k, v
 
 
 class MLP(nn.Module):
@@ -163,8 +202,40 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.dropout(self.attn(self.ln1(x)))))
+        return self._after_attention(x, self.attn(self.ln1(x)))
+
+    def _after_attention(self, x: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.dropout(attn_out)))
         return self.hook_resid_post(x + self.hook_mlp_out(self.dropout(self.mlp(self.ln2(x)))))
+
+    def forward_cached(self, x: torch.Tensor, past: LayerPast | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward` of new positions that also attend to `past` (see
+        `Attention.forward_cached`): (output, keys, values of the new positions)."""
+        x = self.hook_resid_pre(x)
+        out, k, v = self.attn.forward_cached(self.ln1(x), past)
+        return self._after_attention(x, out), k, v
+
+
+@dataclass
+class LayerPast:
+    """What new positions attend to at one layer, besides themselves (incremental decoding,
+    `GPT.prefill` and `GPT.extend`).
+
+    keys, values: ``[B, nh, T, hs]`` of a prefix pass over B sequences; rows: int64 ``[R]``,
+    the sequence each continuation extends, and slots: int64 ``[R]``, its number among the
+    continuations of that sequence (0 .. n_slots - 1); valid: bool ``[R, T]``, the prefix
+    positions it sees (those up to where it branches off); generated_keys,
+    generated_values: ``[R, nh, j, hs]`` of the j tokens it has generated since (j may be 0).
+    """
+    keys: torch.Tensor
+    values: torch.Tensor
+    rows: torch.Tensor
+    slots: torch.Tensor
+    n_slots: int
+    valid: torch.Tensor
+    generated_keys: torch.Tensor
+    generated_values: torch.Tensor
 
 
 class ActivationCache(dict):
@@ -241,6 +312,7 @@ class GPT(nn.Module):
         if targets is not None and targets.shape != tokens.shape:
             raise MothelloError(f"targets have shape {tuple(targets.shape)}; expected the tokens' "
                                 f"shape {tuple(tokens.shape)}")
+        self._check_tokens(tokens)
         x = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(
             self.positions[:T]))
         x = self.dropout(x)
@@ -251,6 +323,70 @@ class GPT(nn.Module):
             return logits, None
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
         return logits, loss
+
+    @torch.no_grad()
+    def prefill(self, tokens: torch.Tensor
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The forward pass over tokens int64 ``[B, T]`` (eval mode: no dropout), keeping
+        every layer's keys and values for `extend`: (logits ``[B, T, vocab]``, keys and
+        values, a ``[B, nh, T, hs]`` tensor per layer)."""
+        positions = self.positions[:tokens.shape[1]].expand(tokens.shape[0], -1)
+        logits, keys, values = self._forward_cached(tokens, positions, [None] * len(self.blocks))
+        return logits, keys, values
+
+    @torch.no_grad()
+    def extend(self, tokens: torch.Tensor, positions: torch.Tensor, keys: list[torch.Tensor],
+               values: list[torch.Tensor], rows: torch.Tensor, valid: torch.Tensor,
+               generated: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+               ) -> tuple[torch.Tensor, tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """Continue R sequences by one token each without recomputing their prefixes:
+        tokens, positions int64 ``[R, 1]``; continuation r branches off prefix row
+        ``rows[r]`` of `prefill`'s `keys` and `values`, seeing its positions where
+        ``valid[r]`` (bool ``[R, T]``) and the tokens it generated before (`generated`:
+        per layer keys and values ``[R, nh, j, hs]``, as the previous `extend` returned
+        them; None for the first). Returns (logits ``[R, 1, vocab]``, `generated` with
+        this token's keys and values appended): the logits a full forward pass over the
+        prefix and the generated tokens gives at the last position."""
+        if generated is None:
+            empty = [k.new_zeros(len(rows), k.shape[1], 0, k.shape[3]) for k in keys]
+            generated = (empty, empty)
+        slots = _slots(rows)
+        n_slots = int(slots.max()) + 1 if len(slots) else 1
+        past = [LayerPast(k, v, rows, slots, n_slots, valid, gk, gv) for k, v, gk, gv
+                in zip(keys, values, *generated)]
+        logits, new_keys, new_values = self._forward_cached(tokens, positions, past)
+        return logits, ([torch.cat([g, k], 2) for g, k in zip(generated[0], new_keys)],
+                        [torch.cat([g, v], 2) for g, v in zip(generated[1], new_values)])
+
+    def _forward_cached(self, tokens: torch.Tensor, positions: torch.Tensor,
+                        past: list[LayerPast | None]):
+        if self.training:
+            raise MothelloError("prefill/extend run in eval mode only: call model.eval()")
+        if int(positions.max()) >= self.config.context_length:
+            raise MothelloError(f"position {int(positions.max())} is past this model's "
+                                f"context_length {self.config.context_length}")
+        self._check_tokens(tokens)
+        x = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(positions))
+        keys, values = [], []
+        for block, layer_past in zip(self.blocks, past):
+            x, k, v = block.forward_cached(x, layer_past)
+            keys.append(k)
+            values.append(v)
+        return self.unembed(self.ln_final(x)), keys, values
+
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
+        """`MothelloError` naming a token outside the vocabulary, where reading two numbers
+        back costs nothing that matters: on the CPU, or out of training (a GPU training
+        step would wait for it; the corpus writes only tokens of the language set), and
+        never under torch.compile."""
+        if torch.compiler.is_compiling() or not tokens.numel() \
+                or (self.training and tokens.device.type != "cpu"):
+            return
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= self.config.vocab_size:
+            bad = low if low < 0 else high
+            raise MothelloError(f"token {bad} is outside this model's vocabulary "
+                                f"0..{self.config.vocab_size - 1}")
 
     def _hook_points(self, names_filter: NamesFilter) -> dict[str, HookPoint]:
         points = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
@@ -381,6 +517,19 @@ class GPT(nn.Module):
             raise CheckpointError(f"TransformerLens state dict does not fit {config}: "
                                   f"{exc}") from None
         return model.eval()
+
+
+def _slots(rows: torch.Tensor) -> torch.Tensor:
+    """int64 [R]: the number of each entry of `rows` among the entries of its value (0 for
+    the first 5 in ``[5, 3, 5]``, 0 for the 3, 1 for the second 5)."""
+    if len(rows) == 0:
+        return rows.clone()
+    order = torch.argsort(rows, stable=True)
+    sorted_rows = rows[order]
+    first = torch.searchsorted(sorted_rows, sorted_rows)   # where each value's run starts
+    slots = torch.empty_like(rows)
+    slots[order] = torch.arange(len(rows), device=rows.device) - first
+    return slots
 
 
 def unwrap(model: nn.Module) -> GPT:

@@ -23,14 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _engine
-from .errors import GameArrayError, IllegalMoveError, InvalidSquareError, check_int
-from .parallel import resolve_threads, run_in_chunks
+from .errors import (GameArrayError, IllegalMoveError, InvalidSquareError, MothelloError,
+                     check_int)
+from .parallel import physical_memory, resolve_threads, run_in_chunks
 
 __all__ = [
     "EMPTY", "BLACK", "WHITE", "GAME_PLIES", "PLAYABLE_SQUARES", "START_SQUARES",
     "square_name", "parse_square", "parse_moves", "Board", "generate_games",
     "validate_games", "Replay", "replay", "replay_bitboards", "next_player", "relative_board",
-    "perft", "game_lengths",
+    "perft", "game_lengths", "check_seed", "check_games_layout", "check_game_squares",
+    "PLAYABLE_LOOKUP",
 ]
 
 EMPTY, BLACK, WHITE = 0, 1, 2
@@ -66,6 +68,9 @@ def parse_moves(moves: str | Iterable[str | int]) -> list[int]:
     """Squares from ``'c4 c3 c2'``, ``'c4,c3,c2'`` or an iterable of names / squares."""
     if isinstance(moves, str):
         moves = moves.replace(",", " ").split()
+    elif not isinstance(moves, Iterable):
+        raise InvalidSquareError(f"moves={moves!r}: expected names ('c4 c3 c2') or an iterable "
+                                 "of squares")
     return [parse_square(m) for m in moves]
 
 
@@ -95,14 +100,23 @@ class Board:
 
     @classmethod
     def from_moves(cls, moves: str | Iterable[str | int]) -> Board:
-        """The position after `moves` (names or squares; a game row's ``-1`` padding ends it)."""
+        """The position after `moves` (names or squares; a game row's ``-1`` padding ends it,
+        and only more ``-1`` may follow it)."""
         board = cls()
         if isinstance(moves, str):
             moves = moves.replace(",", " ").split()
+        elif not isinstance(moves, Iterable):
+            raise InvalidSquareError(f"moves={moves!r}: expected names ('c4 c3 c2') or an "
+                                     "iterable of squares")
+        ended = False
         for move in moves:
             if isinstance(move, (int, np.integer)) and move == -1:
-                break
-            board.push(move)
+                ended = True
+            elif ended:
+                raise InvalidSquareError(f"move {move!r} follows the -1 that ends the game: "
+                                         "expected only -1 after it")
+            else:
+                board.push(move)
         return board
 
     def _sides(self) -> tuple[int, int]:
@@ -218,8 +232,20 @@ class Board:
         return f"Board.from_moves({_names(self.moves) if self._stack else ''!r})"
 
 
-def _check_seed(seed) -> int:
+def check_seed(seed) -> int:
+    """`seed` as an int if it is one in 0..2**64-1 (the engine's range), else
+    `GameArrayError`."""
     return check_int("seed", seed, least=0, most=2**64 - 1, error=GameArrayError)
+
+
+def _check_memory(what: str, n_bytes: int) -> None:
+    """`GameArrayError` when `n_bytes` exceed this machine's physical memory (numpy would
+    allocate them lazily, and the system kill the process while filling them)."""
+    total = physical_memory()
+    if total and n_bytes > total:
+        raise GameArrayError(f"{what} need about {n_bytes / 2**30:,.1f} GiB, more than this "
+                             f"machine's {total / 2**30:,.1f} GiB: generate them in parts "
+                             "(generate_dataset writes shards)")
 
 
 def _check_game_range(first_game, n: int) -> int:
@@ -248,10 +274,13 @@ def generate_games(n: int, *, seed: int, threads: int | None = None,
     ((3, 60), 'int8', ['c4', 'c3'])
     """
     n = check_int("n", n, least=0, error=GameArrayError)
-    seed = _check_seed(seed)
+    _check_memory(f"n={n} games", n * GAME_PLIES)
+    seed = check_seed(seed)
     first_game = _check_game_range(first_game, n)
     threads = resolve_threads(threads)
-    opening = np.asarray(Board.from_moves(prefix).moves if prefix is not None else [], dtype=np.int8)
+    # an opening is moves only: no -1 (which would end it), each legal in turn
+    opening = np.asarray(Board.from_moves(parse_moves(prefix)).moves if prefix is not None
+                         else [], dtype=np.int8)
     out = np.empty((int(n), GAME_PLIES), dtype=np.int8)
 
     def work(start: int, stop: int) -> None:
@@ -265,13 +294,13 @@ def generate_games(n: int, *, seed: int, threads: int | None = None,
 # which applies it to torch tensors on their own device as well: an integer array of
 # shape [n, 60] whose entries are -1 or one of the 60 playable squares, -1 only as the
 # padding after a game's end. Legality is `replay`'s to check.
-_PLAYABLE_LUT = np.zeros(65, dtype=bool)      # index square + 1: -1 and the playable squares
-_PLAYABLE_LUT[[0, *(s + 1 for s in PLAYABLE_SQUARES)]] = True
+PLAYABLE_LOOKUP = np.zeros(65, dtype=bool)    # index square + 1: -1 and the playable squares
+PLAYABLE_LOOKUP[[0, *(s + 1 for s in PLAYABLE_SQUARES)]] = True
 _BAD_BYTE = np.ones(256, dtype=bool)          # int8 squares seen as bytes: -1 is 255
 _BAD_BYTE[[*PLAYABLE_SQUARES, 255]] = False
 
 
-def _check_games_layout(integer: bool, dtype, shape, name: str) -> None:
+def check_games_layout(integer: bool, dtype, shape, name: str) -> None:
     """`GameArrayError` unless a games array of `dtype` (`integer` tells whether it is an
     integer dtype) has the shape ``(n_games, 60)``."""
     if not integer:
@@ -288,9 +317,9 @@ def _first_true(mask) -> tuple[int, int]:
     return int(g), int(p)
 
 
-def _check_game_squares(wide, playable, name: str) -> None:
+def check_game_squares(wide, playable, name: str) -> None:
     """The entries of the rule above, on `wide` (``int64 [n, 60]``, numpy or a torch tensor)
-    with `playable` (`_PLAYABLE_LUT`, as an array or tensor like `wide`): `InvalidSquareError`
+    with `playable` (`PLAYABLE_LOOKUP`, as an array or tensor like `wide`): `InvalidSquareError`
     at the first entry that is not -1 or a playable square, `GameArrayError` at the first
     square after a -1. On a device this reads two flags back, not the games."""
     bad = (wide < -1) | (wide > 63)
@@ -315,16 +344,16 @@ def validate_games(games, *, name: str = "games") -> np.ndarray:
     `InvalidSquareError` for an entry that is not -1 or a playable square, each naming
     the entry. Legality is checked by `replay`."""
     arr = np.asarray(games)
-    _check_games_layout(arr.dtype.kind in "iu", arr.dtype, arr.shape, name)
+    check_games_layout(arr.dtype.kind in "iu", arr.dtype, arr.shape, name)
     if arr.dtype != np.int8 and (arr.size == 0 or (arr.min() >= -1 and arr.max() <= 63)):
         arr = arr.astype(np.int8)          # in range: narrowed, then checked as int8 games
     if arr.dtype.kind == "u":              # out of range (as int64, 2**64 - 1 would be -1)
-        _check_game_squares(arr, _PLAYABLE_LUT, name)
+        check_game_squares(arr, PLAYABLE_LOOKUP, name)
     if arr.dtype == np.int8 and not _BAD_BYTE[arr.view(np.uint8)].any():
         negative = arr < 0                 # one lookup per entry on the common path
         if not (negative[:, :-1] > negative[:, 1:]).any():
             return np.ascontiguousarray(arr)
-    _check_game_squares(arr.astype(np.int64), _PLAYABLE_LUT, name)
+    check_game_squares(arr.astype(np.int64), PLAYABLE_LOOKUP, name)
     return np.ascontiguousarray(arr, dtype=np.int8)
 
 
@@ -375,7 +404,12 @@ def next_player(player: np.ndarray, board: np.ndarray | None = None) -> np.ndarr
     legal move and the player has (a row cut just before a pass); when the game is over
     it is the opponent by convention. Without `board` the opponent is assumed there.
     """
-    player = np.asarray(player)
+    player = _check_labels("player", player, 2, (0, 1, 2))
+    if board is not None:
+        board = _check_labels("board", board, 3, (EMPTY, BLACK, WHITE))
+        if board.shape != (*player.shape, 64):
+            raise GameArrayError(f"board has shape {board.shape}: expected the player's "
+                                 f"{player.shape} + (64,)")
     following = np.zeros_like(player)
     following[:, :-1] = player[:, 1:]
     opponent = np.where(player > 0, 3 - player.astype(np.int16), 0).astype(player.dtype)
@@ -402,9 +436,32 @@ def _bitboards(squares: np.ndarray) -> np.ndarray:
 def relative_board(board: np.ndarray, to_move: np.ndarray) -> np.ndarray:
     """Relative labels from absolute ones: ``board`` ``int8 [..., 64]`` (0 empty, 1 black,
     2 white) and ``to_move`` ``[...]`` (1 or 2) -> ``int8 [..., 64]``, 0 empty, 1 mine, 2 theirs."""
-    board = np.asarray(board)
-    mine = board == np.asarray(to_move)[..., None]
+    board = _check_labels("board", board, None, (EMPTY, BLACK, WHITE))
+    to_move = _check_labels("to_move", to_move, None, (0, BLACK, WHITE))
+    if board.shape != (*to_move.shape, 64):
+        raise GameArrayError(f"board has shape {board.shape}: expected to_move's "
+                             f"{to_move.shape} + (64,)")
+    mine = board == to_move[..., None]
     return np.where(board == EMPTY, 0, np.where(mine, 1, 2)).astype(np.int8)
+
+
+def _check_labels(name: str, values, ndim: int | None, allowed: tuple[int, ...]) -> np.ndarray:
+    """`values` as an integer array (of `ndim` dimensions when given) holding only
+    `allowed` values, else `GameArrayError` naming the first value that is not."""
+    array = np.asarray(values)
+    if not np.issubdtype(array.dtype, np.integer) or (ndim is not None and array.ndim != ndim):
+        raise GameArrayError(f"{name} of dtype {array.dtype} and shape {array.shape}: expected "
+                             f"integers{f' of {ndim} dimensions' if ndim else ''}")
+    low, high = min(allowed), max(allowed)
+    if array.size and low <= array.min() and array.max() <= high \
+            and len(allowed) == high - low + 1:   # the usual case: two reductions, no mask
+        return array
+    bad = ~np.isin(array, allowed)
+    if bad.any():
+        raise GameArrayError(f"{name} holds {array[bad].flat[0].item()!r} at "
+                             f"{tuple(int(i) for i in np.argwhere(bad)[0])}: expected one of "
+                             f"{list(allowed)}")
+    return array
 
 
 _REPLAY_FIELDS = (("board", np.int8, (GAME_PLIES, 64)), ("player", np.uint8, (GAME_PLIES,)),
@@ -490,8 +547,36 @@ def game_lengths(games) -> np.ndarray:
     return (games >= 0).sum(axis=1).astype(np.int64)
 
 
+PERFT_CHUNK_PLIES = 6   # subtrees counted in one compiled call: ~1e6 leaves, a few ms
+
+
 def perft(depth: int) -> int:
     """Leaves of the game tree `depth` plies from the start, a pass counted as a ply and a
-    game that ends earlier counted as one leaf: ``perft(4) == 244``."""
-    depth = check_int("depth", depth, least=0)
-    return 1 if depth == 0 else int(_engine.perft(depth))
+    game that ends earlier counted as one leaf: ``perft(4) == 244``.
+
+    `depth` is 0..60 (a game's moves). The tree is walked in Python down to the last
+    `PERFT_CHUNK_PLIES` plies and each subtree below is counted by the compiled engine,
+    so that Ctrl-C stops a long count within a fraction of a second (perft(11) takes
+    about 1 s, and every further ply about ten times longer)."""
+    depth = check_int("depth", depth, least=0, most=GAME_PLIES, error=MothelloError)
+    if depth == 0:
+        return 1
+    me, opp = _engine.START
+    return _perft_split(me, opp, depth, False)
+
+
+def _perft_split(me: int, opp: int, depth: int, passed: bool) -> int:
+    """`perft` below a position, as csrc/othello.h's perft_rec counts it, splitting off
+    subtrees of `PERFT_CHUNK_PLIES` plies to the compiled engine."""
+    if depth <= PERFT_CHUNK_PLIES:
+        return int(_engine.perft_from(me, opp, depth, passed))
+    legal = _engine.legal(me, opp)
+    if not legal:
+        return 1 if passed else _perft_split(opp, me, depth - 1, True)
+    total = 0
+    while legal:
+        square = (legal & -legal).bit_length() - 1
+        legal &= legal - 1
+        flipped = _engine.flips(me, opp, square)
+        total += _perft_split(opp & ~flipped, me | flipped | 1 << square, depth - 1, False)
+    return total

@@ -1,26 +1,45 @@
-"""Threads over chunks of games.
+"""Threads: over chunks of games, and for torch.
 
 The compiled loops (generation, replay, encoding) release the GIL, so plain
 Python threads run them in parallel. Work is cut into fixed chunks of games,
 so which thread runs a chunk never changes the result.
+
+`torch_threads` sets torch's intra-op threads for a block of work (a training run,
+a study cell): on a small machine shared by several processes, more torch threads
+than cores can make every one of them several times slower.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from .errors import ConfigError, check_int
 
-__all__ = ["CHUNK_GAMES", "resolve_threads", "run_in_chunks"]
+__all__ = ["CHUNK_GAMES", "resolve_threads", "run_in_chunks", "torch_threads", "cpu_count",
+           "physical_memory"]
 
 CHUNK_GAMES = 8192  # games per task handed to a thread
+
+
+def cpu_count() -> int:
+    """The cores this process may use (its CPU affinity where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def physical_memory() -> int:
+    """This machine's physical memory in bytes (0 when the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):   # no sysconf (not POSIX)
+        return 0
 
 
 def resolve_threads(threads: int | None) -> int:
     """`threads`, or every core this process may use when it is None."""
     if threads is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return cpu_count()
     try:
         return check_int("threads", threads, least=1, error=ConfigError)
     except ConfigError as exc:
@@ -56,3 +75,21 @@ def run_in_chunks(n: int, threads: int, work: Callable[[int, int], None], progre
     finally:
         if bar is not None:
             bar.close()
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``torch.set_num_threads(threads)`` (None: leave torch's setting),
+    and restore the previous number afterwards."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    threads = resolve_threads(threads)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)

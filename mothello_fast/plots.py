@@ -11,12 +11,13 @@ from .storage import atomic_write_bytes
 __all__ = ["new_figure", "save_figure"]
 
 
-def new_figure(figsize: tuple[float, float] = (5.5, 4), dpi: int = 100):
-    """``(fig, ax)``: one set of axes, on the Agg backend."""
+def new_figure(figsize: tuple[float, float] = (5.5, 4), dpi: int = 100, **subplots):
+    """``(fig, ax)``: one set of axes (or a grid of them, with `plt.subplots`' keyword
+    arguments ``nrows``, ``ncols``, ``sharey``, ``squeeze``...), on the Agg backend."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    return plt.subplots(figsize=figsize, dpi=dpi)
+    return plt.subplots(figsize=figsize, dpi=dpi, **subplots)
 
 
 def save_figure(fig, path) -> Path:

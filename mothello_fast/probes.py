@@ -48,7 +48,11 @@ _FORMAT = "mothello-probe/1"
 def _features(X, device) -> tuple[torch.Tensor, bool]:
     """X: float ``[N, d]`` (numpy or torch), finite -> (float32 tensor on `device`, whether
     it is a copy of X's memory, so that `fit` may overwrite it)."""
+    if isinstance(X, np.ndarray) and any(stride < 0 for stride in X.strides):
+        X = np.ascontiguousarray(X)   # a reversed view: torch takes no negative strides
     source = torch.as_tensor(X).detach()   # hidden states may come from a graph: train on values
+    if source.is_inference():   # made under torch.inference_mode(): autograd may not save it
+        source = source.clone()
     if source.ndim != 2:
         raise ProbeError(f"X has shape {tuple(source.shape)}: expected [n_positions, d_model]")
     if not (source.is_floating_point() or source.dtype in (torch.int8, torch.int16, torch.int32,
@@ -68,7 +72,7 @@ def _features(X, device) -> tuple[torch.Tensor, bool]:
 
 def _labels(y, n: int, device) -> torch.Tensor:
     """y: int ``[N, 64]`` with classes 0..2 -> int64 tensor on `device`."""
-    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+    y = torch.as_tensor(np.ascontiguousarray(y) if not isinstance(y, torch.Tensor) else y)
     if y.ndim != 2 or y.shape[1] != N_SQUARES:
         raise ProbeError(f"y has shape {tuple(y.shape)}: expected [n_positions, 64]")
     if y.shape[0] != n:
@@ -155,7 +159,14 @@ class _BoardProbe:
         ``scale_`` (``[d]``, the input standardisation), ``n_features_in_`` and
         ``loss_curve_`` (mean training loss of each epoch). X is left as it is; standardising
         takes one float32 copy of it when it is already float32 on the probe's device.
+        Works under ``torch.no_grad()`` and ``torch.inference_mode()`` too (TransformerLens
+        notebooks start with ``torch.set_grad_enabled(False)``): the fit turns gradients on
+        for itself.
         """
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
         self._check_hyperparameters()
         device = resolve_device(self.device)
         x, copied = _features(X, device)

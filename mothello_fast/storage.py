@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "sha256_file", "fsync_dir",
-           "replace_directory", "writer_lock"]
+           "replace_directory", "writer_lock", "manifest_digest"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -61,6 +61,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def atomic_write_json(path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def manifest_digest(manifest: dict, key: str) -> str:
+    """sha256 of `manifest` as canonical JSON (sorted keys), its own digest `key` left out:
+    stored under `key`, it tells an edited or damaged manifest from the one written."""
+    body = {k: v for k, v in manifest.items() if k != key}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def sha256_file(path, chunk: int = 1 << 22) -> str:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Mapping
@@ -35,19 +34,23 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (_step_directories, find_latest_checkpoint, load_checkpoint,
-                         load_weights, restore_rng_state, save_checkpoint)
+from .checkpoint import (find_latest_checkpoint, load_checkpoint, load_weights,
+                         prune_checkpoints, restore_rng_state, save_checkpoint)
 from .storage import atomic_write_bytes, atomic_write_json, writer_lock
 from .errors import CheckpointError, ConfigError, check_float, check_int
 from .devices import resolve_device
 from .evaluate import evaluate_languages
 from .model import GPT, GPTConfig
 from .othello import validate_games
+from .parallel import torch_threads
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_on_dataset", "load_train_config",
+           "run_source",
            "learning_rate", "make_optimizer", "train_step"]
 
 METRICS = "metrics.jsonl"
+RUN_CONFIG = "config.json"   # a run's TrainConfig, model config, language set and source
+DEFAULT_WARMUP_STEPS = 500   # mOthello's, for 20,000 steps
 RUN_LOCK = "train.lock"   # held while a run trains (see _run_lock)
 CHECKPOINTS = "checkpoints"
 
@@ -71,7 +74,7 @@ class TrainConfig:
     # optimisation
     batch_size: int = 1024                # games per step, over all processes
     lr: float = 5e-4
-    warmup_steps: int = 500
+    warmup_steps: int | None = None       # None: min(500, max_steps // 10); < max_steps
     max_steps: int = 20_000               # ~one epoch of 20M games at batch 1024
     weight_decay: float = 0.1             # on linear-layer weights only
     grad_clip: float = 1.0
@@ -90,6 +93,7 @@ class TrainConfig:
     compile_mode: str | None = None       # passed to torch.compile (e.g. "max-autotune")
     bf16: bool | None = None              # bf16 autocast; None: on for CUDA
     tf32: bool = True                     # TF32 matmuls on CUDA while training (then restored)
+    threads: int | None = None            # torch CPU threads while training (None: torch's)
     wandb: bool = False
     wandb_project: str = "mothello"
 
@@ -98,21 +102,21 @@ class TrainConfig:
     # the number of processes (dropout is seeded per rank): resuming warns when either differs.
     RUNTIME_FIELDS = ("eval_every", "eval_games", "log_every", "checkpoint_every",
                       "keep_checkpoints", "device", "compile", "compile_mode", "bf16", "tf32",
-                      "wandb", "wandb_project")
+                      "threads", "wandb", "wandb_project")
 
     def __post_init__(self):
         if self.objective not in ("standard", "unified"):
             raise ConfigError(f"objective={self.objective!r}: expected 'standard' or 'unified'")
         for name, least in self._INTEGERS:
             value = getattr(self, name)
-            if name == "keep_checkpoints" and value is None:
+            if name in self._OPTIONAL and value is None:
                 continue
             try:
                 value = check_int(f"TrainConfig.{name}", value, least=least, error=ConfigError)
             except ConfigError as exc:
-                if name != "keep_checkpoints":
+                if name not in self._OPTIONAL:
                     raise
-                raise ConfigError(f"{exc} or None (keep all)") from None
+                raise ConfigError(f"{exc} or None ({self._OPTIONAL[name]})") from None
             setattr(self, name, value)   # numpy integers too, as Python ints (as JSON writes them)
         for name, bounds in self._NUMBERS:
             value = getattr(self, name)
@@ -125,6 +129,13 @@ class TrainConfig:
                     raise
                 raise ConfigError(f"{exc} (or None: no clipping)") from None
             setattr(self, name, value)
+        if self.warmup_steps is None:
+            # mOthello warms up for 500 of 20,000 steps; a shrunk run keeps the proportion
+            self.warmup_steps = min(DEFAULT_WARMUP_STEPS, self.max_steps // 10)
+        if self.warmup_steps >= self.max_steps:
+            raise ConfigError(f"TrainConfig.warmup_steps={self.warmup_steps}: expected fewer "
+                              f"than max_steps={self.max_steps} (the learning rate would never "
+                              "reach lr, and the cosine decay never start)")
         if isinstance(self.betas, (str, bytes, Mapping)) or not hasattr(self.betas, "__len__") \
                 or len(self.betas) != 2:
             raise ConfigError(f"TrainConfig.betas={self.betas!r}: expected two numbers")
@@ -153,8 +164,11 @@ class TrainConfig:
     # integer fields and their least value
     _INTEGERS = tuple((name, 1) for name in ("batch_size", "max_steps", "n_layers", "n_heads",
                                              "d_model", "d_mlp", "log_every", "eval_games",
-                                             "keep_checkpoints")) \
+                                             "keep_checkpoints", "threads")) \
         + tuple((name, 0) for name in ("warmup_steps", "eval_every", "checkpoint_every"))
+    # integer fields that may be None, and what None means
+    _OPTIONAL = {"keep_checkpoints": "keep all", "threads": "torch's default",
+                 "warmup_steps": "min(500, max_steps // 10)"}
     # float fields and their bounds (check_float's)
     _NUMBERS = (("lr", {"low": 0, "low_open": True}),
                 ("weight_decay", {"low": 0}),
@@ -194,11 +208,18 @@ def _number(name: str, value, **bounds) -> float:
 
 
 def load_train_config(path=None, overrides=()) -> TrainConfig:
-    """A `TrainConfig` from a JSON or YAML file (or the defaults) and ``key=value``
-    overrides (values parsed as YAML: ``lr=1e-3``, ``betas=[0.9,0.99]``, ``compile=true``)."""
+    """A `TrainConfig` from a JSON or YAML file of its fields, or from a training run (its
+    directory or its ``config.json``: the config it was trained with), or the defaults;
+    then ``key=value`` overrides (values parsed as YAML: ``lr=1e-3``,
+    ``betas=[0.9,0.99]``, ``compile=true``)."""
     import yaml
 
     data: dict = {}
+    if path is not None and Path(path).is_dir():
+        if not (Path(path) / RUN_CONFIG).exists():
+            raise ConfigError(f"{str(path)!r} is a directory without {RUN_CONFIG}: expected a "
+                              "config file or a training run's directory")
+        path = Path(path) / RUN_CONFIG
     if path is not None:
         try:   # UnicodeDecodeError is a ValueError: a file that is not text
             text = Path(path).read_text(encoding="utf-8")
@@ -208,6 +229,8 @@ def load_train_config(path=None, overrides=()) -> TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(path)!r} holds {type(data).__name__}; expected a "
                               "mapping of TrainConfig fields")
+        if isinstance(data.get("train_config"), dict) and "model_config" in data:
+            data = dict(data["train_config"])   # a run's config.json
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -369,6 +392,18 @@ class _Log:
             self.wandb.finish()
 
 
+_LANGUAGE_FIELDS = ("languages", "n_anchors", "objective", "language_seed")
+
+
+def _languages_of(run) -> str:
+    """The language fields of a `TrainConfig` or of a checkpoint's train config, in words."""
+    fields = run.to_dict() if isinstance(run, TrainConfig) else (run.train_config or {})
+    if not fields:
+        return f"the language set {run.language_set!r}"
+    return (f"languages {fields.get('languages')!r}, {fields.get('n_anchors')} anchors, the "
+            f"{fields.get('objective')} objective, language_seed {fields.get('language_seed')}")
+
+
 def _prepare_out_dir(out_dir: Path, resume: bool):
     """The checkpoint to resume from (None for a fresh run); refuses to mix runs."""
     latest = find_latest_checkpoint(out_dir / CHECKPOINTS)
@@ -489,28 +524,26 @@ def _run_lock(out_dir: Path, ddp: _Dist):
                        what="training run")
 
 
-def _keep_newest(directory: Path, keep: int | None) -> None:
-    if keep is None:
-        return
-    for old in _step_directories(directory)[:-keep]:
-        shutil.rmtree(old)
-
-
 def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=None,
-          language_games=None, init_from=None, resume: bool = False,
+          language_games=None, init_from=None, init_languages: bool = False,
+          resume: bool = False, source: dict | None = None,
           progress: bool = True) -> TrainResult:
     """Train a GPT on `train_games` (int8 [n, 60]) written in the config's languages.
 
     val_games: int8 [m, 60], held out; the first `eval_games` are used to measure
     legal-move accuracy and loss per language every `eval_every` steps.
     language_set: use this `LanguageSet` instead of building one from the config
-    (on resume or with `init_from`, the checkpoint's is used by default).
+    (on resume, the checkpoint's is used by default).
     language_games: per-language game indices or masks, passed to `corpus.Corpus`.
     init_from: a checkpoint whose weights start the run (fine-tuning); the optimizer
-    and the step start afresh. resume: continue from the newest checkpoint in
+    and the step start afresh. Its language set must be this run's (`CheckpointError`
+    otherwise), unless `init_languages`: then the run takes the checkpoint's languages
+    (its language fields of the config too, so that config.json records them). resume: continue from the newest checkpoint in
     `out_dir` (a fresh start if there is none), with its config and training games
     (`CheckpointError` otherwise). While it trains, the run holds ``out_dir/train.lock``
-    (`storage.writer_lock`): a second run into it is refused.
+    (`storage.writer_lock`): a second run into it is refused. source: JSON-ready facts
+    of where the games came from, recorded in ``config.json`` (`train_on_dataset`: the
+    dataset and its split), so that a resumed run can find them again.
     """
     train_games = validate_games(train_games, name="train_games")
     val_games = validate_games(val_games, name="val_games")
@@ -518,10 +551,11 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
                              else "cpu")
     out_dir = Path(out_dir)
     try:
-        with _tf32(config.tf32), _run_lock(out_dir, ddp):
+        with _tf32(config.tf32), torch_threads(config.threads), _run_lock(out_dir, ddp):
             return _train(config, ddp, train_games=train_games, val_games=val_games,
                           out_dir=out_dir, language_set=language_set,
-                          language_games=language_games, init_from=init_from, resume=resume,
+                          language_games=language_games, init_from=init_from,
+                          init_languages=init_languages, resume=resume, source=source,
                           progress=progress)
     finally:
         if ddp.owned:
@@ -529,7 +563,8 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
 
 
 def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: Path,
-           language_set, language_games, init_from, resume: bool, progress: bool) -> TrainResult:
+           language_set, language_games, init_from, init_languages: bool, resume: bool,
+           source: dict | None, progress: bool) -> TrainResult:
     from .corpus import Corpus
     from .languages import LanguageSet
 
@@ -545,14 +580,25 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     init = load_checkpoint(init_from) if init_from is not None else None
     records = []
+    if init is not None and init_languages:
+        # the checkpoint's languages, recorded as this run's own in its config
+        config = dataclasses.replace(config, **{k: v for k, v in (init.train_config or {}).items()
+                                                if k in _LANGUAGE_FIELDS})
+        language_set = language_set or init.language_set
     if language_set is None:
-        source = ckpt or init
-        language_set = source.language_set if source is not None else LanguageSet.from_spec(
+        language_set = ckpt.language_set if ckpt is not None else LanguageSet.from_spec(
             config.languages, n_anchors=config.n_anchors, unified=config.objective == "unified",
             seed=config.language_seed)
     elif ckpt is not None and language_set.to_dict() != ckpt.language_set.to_dict():
         raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: it was trained with "
                               "another language set")
+    if init is not None and ckpt is None \
+            and language_set.to_dict() != init.language_set.to_dict():
+        raise CheckpointError(
+            f"init_from={str(init.path)!r} was trained with {_languages_of(init)}; this run "
+            f"has {_languages_of(config)}: expected the same language set (the token ids "
+            "must mean the same squares), or init_languages=True (--init-languages) to take "
+            "the checkpoint's")
     digests = _data_digests(train_games, val_games, language_games, language_set)
     if ckpt is not None:
         _check_resume_config(ckpt, config, device, ddp, digests)
@@ -600,10 +646,11 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
                       "loss (give held-out games, e.g. a larger val_fraction)", stacklevel=3)
     if ddp.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "config.json", {"train_config": config.to_dict(),
-                                                    "model_config": model_config.to_dict(),
-                                                    "language_set": language_set.to_dict(),
-                                                    "world_size": ddp.world})
+        atomic_write_json(out_dir / RUN_CONFIG, {"train_config": config.to_dict(),
+                                                 "model_config": model_config.to_dict(),
+                                                 "language_set": language_set.to_dict(),
+                                                 "world_size": ddp.world,
+                                                 **({"source": source} if source else {})})
         atomic_write_bytes(out_dir / METRICS,
                            "".join(json.dumps(r) + "\n" for r in records).encode())
     log = _Log(out_dir, config, ddp.main, records if ddp.main else [])
@@ -634,7 +681,7 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
         if ddp.main:
             save_checkpoint(path, model=model, language_set=language_set, step=step,
                             optimizer=optimizer, train_config=config.to_dict(), extra=extra)
-            _keep_newest(out_dir / CHECKPOINTS, config.keep_checkpoints)
+            prune_checkpoints(out_dir / CHECKPOINTS, config.keep_checkpoints)
         return path
 
     bar, postfix = None, {}
@@ -704,8 +751,26 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
 def train_on_dataset(config: TrainConfig, data, *, out_dir, val_fraction: float = 0.01,
                      split_seed: int = 0, **kwargs) -> TrainResult:
     """`train` on a games dataset directory `data`, split at random (`split_games`) into
-    training and held-out games; other keyword arguments go to `train`."""
+    training and held-out games (the run's ``config.json`` records the dataset and the
+    split, for `run_source`); other keyword arguments go to `train`."""
     from .datasets import load_games
 
     train_games, val_games = load_games(data).split(val_fraction=val_fraction, seed=split_seed)
-    return train(config, train_games=train_games, val_games=val_games, out_dir=out_dir, **kwargs)
+    source = {"data": str(Path(data).resolve()), "val_fraction": val_fraction,
+              "split_seed": split_seed}
+    return train(config, train_games=train_games, val_games=val_games, out_dir=out_dir,
+                 source=source, **kwargs)
+
+
+def run_source(out_dir) -> dict:
+    """What a training run in `out_dir` records of its games (``config.json``'s "source":
+    the dataset and split of `train_on_dataset`); {} when it records nothing or there is
+    no run there."""
+    path = Path(out_dir) / RUN_CONFIG
+    if not path.exists():
+        return {}
+    try:
+        source = json.loads(path.read_text()).get("source") or {}
+    except (ValueError, AttributeError):
+        raise ConfigError(f"{str(path)!r} is not a run's config (a JSON object)") from None
+    return source if isinstance(source, dict) else {}

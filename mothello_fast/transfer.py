@@ -70,14 +70,15 @@ def _curves(metrics: list[dict], finetune_language: str) -> TransferResult:
 
 
 def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_games, val_games,
-                    out_dir, progress: bool = True) -> TransferResult:
+                    out_dir, progress: bool = True) -> TransferResult | None:
     """Fine-tune the model of `checkpoint` in `finetune_language` only, with `config`
     (a `TrainConfig`; its `language_weights` are replaced by a one-hot on that language),
     evaluating every language every `config.eval_every` steps (at least 1) on `val_games`,
     from step 0 (the pretrained model) on.
 
     finetune_games, val_games: int8 [n, 60], non-empty. Resumable: a finished or
-    interrupted run in `out_dir` is continued, not restarted.
+    interrupted run in `out_dir` is continued, not restarted. Under torchrun, the
+    processes other than rank 0 (which log nothing) return None.
     """
     from .activations import check_games
     from .checkpoint import load_checkpoint
@@ -95,6 +96,8 @@ def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_game
     config = dataclasses.replace(config, language_weights=weights)
     result = train(config, train_games=finetune_games, val_games=val_games, out_dir=out_dir,
                    init_from=checkpoint, resume=True, progress=progress)
+    if result.rank != 0:
+        return None
     evaluated = [r["step"] for r in result.metrics if any(k.startswith("legal_acc/") for k in r)]
     if 0 not in evaluated:   # a run begun without evaluations, resumed with them
         raise ConfigError(f"fine-tuning in {str(out_dir)!r} recorded no evaluation at step 0 "
@@ -133,7 +136,8 @@ def _check_pretrain_games(pretrain_games, prefix) -> np.ndarray:
 def run_transfer(config, *, finetune_language: str | None = None, pretrain_games,
                  finetune_games, val_games, out_dir, finetune_steps: int,
                  finetune_lr: float | None = None, n_evaluations: int = 10,
-                 prefix=None, progress: bool = True) -> TransferResult:
+                 prefix=None, keep_checkpoints: int | None = 1,
+                 progress: bool = True) -> TransferResult | None:
     """The whole protocol: pretrain with `config` (a `TrainConfig`) on `pretrain_games`
     (int8 [n, 60]) in every language, then `finetune_curves` for `finetune_steps` steps in
     `finetune_language` (the first language by default) on `finetune_games`, measured
@@ -143,7 +147,8 @@ def run_transfer(config, *, finetune_language: str | None = None, pretrain_games
     `TRANSFER_PREFIX` or ``"f5 d6"``); with ``prefix=None`` they must share an opening
     of at least one move. Every input is checked before any training. Writes
     ``out_dir/pretrain`` and ``out_dir/finetune-<language>`` (training runs, each
-    resumable).
+    resumable), keeping the newest `keep_checkpoints` fine-tuning checkpoints (None:
+    the one of every measurement). Under torchrun, ranks other than 0 return None.
     """
     from .activations import check_games
     from .languages import LanguageSet
@@ -168,12 +173,12 @@ def run_transfer(config, *, finetune_language: str | None = None, pretrain_games
     out_dir = Path(out_dir)
     pretrained = train(config, train_games=pretrain_games, val_games=val_games,
                        out_dir=out_dir / "pretrain", resume=True, progress=progress)
-    every = max(1, finetune_steps // n_evaluations)
+    every = -(-finetune_steps // n_evaluations)   # ceil: at most n_evaluations after step 0
     finetune = dataclasses.replace(
         config, max_steps=finetune_steps, warmup_steps=min(config.warmup_steps,
                                                            finetune_steps // 10),
         lr=config.lr if finetune_lr is None else finetune_lr, eval_every=every,
-        checkpoint_every=every, keep_checkpoints=1)
+        checkpoint_every=every, keep_checkpoints=keep_checkpoints)
     return finetune_curves(pretrained.checkpoint, finetune, finetune_language=finetune_language,
                            finetune_games=finetune_games, val_games=val_games,
                            out_dir=out_dir / f"finetune-{finetune_language}", progress=progress)

@@ -272,11 +272,11 @@ def test_bad_test_games_are_named_as_test_games(two_atomic):
 
 @pytest.mark.parametrize("spec, context", [("atomic,atomic", None), ("atomic,split:3", 40)])
 def test_model_alignment_reads_each_language_at_the_positions_all_languages_have(spec, context):
-    """_collect against a (game, move) lookup: with every position in every language (the
+    """collect_parallel against a (game, move) lookup: with every position in every language (the
     arrays are the collections' own) and with a short context that cuts the split language
     (the atomic one keeps only the positions the split one has)."""
     from mothello_fast.activations import collect_activations
-    from mothello_fast.alignment import _collect
+    from mothello_fast.activations import collect_parallel
     from mothello_fast.languages import LanguageSet
     from mothello_fast.model import GPT, GPTConfig
 
@@ -287,8 +287,11 @@ def test_model_alignment_reads_each_language_at_the_positions_all_languages_have
                           n_heads=2, d_model=16, d_mlp=32)).eval()
     games = generate_games(12, seed=4)
     pairs = [(1, "blocks.0.hook_resid_post"), (0, "blocks.0.hook_resid_pre")]
-    hidden, labels = _collect(model, language_set, games, ["L0", "L1"], pairs, 5, False,
-                              "relative")
+    parallel = collect_parallel(model, language_set, games, languages=["L0", "L1"],
+                                layers=[layer for layer, _ in pairs], batch_size=5,
+                                progress=False)
+    hidden, labels = parallel.hidden, parallel.relative
+    assert parallel.hooks == dict(pairs)
     collected = {n: collect_activations(model, language_set, games, language=n,
                                         layers=[h for _, h in pairs], progress=False)
                  for n in ("L0", "L1")}

@@ -158,7 +158,27 @@ def test_a_manifest_written_before_the_manifest_digest_still_loads(tmp_path, lan
     manifest = json.loads((path / "checkpoint.json").read_text())
     del manifest["manifest_sha256"]
     (path / "checkpoint.json").write_text(json.dumps(manifest))
-    assert load_checkpoint(path).step == 5
+    with pytest.warns(UserWarning, match="no manifest_sha256"):
+        assert load_checkpoint(path).step == 5
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("step", "5", "step='5': expected an integer >= 0"),
+    ("step", -1, "step=-1: expected an integer >= 0"),
+    ("files", [], "files=\\[\\]: expected a JSON object"),
+    ("model_config", None, "model_config=None: expected a JSON object"),
+    ("files", {"../x": {"bytes": 1, "sha256": "0"}}, "files='../x'"),
+    ("files", {"model.safetensors": {"bytes": "9"}}, "files\\['model.safetensors'\\]")])
+def test_every_field_of_a_manifest_without_its_digest_is_type_checked(tmp_path, language_set,
+                                                                      key, value, message):
+    model, _, _ = trained_pair(language_set)
+    path = save_checkpoint(tmp_path / "ck", model=model, language_set=language_set, step=5)
+    manifest = json.loads((path / "checkpoint.json").read_text())
+    del manifest["manifest_sha256"]
+    manifest[key] = value
+    (path / "checkpoint.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
 
 
 def test_directories_not_named_step_and_digits_are_not_checkpoints(tmp_path, language_set):

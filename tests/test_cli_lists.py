@@ -49,3 +49,23 @@ def test_a_list_of_no_item_is_refused_naming_the_option(capsys):
         build_parser().parse_args(COMMANDS["probe"] + ["--layers", ",", " "])
     assert exit_info.value.code == 2
     assert "--layers ',  ': no item" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["probe", "align", "concepts", "eval"])
+def test_the_checkpoint_is_positional_everywhere_and_an_option_too(command):
+    from mothello_fast.cli.checkpoints import checkpoint_from
+
+    rest = {"probe": ["--language", "L0"], "align": ["--out", "a.json"],
+            "concepts": ["--out", "d"], "eval": []}[command]
+    for spelling in (["CK"], ["--checkpoint", "CK"], ["CK", "--checkpoint", "CK"]):
+        args = build_parser().parse_args([command, *spelling, *rest])
+        assert checkpoint_from(args) == "CK"
+
+
+def test_no_checkpoint_or_two_of_them_are_named(capsys):
+    from mothello_fast.cli import main
+
+    assert main(["eval", "--games", "1"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main(["eval", "A", "--checkpoint", "B", "--games", "1"]) == 2
+    assert "two checkpoints, 'A' and --checkpoint 'B'" in capsys.readouterr().err

@@ -296,10 +296,35 @@ def test_asarray_without_copy_is_a_view_or_an_error(one_and_three_shards):
 
 # ---- manifest entries ------------------------------------------------------
 
+def _rewrite(dataset, manifest):
+    """Write `manifest` as a tool would that signs what it writes (its own digest
+    recomputed): the checks of its fields are then what stands between it and a load."""
+    from mothello_fast.storage import manifest_digest
+    manifest["manifest_sha256"] = manifest_digest(manifest, "manifest_sha256")
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("key, value", [("seed", 6), ("prefix", [19]), ("generator", "x")])
+def test_an_edited_manifest_is_detected(dataset, key, value):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest[key] = value
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(mf.DatasetError, match="was edited or is corrupted"):
+        mf.load_games(dataset)
+
+
+def test_a_manifest_from_before_digests_loads_with_a_warning(dataset):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    del manifest["manifest_sha256"]
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="has no manifest_sha256"):
+        assert len(mf.load_games(dataset)) == manifest["n_games"]
+
+
 def test_shard_entry_without_its_sha256_is_named(dataset):
     manifest = json.loads((dataset / "manifest.json").read_text())
     del manifest["shards"][1]["sha256"]
-    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite(dataset, manifest)
     with pytest.raises(mf.DatasetError, match=r"shards\[1\].*not a valid shard entry"):
         mf.load_games(dataset)
 
@@ -309,7 +334,7 @@ def test_shard_file_outside_the_dataset_is_refused(dataset, tmp_path):
     (tmp_path / "other").mkdir()
     (dataset / "shard-00000.npy").rename(tmp_path / "other" / "shard-00000.npy")
     manifest["shards"][0]["file"] = "../other/shard-00000.npy"
-    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite(dataset, manifest)
     with pytest.raises(mf.DatasetError, match=r"'\.\./other/shard-00000\.npy' is not a plain file"):
         mf.load_games(dataset)
 
@@ -319,7 +344,7 @@ def test_shard_file_outside_the_dataset_is_refused(dataset, tmp_path):
 def test_manifest_listing_shards_out_of_order_or_twice_is_refused(dataset, order, wrong):
     manifest = json.loads((dataset / "manifest.json").read_text())
     manifest["shards"] = [manifest["shards"][i] for i in order]   # each entry valid on its own
-    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite(dataset, manifest)
     with pytest.raises(mf.DatasetError, match=rf"shards\[{wrong}\]: file 'shard-0000{order[wrong]}"
                                               rf"\.npy'; expected 'shard-0000{wrong}\.npy'"):
         mf.load_games(dataset)
@@ -342,7 +367,7 @@ def test_shard_with_a_garbled_header_is_named(dataset, verify):
 def test_manifest_count_or_version_of_the_wrong_type_is_named(dataset, key, value, message):
     manifest = json.loads((dataset / "manifest.json").read_text())
     manifest[key] = value
-    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite(dataset, manifest)
     with pytest.raises(mf.DatasetError, match=message):
         mf.load_games(dataset)
 

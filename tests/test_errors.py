@@ -213,3 +213,53 @@ def test_test_fraction_refuses_the_ends_and_bools(fraction):
     with pytest.raises(ProbeError, match=re.escape(f"test_fraction={fraction!r}: expected a "
                                                    "number in (0, 1)")):
         check_test_fraction(fraction)
+
+
+# ---- bad inputs across the toolkit: each the toolkit's named error, never a crash ----
+
+def _bad_inputs():
+    import torch
+
+    import mothello_fast as mf
+    from mothello_fast.model import GPT, GPTConfig
+
+    atomic = mf.LanguageSet.from_spec("atomic")
+    games = mf.generate_games(4, seed=0)
+    model = GPT(GPTConfig(vocab_size=10, context_length=5, n_layers=1, n_heads=1, d_model=8,
+                          d_mlp=8)).eval()
+    read_only = atomic.encode(games, "L0")
+    for array in (read_only.tokens, read_only.move_index, read_only.move_end):
+        array.flags.writeable = False
+    return {
+        "a language spec of None": (lambda: mf.LanguageSet.from_spec(None), "spec None"),
+        "a dataset path of None": (lambda: mf.load_games(None), "path=None"),
+        "a move list that is a number": (lambda: mf.Board.from_moves(5), "moves=5"),
+        "more games than memory": (lambda: mf.generate_games(10**11, seed=0), "GiB"),
+        "a batch larger than memory": (lambda: mf.Corpus(games, atomic, batch_size=10**9),
+                                       "batch_size=1000000000"),
+        "a token outside the vocabulary": (lambda: model(torch.tensor([[1, 12]])), "token 12"),
+        "a read-only encode output": (lambda: atomic.encode(games, "L0", out=read_only),
+                                      "writable"),
+        "an opening cut by -1": (lambda: mf.generate_games(2, seed=0, prefix=[19, -1, 18]),
+                                 "-1"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs()))
+def test_a_bad_input_gets_a_named_error_that_names_it(case):
+    call, words = _bad_inputs()[case]
+    with pytest.raises(MothelloError, match=re.escape(words)):
+        call()
+
+
+def test_probes_take_any_strided_view_as_kmeans_does():
+    from mothello_fast.probes import LinearProbe
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, (60, 64))
+    X = (np.eye(3)[y].reshape(60, -1) + 0.01 * rng.standard_normal((60, 192)))
+    reversed_probe = LinearProbe(epochs=3, seed=0).fit(X[::-1], y[::-1])
+    copied_probe = LinearProbe(epochs=3, seed=0).fit(X[::-1].copy(), y[::-1].copy())
+    for name, value in copied_probe.params_.items():
+        np.testing.assert_array_equal(reversed_probe.params_[name].numpy(), value.numpy())
+    assert reversed_probe.score(X[::-1], y[::-1]) == copied_probe.score(X[::-1].copy(), y[::-1])

@@ -66,3 +66,36 @@ def test_probe_refuses_an_output_path_that_is_a_file_before_training(tmp_path, m
                  str(tmp_path / "taken")])
     assert code == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_a_model_and_a_language_set_that_do_not_fit_are_refused(model):
+    from mothello_fast.activations import collect_activations
+    from mothello_fast.evaluate import language_confusion, legal_move_accuracy
+
+    other = LanguageSet.from_spec("atomic")   # 61 tokens; the model reads 181
+    games = generate_games(2, seed=0)
+    for call in (lambda: legal_move_accuracy(model, other, games, language="L0"),
+                 lambda: collect_activations(model, other, games, language="L0", layers=[1],
+                                             progress=False)):
+        with pytest.raises(LanguageError, match="vocabulary of 181 tokens; this language set "
+                                                r"\(L0\) has 61"):
+            call()
+    two = LanguageSet.from_spec("atomic,atomic")
+    with pytest.raises(LanguageError, match="vocabulary"):
+        language_confusion(model, two, games, language="L0", into="L1")
+
+
+def test_a_checkpoint_whose_language_set_does_not_fit_its_model_is_refused(tmp_path, model):
+    import json
+
+    from mothello_fast.checkpoint import _manifest_digest, load_checkpoint
+    from mothello_fast.errors import CheckpointError
+
+    path = save_checkpoint(tmp_path / "ck", model=model,
+                           language_set=LanguageSet.from_spec("atomic,atomic", unified=True))
+    manifest = json.loads((path / "checkpoint.json").read_text())
+    manifest["language_set"] = LanguageSet.from_spec("atomic").to_dict()
+    manifest["manifest_sha256"] = _manifest_digest(manifest)   # signed: only the fit is off
+    (path / "checkpoint.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="does not fit its model"):
+        load_checkpoint(path)

@@ -379,10 +379,10 @@ def test_the_square_check_names_the_entry_on_tensors_as_on_arrays(bad):
     """The entry check that `_check_games` runs on a device, here on CPU tensors."""
     from mothello_fast import othello
     games = bad(mf.generate_games(4, seed=0)).astype(np.int64)
-    expected = _refusal(lambda g: othello._check_game_squares(g, othello._PLAYABLE_LUT, "games"),
+    expected = _refusal(lambda g: othello.check_game_squares(g, othello.PLAYABLE_LOOKUP, "games"),
                         games)
-    lut = torch.from_numpy(othello._PLAYABLE_LUT)
-    assert _refusal(lambda g: othello._check_game_squares(torch.from_numpy(g), lut, "games"),
+    lut = torch.from_numpy(othello.PLAYABLE_LOOKUP)
+    assert _refusal(lambda g: othello.check_game_squares(torch.from_numpy(g), lut, "games"),
                     games) == expected
 
 

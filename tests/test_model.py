@@ -321,3 +321,48 @@ def test_cuda_device_the_machine_lacks_is_refused():
     with pytest.raises(MothelloError, match=rf"device='{missing}': this machine has "
                                             rf"{torch.cuda.device_count()} CUDA device"):
         resolve_device(missing)
+
+
+def _small_model(seed=0, **shape):
+    torch.manual_seed(seed)
+    config = dict(vocab_size=50, context_length=24, n_layers=2, n_heads=2, d_model=16, d_mlp=32)
+    return GPT(GPTConfig(**{**config, **shape})).eval()
+
+
+def test_prefill_is_the_forward_pass():
+    model = _small_model()
+    tokens = torch.randint(1, 50, (3, 24))
+    logits, keys, values = model.prefill(tokens)
+    torch.testing.assert_close(logits, model(tokens)[0])
+    assert len(keys) == len(values) == 2 and keys[0].shape == (3, 2, 24, 8)
+
+
+def test_extend_gives_the_logits_of_a_full_pass_over_the_branched_sequence():
+    model = _small_model(seed=1)
+    tokens = torch.randint(1, 50, (4, 24))
+    _, keys, values = model.prefill(tokens)
+    rows, branch = torch.tensor([2, 0, 2]), torch.tensor([5, 0, 20])
+    valid = torch.arange(24)[None] <= branch[:, None]
+    generated, fed = None, []
+    for j in range(1, 4):
+        new = torch.randint(1, 50, (3, 1))
+        fed.append(new)
+        logits, generated = model.extend(new, branch[:, None] + j, keys, values, rows=rows,
+                                         valid=valid, generated=generated)
+        for r in range(3):
+            sequence = torch.cat([tokens[rows[r], :branch[r] + 1],
+                                  *[f[r] for f in fed]])[None]
+            torch.testing.assert_close(logits[r, 0], model(sequence)[0][0, -1])
+    assert generated[0][0].shape == (3, 2, 3, 8)
+
+
+def test_incremental_decoding_needs_eval_mode_and_stays_in_the_context():
+    model = _small_model()
+    tokens = torch.randint(1, 50, (1, 24))
+    _, keys, values = model.prefill(tokens)
+    with pytest.raises(MothelloError, match="position 24 is past"):
+        model.extend(tokens[:, :1], torch.tensor([[24]]), keys, values, rows=torch.tensor([0]),
+                     valid=torch.ones(1, 24, dtype=torch.bool))
+    model.train()
+    with pytest.raises(MothelloError, match="eval mode"):
+        model.prefill(tokens)

@@ -61,6 +61,40 @@ def test_perft_deep(depth, leaves):
     assert mf.perft(depth) == leaves
 
 
+@pytest.mark.parametrize("depth", [7, 9, 10])
+def test_perft_split_into_subtrees_counts_what_one_compiled_call_counts(depth):
+    from mothello_fast import _engine
+    assert mf.perft(depth) == _engine.perft(depth)
+
+
+@pytest.mark.parametrize("depth", [-1, 61, 10**6, 2.0, True])
+def test_perft_refuses_a_depth_beyond_a_game(depth):
+    with pytest.raises(mf.MothelloError, match=f"depth={depth!r}: expected an integer in 0..60"):
+        mf.perft(depth)
+
+
+def test_a_long_perft_stops_at_ctrl_c_within_a_second():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys, mothello_fast as mf; print('go', flush=True); "
+                               "mf.perft(16)"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "go"
+    time.sleep(0.5)   # well into the count (perft(16) would take hours)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=5)
+    finally:
+        process.kill()
+    assert time.monotonic() - sent < 1.0
+    assert "KeyboardInterrupt" in process.stderr.read()
+
+
 # ---- generation ------------------------------------------------------------
 
 def test_generated_games_are_legal_and_complete_under_oracle(games):
@@ -139,6 +173,24 @@ def test_prefix_through_a_pass(games):
         expected = oracle_labels([int(s) for s in row if s >= 0])
         assert labels.n_moves[i] == len(expected)
         assert np.array_equal(labels.board[i, :len(expected)], [b for b, _, _, _ in expected])
+
+
+@pytest.mark.parametrize("prefix", [[19, -1, 18], [19, 64], 5, [19, None]])
+def test_a_prefix_that_is_not_all_squares_is_refused(prefix):
+    with pytest.raises(mf.InvalidSquareError):
+        mf.generate_games(5, seed=1, prefix=prefix)
+
+
+@pytest.mark.parametrize("moves", [5, None, 3.5])
+def test_board_from_moves_names_what_is_not_a_move_list(moves):
+    with pytest.raises(mf.InvalidSquareError, match="expected names"):
+        mf.Board.from_moves(moves)
+
+
+def test_a_game_row_ends_at_its_padding_and_nothing_may_follow_it():
+    assert mf.Board.from_moves([19, 18, -1, -1]).moves == [19, 18]
+    with pytest.raises(mf.InvalidSquareError, match="follows the -1"):
+        mf.Board.from_moves([19, -1, 18])
 
 
 def test_illegal_prefix_is_refused():
@@ -359,3 +411,18 @@ def test_replay_into_a_buffer_of_the_wrong_dtype_is_refused(games):
     wrong = dataclasses.replace(buffer, player=buffer.player.astype(np.int64))
     with pytest.raises(mf.GameArrayError, match=r"out.player is int64 \(10, 60\); expected .*uint8"):
         mf.replay(games[:10], out=wrong)
+
+
+@pytest.mark.parametrize("board, to_move, match", [
+    (np.zeros((2, 64), np.int8), np.array([7, 1]), "to_move holds 7 at \\(0,\\)"),
+    (np.full((2, 64), 9, np.int8), np.array([1, 2]), "board holds 9"),
+    (np.zeros((59, 64), np.int8), np.ones(60, np.uint8), "board has shape \\(59, 64\\)"),
+    (np.zeros((2, 64)), np.array([1, 2]), "board of dtype float64")])
+def test_relative_labels_check_their_values_and_shapes(board, to_move, match):
+    with pytest.raises(mf.GameArrayError, match=match):
+        mf.relative_board(board, to_move)
+
+
+def test_next_player_checks_its_player_values():
+    with pytest.raises(mf.GameArrayError, match="player holds 7"):
+        mf.othello.next_player(np.full((1, 60), 7, np.uint8))

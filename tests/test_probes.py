@@ -442,3 +442,20 @@ def test_probe_command_trains_the_probes_on_the_device_asked_for(tmp_path, tiny_
                "--language", "L0", "--layers", "1", "--kind", "linear", "--epochs", "1",
                "--device", "cpu", "--quiet"])
     assert rc == 0 and list(json.loads(capsys.readouterr().out)) == ["1"]
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "grad_disabled"])
+@pytest.mark.parametrize("kind", [LinearProbe, MLPProbe])
+def test_probes_fit_with_gradients_turned_off_as_notebooks_do(mode, kind):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=(300, 64))
+    X = (np.eye(3)[y].reshape(300, -1) + 0.1 * rng.standard_normal((300, 192))).astype(np.float32)
+    reference = kind(epochs=2, batch_size=64, seed=0).fit(X, y)
+    context = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
+               "grad_disabled": lambda: torch.set_grad_enabled(False)}[mode]
+    with context():
+        x = torch.as_tensor(X) + 0   # made in the mode: an inference tensor under inference_mode
+        probe = kind(epochs=2, batch_size=64, seed=0).fit(x, y)
+        assert not torch.is_grad_enabled()   # the caller's mode is left as it was
+    for name, value in reference.params_.items():
+        torch.testing.assert_close(probe.params_[name], value)

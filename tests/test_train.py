@@ -26,7 +26,7 @@ from mothello_fast.othello import Board, generate_games
 from mothello_fast.train import (TrainConfig, learning_rate, load_train_config, make_optimizer,
                                  train, train_step)
 
-TINY = dict(n_layers=1, n_heads=2, d_model=32, d_mlp=64, batch_size=16, warmup_steps=2,
+TINY = dict(n_layers=1, n_heads=2, d_model=32, d_mlp=64, batch_size=16,
             eval_every=0, eval_games=8, log_every=1, compile=False)
 
 
@@ -700,3 +700,134 @@ def test_train_cli_prints_its_summary_on_rank_zero_only(tmp_path, games, capsys,
     monkeypatch.setattr(train_module, "train_on_dataset", as_rank_one)
     assert main(args + ["--out", str(tmp_path / "rank1")]) == 0
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("max_steps, warmup", [(20_000, 500), (5000, 500), (200, 20), (9, 0)])
+def test_the_default_warm_up_is_a_tenth_of_a_short_run(max_steps, warmup):
+    config = TrainConfig(max_steps=max_steps)
+    assert config.warmup_steps == warmup
+    # the learning rate reaches its peak and the cosine decays to min_lr_ratio
+    rates = [learning_rate(step, config) for step in range(max_steps)]
+    assert max(rates) == pytest.approx(config.lr)
+    assert rates[-1] < config.lr * (config.min_lr_ratio + 0.01 + 1 / max_steps)
+
+
+def test_a_shrunk_run_from_the_command_line_warms_up_within_it():
+    config = load_train_config(None, ["max_steps=200", "lr=1e-3"])
+    assert config.warmup_steps == 20
+    assert max(learning_rate(s, config) for s in range(200)) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("warmup", [10, 11])
+def test_a_warm_up_as_long_as_the_run_is_refused(warmup):
+    with pytest.raises(ConfigError, match=f"warmup_steps={warmup}: expected fewer than "
+                                          "max_steps=10"):
+        TrainConfig(max_steps=10, warmup_steps=warmup)
+
+
+def _cli_run(tmp_path, games, *extra):
+    train_games, _ = games
+    if not (tmp_path / "data").exists():
+        write_games(train_games[:500], tmp_path / "data")
+    (tmp_path / "cfg.yaml").write_text("languages: atomic,split\nn_layers: 1\nn_heads: 2\n"
+                                       "d_model: 16\nd_mlp: 32\nbatch_size: 8\ndropout: 0.0\n"
+                                       "checkpoint_every: 2\nlog_every: 1\neval_every: 2\n"
+                                       "compile: false\n")
+    return main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
+                 "--config", str(tmp_path / "cfg.yaml"), "--set", "max_steps=4",
+                 "--set", "eval_games=5", "--val-fraction", "0.04", "--split-seed", "3",
+                 "--quiet", *extra])
+
+
+def _interrupt_after(run, step: int) -> None:
+    """Make `run` look as if it stopped after checkpoint `step`."""
+    import shutil
+
+    for path in (run / "checkpoints").iterdir():
+        if int(path.name.split("-")[1]) > step:
+            shutil.rmtree(path)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("".join(
+        line + "\n" for line in lines if json.loads(line)["step"] <= step))
+
+
+def test_resume_with_no_flags_repeats_the_uninterrupted_run(tmp_path, games):
+    assert _cli_run(tmp_path, games) == 0
+    uninterrupted = (tmp_path / "run" / "metrics.jsonl").read_text()
+    _interrupt_after(tmp_path / "run", 2)
+    # exactly as `train --help` shows it: the run's config, dataset and split are its own
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--quiet"]) == 0
+    resumed = (tmp_path / "run" / "metrics.jsonl").read_text()
+
+    def curve(text):   # every record but its throughput, which is the clock's
+        return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_s"}
+                for line in text.splitlines()]
+    assert curve(resumed) == curve(uninterrupted)
+    assert len(curve(resumed)) == 4 + 3   # a loss record a step, evaluations at 0, 2, 4
+
+
+def test_resume_refuses_an_override_that_changes_the_curve_and_names_it(tmp_path, games, capsys):
+    assert _cli_run(tmp_path, games) == 0
+    _interrupt_after(tmp_path / "run", 2)
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--quiet",
+                 "--set", "lr=0.01"]) == 2
+    assert "lr: checkpoint 0.0005, now 0.01" in capsys.readouterr().err
+    # a runtime field may change
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--quiet",
+                 "--set", "log_every=2"]) == 0
+
+
+def test_a_run_directory_is_a_config(tmp_path, games):
+    assert _cli_run(tmp_path, games) == 0
+    config = load_train_config(tmp_path / "run", ["max_steps=9"])
+    assert (config.languages, config.d_model, config.max_steps) == ("atomic,split", 16, 9)
+    with pytest.raises(ConfigError, match="without config.json"):
+        load_train_config(tmp_path / "data")
+
+
+def test_init_from_a_checkpoint_of_other_languages_is_refused(tmp_path, games, trained):
+    result, _ = trained   # atomic,atomic
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,split", n_layers=2, n_heads=4, d_model=64,
+                         d_mlp=256, max_steps=1, eval_every=0, eval_games=8, compile=False)
+    with pytest.raises(CheckpointError, match="languages 'atomic,atomic'.*this run has "
+                                              "languages 'atomic,split'.*init_languages=True"):
+        train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path / "c",
+              init_from=result.checkpoint, progress=False)
+    assert not (tmp_path / "c" / "config.json").exists()
+
+
+def test_init_languages_takes_the_checkpoint_s_set_and_records_it(tmp_path, games, trained):
+    result, _ = trained
+    train_games, val_games = games
+    config = TrainConfig(languages="atomic,split", n_anchors=8, n_layers=2, n_heads=4,
+                         d_model=64, d_mlp=256, dropout=0.0, max_steps=1, eval_every=0,
+                         eval_games=8, compile=False)
+    tuned = train(config, train_games=train_games, val_games=val_games, out_dir=tmp_path / "c",
+                  init_from=result.checkpoint, init_languages=True, progress=False)
+    recorded = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert (recorded["train_config"]["languages"], recorded["train_config"]["n_anchors"]) == \
+        ("atomic,atomic", 0)
+    _, language_set = load_model(tmp_path / "c")
+    assert language_set == tuned.language_set == load_model(result.checkpoint)[1]
+
+
+def test_multi_token_accuracy_on_a_long_split_language_matches_slow_decoding():
+    language_set = LanguageSet.from_spec("atomic,split:3", seed=5)
+    model = biased_random_model(language_set, "L1")
+    games = generate_games(4, seed=8)
+    assert legal_move_accuracy(model, language_set, games, language="L1") == pytest.approx(
+        slow_legal_accuracy(model, language_set, games, "L1", "standard"), abs=1e-12)
+
+
+def test_a_run_s_config_json_names_its_newest_checkpoint(trained):
+    from mothello_fast.checkpoint import resolve_checkpoint
+    result, out = trained
+    assert resolve_checkpoint(out / "config.json") == result.checkpoint
+
+
+def test_the_shipped_example_config_loads():
+    from pathlib import Path
+    config = load_train_config(Path(__file__).parent.parent / "examples" / "train.yaml")
+    assert (config.languages, config.n_layers, config.warmup_steps) == ("atomic,split", 4, 400)

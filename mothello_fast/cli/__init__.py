@@ -27,6 +27,20 @@ COMMANDS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The subcommands' help: the docstring as written, and every option's default (where
+    it has one and its help does not already say it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or not action.option_strings or default in (None, False) \
+                or default is argparse.SUPPRESS:
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mothello", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -35,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         # the docstring's first paragraph: its first sentence, which may wrap
         help_text = " ".join((module.__doc__ or name).strip().split("\n\n")[0].split())
         module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__,
-                                            formatter_class=argparse.RawDescriptionHelpFormatter))
+                                            formatter_class=HelpFormatter))
     return parser
 
 

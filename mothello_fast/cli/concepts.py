@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .checkpoints import add_checkpoint_argument, checkpoint_from
 from .games import add_games_arguments, games_from_args
 from .lists import add_layers_argument, add_list_argument, layers_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint directory, or a run directory (its newest)")
+    add_checkpoint_argument(parser)
     parser.add_argument("--out", required=True, help="directory for concepts.json and plots")
     add_layers_argument(parser, help="layers (default: every block)", spaces=False)
     add_list_argument(parser, "--languages", help="input languages (default: all)", spaces=False)
@@ -36,22 +37,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="COLAP least share of every language (>=)")
     parser.add_argument("--neighbors", type=int, default=50,
                         help="k of the cross-lingual neighbours of embeddings (the paper's 50)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="games per forward pass when collecting activations")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
-    from ..concepts import _check_report_params, concept_report
+    from ..concepts import check_report_params, concept_report
     from ..devices import resolve_device
 
-    _check_report_params(n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
+    check_report_params(n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
                          theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
                          min_types=args.min_types, theta_o=args.theta_o,
                          k_neighbors=args.neighbors, seed=args.seed)   # before loading anything
     device = resolve_device(args.device)
-    model, language_set = load_model(args.checkpoint, device=device)
+    model, language_set = load_model(checkpoint_from(args), device=device)
     games = games_from_args(args)
     results = concept_report(
         model, language_set, games, layers=layers_from(args.layers), languages=args.languages,

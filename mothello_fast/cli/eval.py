@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import argparse
 
+from .checkpoints import add_checkpoint_argument, checkpoint_from
 from .games import add_games_arguments, games_from_args, positive_int
 from .lists import add_list_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint directory, or a run directory (its newest)")
+    add_checkpoint_argument(parser)
     add_games_arguments(parser, default_games=1000)
     parser.add_argument("--objective", choices=["standard", "unified"], default=None,
                         help="default: the one the checkpoint was trained with")
     add_list_argument(parser, "--languages", help="input languages (default: all)", spaces=False)
     parser.add_argument("--batch-size", type=positive_int, default=256,
                         help="games per forward pass")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,11 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_checkpoint
     from ..storage import atomic_write_json
 
+    checkpoint = checkpoint_from(args)
     games = games_from_args(args)
-    results = evaluate_checkpoint(args.checkpoint, games, objective=args.objective,
+    results = evaluate_checkpoint(checkpoint, games, objective=args.objective,
                                   languages=args.languages,
-                                  device=args.device, batch_size=args.batch_size)
-    results = {"checkpoint": str(resolve_checkpoint(args.checkpoint)), "n_games": int(len(games)),
+                                  device=args.device, batch_size=args.batch_size,
+                                  progress=not args.quiet)
+    results = {"checkpoint": str(resolve_checkpoint(checkpoint)), "n_games": int(len(games)),
                **results}
     if args.out is not None:
         atomic_write_json(Path(args.out), results)

@@ -2,7 +2,10 @@
 
 Example:
     mothello train --data games/ --out runs/atomic2 --config train.yaml --set max_steps=2000
-    mothello train --data games/ --out runs/atomic2 --resume     # continue after a stop
+    mothello train --out runs/atomic2 --resume     # continue after a stop, as the run was set up
+
+--resume reads the run's own config, dataset and split (flags given override them; one that
+changes the training curve is refused, naming it).
 
 Multi-GPU (DistributedDataParallel, one process per GPU):
     torchrun --nproc_per_node 8 --no-python mothello train --data games/ --out runs/x
@@ -13,32 +16,59 @@ import argparse
 
 from .games import non_negative_int
 
+VAL_FRACTION = 0.01
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="games dataset directory (mothello gen)")
+    parser.add_argument("--data", help="games dataset directory (mothello gen); with --resume, "
+                                       "the run's own by default")
     parser.add_argument("--out", required=True, help="run directory (metrics, checkpoints)")
-    parser.add_argument("--config", default=None, help="TrainConfig as a YAML or JSON file")
+    parser.add_argument("--config", default=None,
+                        help="TrainConfig as a YAML or JSON file, or a run directory (its "
+                             "config); with --resume, the run's own by default")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (repeatable), e.g. --set lr=1e-3")
-    parser.add_argument("--val-fraction", type=float, default=0.01,
-                        help="fraction of the games held out for evaluation")
-    parser.add_argument("--split-seed", type=non_negative_int, default=0,
-                        help="seed of the train/val split")
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help=f"fraction of the games held out for evaluation (default: "
+                             f"{VAL_FRACTION}, or the run's own with --resume)")
+    parser.add_argument("--split-seed", type=non_negative_int, default=None,
+                        help="seed of the train/val split (default: 0, or the run's own with "
+                             "--resume)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in --out")
-    parser.add_argument("--init-from", default=None, help="checkpoint to start the weights from")
+    parser.add_argument("--init-from", default=None,
+                        help="checkpoint to start the weights from (its language set must be "
+                             "this run's)")
+    parser.add_argument("--init-languages", action="store_true",
+                        help="take --init-from's language set (recorded in the run's config)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (TrainConfig.threads; default: torch's, one "
+                             "per core)")
     parser.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import load_train_config, train_on_dataset
+    from pathlib import Path
 
-    overrides = list(args.set) + (["wandb=true"] if args.wandb else [])
-    result = train_on_dataset(load_train_config(args.config, overrides), args.data,
-                              out_dir=args.out, val_fraction=args.val_fraction,
-                              split_seed=args.split_seed, resume=args.resume,
-                              init_from=args.init_from, progress=not args.quiet)
+    from ..errors import ConfigError
+    from ..train import RUN_CONFIG, load_train_config, run_source, train_on_dataset
+
+    overrides = list(args.set) + (["wandb=true"] if args.wandb else []) \
+        + ([f"threads={args.threads}"] if args.threads is not None else [])
+    own = args.resume and (Path(args.out) / RUN_CONFIG).exists()   # the run to continue
+    source = run_source(args.out) if own else {}
+    config = load_train_config(args.config if args.config or not own else args.out, overrides)
+    data = args.data or source.get("data")
+    if data is None:
+        raise ConfigError("--data is missing: expected the games dataset directory"
+                          + (f" (the run in {args.out!r} records none)" if own else ""))
+    result = train_on_dataset(config, data, out_dir=args.out,
+                              val_fraction=_given(args.val_fraction, source, "val_fraction",
+                                                  VAL_FRACTION),
+                              split_seed=_given(args.split_seed, source, "split_seed", 0),
+                              resume=args.resume, init_from=args.init_from,
+                              init_languages=args.init_languages, progress=not args.quiet)
     if result.rank != 0:  # under torchrun, one summary (rank 0's)
         return 0
     last = {k: v for r in result.metrics for k, v in r.items()}
@@ -46,3 +76,10 @@ def run(args: argparse.Namespace) -> int:
                         if k == "loss" or k.startswith("legal_acc"))
     print(f"trained to step {last.get('step')}: {summary}; checkpoint {result.checkpoint}")
     return 0
+
+
+def _given(value, source: dict, key: str, default):
+    """A flag's value if given, else the resumed run's own, else the default."""
+    if value is not None:
+        return value
+    return source.get(key, default)
