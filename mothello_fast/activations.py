@@ -180,9 +180,9 @@ def _run_to_last_hook(gpt, tokens: torch.Tensor, hooks: list[str]) -> dict[str, 
     last = max(hooks, key=order.__getitem__)
     cache: dict[str, torch.Tensor] = {}
 
-    def save(activation: torch.Tensor, name: str) -> None:
-        cache[name] = activation.detach()
-        if name == last:
+    def save(activation: torch.Tensor, hook) -> None:
+        cache[hook.name] = activation.detach()
+        if hook.name == last:
             raise _StopForward
 
     try:
@@ -208,9 +208,11 @@ def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: l
     moves = move_index[rows, cols].astype(np.int64)
     cache = _run_to_last_hook(gpt, torch.as_tensor(tokens, device=device), hooks)
     rows_t, cols_t = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
-    # hook_pos_embed is [T, d_model], without the batch dimension: index it by position only
-    hidden = {h: (cache[h][rows_t, cols_t] if cache[h].ndim == 3 else cache[h][cols_t])
-              .float().cpu().numpy() for h in hooks}
+    # [B, T, ...] hooks by (game, position); attention scores and patterns [B, nh, T, T] by
+    # (game, query position): each row its heads' scores over the keys, flattened
+    hidden = {h: (cache[h][rows_t, :, cols_t] if h.endswith(("hook_attn_scores", "hook_pattern"))
+                  else cache[h][rows_t, cols_t]).flatten(1).float().cpu().numpy()
+              for h in hooks}
     labels = replay(games)
     board = labels.board[rows, moves]
     relative = labels.relative_board()[rows, moves]

@@ -4,14 +4,28 @@ Pre-LayerNorm blocks, learned positions, GELU MLP, untied unembedding, dropout
 0.1 (Othello-GPT and mOthello's shape). Every activation the analyses read passes
 through a `HookPoint` (an identity module) named as in TransformerLens:
 
-    hook_embed, hook_pos_embed,
-    blocks.{l}.hook_resid_pre, blocks.{l}.ln1.hook_normalized, blocks.{l}.hook_attn_out,
-    blocks.{l}.hook_resid_mid, blocks.{l}.ln2.hook_normalized, blocks.{l}.hook_mlp_out,
-    blocks.{l}.hook_resid_post, ln_final.hook_normalized
+    hook_embed, hook_pos_embed                                      [B, T, d_model]
+    blocks.{l}.hook_resid_pre                                       [B, T, d_model]
+    blocks.{l}.ln1.hook_scale                                       [B, T, 1]
+    blocks.{l}.ln1.hook_normalized                                  [B, T, d_model]
+    blocks.{l}.attn.hook_q / hook_k / hook_v                        [B, T, n_heads, d_head]
+    blocks.{l}.attn.hook_attn_scores / hook_pattern                 [B, n_heads, T, T]
+    blocks.{l}.attn.hook_z                                          [B, T, n_heads, d_head]
+    blocks.{l}.hook_attn_out, blocks.{l}.hook_resid_mid             [B, T, d_model]
+    blocks.{l}.ln2.hook_scale, blocks.{l}.ln2.hook_normalized
+    blocks.{l}.mlp.hook_pre / hook_post                             [B, T, d_mlp]
+    blocks.{l}.hook_mlp_out, blocks.{l}.hook_resid_post             [B, T, d_model]
+    ln_final.hook_scale, ln_final.hook_normalized
 
-A hook point without hooks is an identity call (and disappears under
-`torch.compile`); `GPT.run_with_cache` attaches hooks only for the duration of one
-forward pass.
+with TransformerLens's shapes and, for the LayerNorms, its definitions from version 3 on
+(``hook_normalized`` before the weight and bias; TransformerLens 2.x recorded it after).
+Attention scores are masked with -inf above the diagonal, as TransformerLens masks them.
+
+A hook point without hooks is an identity call (and disappears under `torch.compile`);
+the LayerNorm and attention compute their intermediates only when a hook reads them
+(else the fused kernels run). `GPT.run_with_cache` attaches hooks only for the duration
+of one forward pass; a hook function gets ``(activation, hook)``, ``hook.name`` its name,
+``hook.layer()`` its block, as in TransformerLens.
 
 >>> model = GPT(GPTConfig(vocab_size=61, context_length=59, n_layers=2, d_model=64,
 ...                       n_heads=4, d_mlp=256))
@@ -36,7 +50,8 @@ import torch.nn.functional as F
 from .errors import CheckpointError, MothelloError, check_float, check_int
 from .kernels.attention import BACKENDS, attention
 
-__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "LayerPast", "flops_per_token"]
+__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "LayerPast", "flops_per_token",
+           "to_transformer_lens"]
 
 
 @dataclass
@@ -96,25 +111,53 @@ def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> float:
 
 
 class HookPoint(nn.Module):
-    """Identity module marking an activation; `GPT.run_with_cache` hooks it by name."""
+    """Identity module marking an activation; `GPT.run_with_cache` hooks it by name. A hook
+    function gets the activation and this hook point, whose `name` is its full name (as
+    TransformerLens passes its own HookPoint)."""
+
+    def __init__(self):
+        super().__init__()
+        self.name: str | None = None   # set by GPT: "blocks.3.hook_resid_post"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def layer(self) -> int:
+        """The block of a ``blocks.{l}.…`` hook point."""
+        match = re.match(r"blocks\.(\d+)\.", self.name or "")
+        if match is None:
+            raise MothelloError(f"hook point {self.name!r} belongs to no block")
+        return int(match.group(1))
+
+    @property
+    def hooked(self) -> bool:
+        """Whether a hook is attached (then the modules around compute what it reads)."""
+        return bool(self._forward_hooks)
+
+    def __repr__(self) -> str:
+        return f"HookPoint({self.name!r})"
+
 
 class LayerNorm(nn.Module):
-    """LayerNorm whose affine output passes through ``hook_normalized``."""
+    """LayerNorm with TransformerLens (>= 3) hooks: ``hook_scale`` ``[B, T, 1]`` (the
+    standard deviation, with eps) and ``hook_normalized`` ``[B, T, d]`` (centred and
+    divided by it, before the weight and bias). Without hooks on them, one fused
+    ``F.layer_norm`` (the same numbers to float rounding)."""
 
     def __init__(self, d_model: int, eps: float = 1e-5):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(d_model))
         self.bias = nn.Parameter(torch.zeros(d_model))
         self.eps = eps
+        self.hook_scale = HookPoint()
         self.hook_normalized = HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hook_normalized(F.layer_norm(x, x.shape[-1:], self.weight, self.bias,
-                                                 self.eps))
+        if not (self.hook_scale.hooked or self.hook_normalized.hooked):
+            return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return self.hook_normalized(x / scale) * self.weight + self.bias
 
 
 class Attention(nn.Module):
@@ -125,6 +168,10 @@ class Attention(nn.Module):
         self.backend = config.attention_backend
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
+        # TransformerLens's shapes: q, k, v, z [B, T, nh, hs]; scores, pattern [B, nh, T, T]
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
+        self.hook_attn_scores, self.hook_pattern, self.hook_z = (HookPoint(), HookPoint(),
+                                                                 HookPoint())
 
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, C = x.shape
@@ -139,8 +186,21 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._heads(x)
-        return self._merge(attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                     causal=True, backend=self.backend))
+        dropout = self.dropout if self.training else 0.0
+        if not any(h.hooked for h in (self.hook_q, self.hook_k, self.hook_v,
+                                      self.hook_attn_scores, self.hook_pattern, self.hook_z)):
+            return self._merge(attention(q, k, v, dropout_p=dropout, causal=True,
+                                         backend=self.backend))
+        # a hook reads inside attention: the plain path, every intermediate materialised
+        q, k, v = (hook(t.transpose(1, 2)).transpose(1, 2)
+                   for hook, t in ((self.hook_q, q), (self.hook_k, k), (self.hook_v, v)))
+        T = q.shape[2]
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])   # (B, nh, T, T)
+        scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device)
+                                    .tril(), float("-inf"))
+        pattern = self.hook_pattern(self.hook_attn_scores(scores).softmax(-1))
+        z = self.hook_z((F.dropout(pattern, dropout) @ v).transpose(1, 2))   # (B, T, nh, hs)
+        return self.proj(z.reshape(*z.shape[:2], -1))
 
     def forward_cached(self, x: torch.Tensor, past: LayerPast | None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -180,10 +240,12 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.fc = nn.Linear(config.d_model, config.d_mlp)
+        self.hook_pre = HookPoint()    # [B, T, d_mlp] before the GELU
+        self.hook_post = HookPoint()   # [B, T, d_mlp] after it
         self.proj = nn.Linear(config.d_mlp, config.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
+        return self.proj(self.hook_post(F.gelu(self.hook_pre(self.fc(x)))))
 
 
 class Block(nn.Module):
@@ -276,6 +338,9 @@ class GPT(nn.Module):
         self.unembed = nn.Linear(config.d_model, config.vocab_size)  # untied from `embed`
         self.register_buffer("positions", torch.arange(config.context_length), persistent=False)
         self.reset_parameters()
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                module.name = name
 
     def reset_parameters(self) -> None:
         """GPT-2 initialisation: N(0, 0.02) weights, zero biases, residual output
@@ -314,7 +379,7 @@ class GPT(nn.Module):
                                 f"shape {tuple(tokens.shape)}")
         self._check_tokens(tokens)
         x = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(
-            self.positions[:T]))
+            self.positions[:T]).expand(tokens.shape[0], T, -1))   # [B, T, d], as in TL
         x = self.dropout(x)
         for block in self.blocks:
             x = block(x)
@@ -374,6 +439,11 @@ class GPT(nn.Module):
             values.append(v)
         return self.unembed(self.ln_final(x)), keys, values
 
+    def to_transformer_lens(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """(state dict, config) for TransformerLens's HookedTransformer (see
+        `to_transformer_lens`)."""
+        return to_transformer_lens(self)
+
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         """`MothelloError` naming a token outside the vocabulary, where reading two numbers
         back costs nothing that matters: on the CPU, or out of training (a GPU training
@@ -406,14 +476,15 @@ class GPT(nn.Module):
 
     def run_with_hooks(self, tokens: torch.Tensor, fwd_hooks: Iterable[tuple], *,
                        targets: torch.Tensor | None = None):
-        """Forward pass with ``(name, fn)`` hooks attached; ``fn(activation, name)``
-        may return a replacement tensor. ``name`` may be a glob pattern."""
+        """Forward pass with ``(name, fn)`` hooks attached; ``fn(activation, hook)`` (hook:
+        the `HookPoint`, with ``hook.name``, as in TransformerLens) may return a
+        replacement tensor. ``name`` may be a glob pattern."""
         handles = []
         try:
             for pattern, fn in fwd_hooks:
-                for name, point in self._hook_points(pattern).items():
+                for point in self._hook_points(pattern).values():
                     handles.append(point.register_forward_hook(
-                        lambda _m, _inp, out, fn=fn, name=name: fn(out, name)))
+                        lambda module, _inp, out, fn=fn: fn(out, module)))
             # _call_impl, not self(): after `model.compile()` the compiled call would skip
             # hooks added later (dynamo does not guard on them)
             return self._call_impl(tokens, targets)
@@ -426,12 +497,12 @@ class GPT(nn.Module):
         """Forward pass that also returns the activations at the hook points chosen by
         `names_filter` (None: all; a name or glob pattern; a list of them; or a
         predicate on names). tokens: int64 [B, T] -> (logits [B, T, vocab], cache
-        name -> [B, T, d_model]; ``hook_pos_embed`` is [T, d_model], the same for
-        every row, as it is added before broadcasting over the batch)."""
+        name -> activation in TransformerLens's shape: ``[B, T, d_model]`` for the residual
+        stream, ``hook_pos_embed`` and the outputs; see the module docstring)."""
         cache = ActivationCache()
 
-        def save(activation: torch.Tensor, name: str) -> None:
-            cache[name] = activation.detach() if detach else activation
+        def save(activation: torch.Tensor, hook: HookPoint) -> None:
+            cache[hook.name] = activation.detach() if detach else activation
 
         names = list(self._hook_points(names_filter))
         logits, _ = self.run_with_hooks(tokens, [(name, save) for name in names])
@@ -517,6 +588,46 @@ class GPT(nn.Module):
             raise CheckpointError(f"TransformerLens state dict does not fit {config}: "
                                   f"{exc}") from None
         return model.eval()
+
+
+def to_transformer_lens(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
+    """`model` (a `GPT`) as TransformerLens holds it: (state dict, config), the inverse of
+    `GPT.from_transformer_lens`. The config's fields are `HookedTransformerConfig`'s
+    (``normalization_type="LN"``, ``act_fn="gelu"``, standard positions); the state dict
+    has TL's names and shapes, and the attention buffers TL registers (``attn.mask``, the
+    causal mask, and ``attn.IGNORE``), so that ``HookedTransformer(cfg)`` loads it with
+    ``load_state_dict(sd, strict=True)`` (TransformerLens 2.x and 3.x name these the same).
+    """
+    gpt = unwrap(model)
+    config = gpt.config
+    d, heads, dh = config.d_model, config.n_heads, config.d_head
+    sd = {name: tensor.detach().clone().float() for name, tensor in gpt.state_dict().items()}
+    ours = {"embed.W_E": sd["embed.weight"], "pos_embed.W_pos": sd["pos_embed.weight"],
+            "unembed.W_U": sd["unembed.weight"].T, "unembed.b_U": sd["unembed.bias"],
+            "ln_final.w": sd["ln_final.weight"], "ln_final.b": sd["ln_final.bias"]}
+    mask = torch.ones(config.context_length, config.context_length, dtype=torch.bool).tril()
+    for l in range(config.n_layers):
+        p = f"blocks.{l}."
+        for ln in ("ln1", "ln2"):
+            ours[p + f"{ln}.w"], ours[p + f"{ln}.b"] = sd[p + f"{ln}.weight"], sd[p + f"{ln}.bias"]
+        weights = sd[p + "attn.qkv.weight"].reshape(3, heads, dh, d)   # rows h*dh + j
+        biases = sd[p + "attn.qkv.bias"].reshape(3, heads, dh)
+        for i, x in enumerate("QKV"):
+            ours[p + f"attn.W_{x}"] = weights[i].permute(0, 2, 1)       # [heads, d, dh]
+            ours[p + f"attn.b_{x}"] = biases[i]
+        ours[p + "attn.W_O"] = sd[p + "attn.proj.weight"].T.reshape(heads, dh, d)
+        ours[p + "attn.b_O"] = sd[p + "attn.proj.bias"]
+        ours[p + "attn.mask"] = mask.clone()
+        ours[p + "attn.IGNORE"] = torch.tensor(float("-inf"))
+        ours[p + "mlp.W_in"], ours[p + "mlp.b_in"] = sd[p + "mlp.fc.weight"].T, sd[p + "mlp.fc.bias"]
+        ours[p + "mlp.W_out"] = sd[p + "mlp.proj.weight"].T
+        ours[p + "mlp.b_out"] = sd[p + "mlp.proj.bias"]
+    cfg = {"n_layers": config.n_layers, "d_model": d, "n_ctx": config.context_length,
+           "d_head": dh, "n_heads": heads, "d_mlp": config.d_mlp, "d_vocab": config.vocab_size,
+           "d_vocab_out": config.vocab_size, "act_fn": "gelu", "normalization_type": "LN",
+           "positional_embedding_type": "standard", "attn_only": False, "eps": 1e-5,
+           "original_architecture": "mothello_fast.GPT"}
+    return {k: v.contiguous() for k, v in ours.items()}, cfg
 
 
 def _slots(rows: torch.Tensor) -> torch.Tensor:

@@ -216,8 +216,8 @@ def test_empty_games_are_refused_before_writing_to_disk(tmp_path, model, languag
     assert not (tmp_path / "acts").exists()
 
 
-def test_an_unbatched_hook_is_read_at_each_move_end_position(model, language_set, games):
-    # hook_pos_embed is [T, d_model], the same for every game: row i is its move's position
+def test_the_position_embedding_is_read_at_each_move_end_position(model, language_set, games):
+    # hook_pos_embed is [B, T, d_model] (as in TransformerLens): row i is its move's position
     acts = collect_activations(model, language_set, games[:2], language="L1",
                                layers=["hook_pos_embed"], progress=False)
     positions = [p for g in range(2) for p in move_end_positions(language_set, "L1", games[g])]
@@ -254,10 +254,14 @@ def test_rows_equal_those_of_a_whole_forward_pass_exactly(model, language_set, g
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=acts.layers)
     for hook in acts.layers:
-        whole = cache[hook] if cache[hook].ndim == 3 else cache[hook].expand(len(games), -1, -1)
-        expected = np.concatenate([whole[g, move_end_positions(
-            language_set, "L1", games[g])].numpy() for g in range(len(games))])
-        np.testing.assert_array_equal(acts.hidden[hook], expected)
+        rows = []
+        for g in range(len(games)):
+            at = move_end_positions(language_set, "L1", games[g])
+            # attention scores and patterns [B, heads, T, T]: a row per query position
+            act = cache[hook][g][:, at].transpose(0, 1) if hook.endswith(
+                ("hook_attn_scores", "hook_pattern")) else cache[hook][g, at]
+            rows.append(act.reshape(len(at), -1).numpy())
+        np.testing.assert_array_equal(acts.hidden[hook], np.concatenate(rows))
 
 
 @pytest.mark.parametrize("layers, mlps_run", [([0], 0), ([1], 1), (["blocks.1.hook_attn_out"], 1),

@@ -48,37 +48,48 @@ def tl_state_dict(seed=0, vocab=VOCAB, ctx=CTX, layers=LAYERS, heads=HEADS, d=D,
 
 
 def tl_forward(sd, tokens):
-    """Independent forward pass over a TL state dict: (logits, {hook name: activation})."""
-    def ln(x, w, b):
-        x = x - x.mean(-1, keepdim=True)
-        return x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * w + b
+    """Independent forward pass over a TL state dict, written as TransformerLens (>= 3)
+    computes and hooks it: (logits, {hook name: activation in TL's shape})."""
+    acts = {}
 
-    T = tokens.shape[1]
-    acts = {"hook_embed": sd["embed.W_E"][tokens], "hook_pos_embed": sd["pos_embed.W_pos"][:T]}
+    def ln(x, w, b, name):   # TL >= 3: hook_scale, then hook_normalized before w and b
+        x = x - x.mean(-1, keepdim=True)
+        acts[f"{name}.hook_scale"] = scale = (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
+        acts[f"{name}.hook_normalized"] = x / scale
+        return x / scale * w + b
+
+    B, T = tokens.shape
+    acts["hook_embed"] = sd["embed.W_E"][tokens]
+    acts["hook_pos_embed"] = sd["pos_embed.W_pos"][:T].expand(B, T, -1)
     x = acts["hook_embed"] + acts["hook_pos_embed"]
     l = 0
     while f"blocks.{l}.attn.W_Q" in sd:
         p = f"blocks.{l}."
         acts[p + "hook_resid_pre"] = x
-        h = ln(x, sd[p + "ln1.w"], sd[p + "ln1.b"])
-        q, k, v = (torch.einsum("btd,hde->bhte", h, sd[p + f"attn.W_{n}"])
-                   + sd[p + f"attn.b_{n}"][None, :, None, :] for n in "QKV")
+        h = ln(x, sd[p + "ln1.w"], sd[p + "ln1.b"], p + "ln1")
+        for n in "QKV":   # [B, T, heads, d_head]
+            acts[p + f"attn.hook_{n.lower()}"] = torch.einsum(
+                "btd,hde->bthe", h, sd[p + f"attn.W_{n}"]) + sd[p + f"attn.b_{n}"]
+        q, k, v = (acts[p + f"attn.hook_{n}"].transpose(1, 2) for n in "qkv")
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         scores = scores.masked_fill(torch.ones(T, T).triu(1).bool(), float("-inf"))
-        z = scores.softmax(-1) @ v
-        attn_out = torch.einsum("bhte,hed->btd", z, sd[p + "attn.W_O"]) + sd[p + "attn.b_O"]
+        acts[p + "attn.hook_attn_scores"] = scores
+        acts[p + "attn.hook_pattern"] = pattern = scores.softmax(-1)
+        acts[p + "attn.hook_z"] = z = (pattern @ v).transpose(1, 2)   # [B, T, heads, d_head]
+        attn_out = torch.einsum("bthe,hed->btd", z, sd[p + "attn.W_O"]) + sd[p + "attn.b_O"]
         acts[p + "hook_attn_out"] = attn_out
         x = x + attn_out
         acts[p + "hook_resid_mid"] = x
-        h = ln(x, sd[p + "ln2.w"], sd[p + "ln2.b"])
-        mlp_out = F.gelu(h @ sd[p + "mlp.W_in"] + sd[p + "mlp.b_in"]) @ sd[p + "mlp.W_out"] \
-            + sd[p + "mlp.b_out"]
+        h = ln(x, sd[p + "ln2.w"], sd[p + "ln2.b"], p + "ln2")
+        acts[p + "mlp.hook_pre"] = pre = h @ sd[p + "mlp.W_in"] + sd[p + "mlp.b_in"]
+        acts[p + "mlp.hook_post"] = post = F.gelu(pre)
+        mlp_out = post @ sd[p + "mlp.W_out"] + sd[p + "mlp.b_out"]
         acts[p + "hook_mlp_out"] = mlp_out
         x = x + mlp_out
         acts[p + "hook_resid_post"] = x
         l += 1
-    acts["ln_final.hook_normalized"] = ln(x, sd["ln_final.w"], sd["ln_final.b"])
-    return acts["ln_final.hook_normalized"] @ sd["unembed.W_U"] + sd["unembed.b_U"], acts
+    x = ln(x, sd["ln_final.w"], sd["ln_final.b"], "ln_final")
+    return x @ sd["unembed.W_U"] + sd["unembed.b_U"], acts
 
 
 def small_config(**kw):
@@ -126,11 +137,14 @@ def test_hook_names_follow_transformer_lens_in_forward_order():
     names = GPT(small_config()).hook_names
     expected = ["hook_embed", "hook_pos_embed"]
     for l in range(LAYERS):
-        expected += [f"blocks.{l}.hook_resid_pre", f"blocks.{l}.ln1.hook_normalized",
-                     f"blocks.{l}.hook_attn_out", f"blocks.{l}.hook_resid_mid",
-                     f"blocks.{l}.ln2.hook_normalized", f"blocks.{l}.hook_mlp_out",
-                     f"blocks.{l}.hook_resid_post"]
-    assert names == expected + ["ln_final.hook_normalized"]
+        p = f"blocks.{l}."
+        expected += [p + "hook_resid_pre", p + "ln1.hook_scale", p + "ln1.hook_normalized",
+                     *(p + f"attn.hook_{n}" for n in ("q", "k", "v", "attn_scores", "pattern",
+                                                       "z")),
+                     p + "hook_attn_out", p + "hook_resid_mid", p + "ln2.hook_scale",
+                     p + "ln2.hook_normalized", p + "mlp.hook_pre", p + "mlp.hook_post",
+                     p + "hook_mlp_out", p + "hook_resid_post"]
+    assert names == expected + ["ln_final.hook_scale", "ln_final.hook_normalized"]
 
 
 def test_transformer_lens_loader_reproduces_independent_logits():
@@ -180,11 +194,11 @@ def test_cache_holds_the_residual_stream_of_every_layer():
     x = tokens()
     logits, cache = model.run_with_cache(x)
     _, expected = tl_forward(sd, x)
-    assert list(cache) == model.hook_names
-    for name, value in expected.items():
-        torch.testing.assert_close(cache[name].expand_as(value) if name == "hook_pos_embed"
-                                   else cache[name], value, atol=1e-4, rtol=1e-4, msg=name)
-    torch.testing.assert_close(logits, model(x)[0])
+    assert list(cache) == model.hook_names == list(expected)
+    for name, value in expected.items():   # every hook, in TransformerLens's shape
+        assert cache[name].shape == value.shape, name
+        torch.testing.assert_close(cache[name], value, atol=1e-4, rtol=1e-4, msg=name)
+    torch.testing.assert_close(logits, model(x)[0], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("names_filter, expected", [
@@ -366,3 +380,89 @@ def test_incremental_decoding_needs_eval_mode_and_stays_in_the_context():
     model.train()
     with pytest.raises(MothelloError, match="eval mode"):
         model.prefill(tokens)
+
+
+# ---- TransformerLens parity --------------------------------------------------------
+
+def test_hook_functions_get_the_hook_point_with_its_name_and_layer():
+    model = GPT(small_config()).eval()
+    seen = []
+    model.run_with_hooks(tokens(), [("blocks.*.attn.hook_pattern",
+                                     lambda act, hook: seen.append((hook.name, hook.layer())))])
+    assert seen == [("blocks.0.attn.hook_pattern", 0), ("blocks.1.attn.hook_pattern", 1)]
+    with pytest.raises(MothelloError, match="'hook_embed' belongs to no block"):
+        model.hook_embed.layer()
+
+
+def test_a_hook_on_pos_embed_indexes_positions_as_in_transformer_lens():
+    # TL's hook_pos_embed is [batch, pos, d]: act[:, 5] is position 5 (here it was [pos, d])
+    model = GPT(small_config()).eval()
+    x = tokens()
+
+    def zero_position_5(act, hook):
+        act = act.clone()
+        act[:, 5] = 0
+        return act
+    patched, _ = model.run_with_hooks(x, [("hook_pos_embed", zero_position_5)])
+    plain, _ = model(x)
+    torch.testing.assert_close(patched[:, :5], plain[:, :5])
+    assert not torch.allclose(patched[:, 5], plain[:, 5])
+
+
+def test_reading_inside_attention_and_layer_norm_leaves_the_outputs_as_they_are():
+    model = GPT(small_config()).eval()
+    x = tokens()
+    inside = ["blocks.*.attn.hook_*", "blocks.*.ln*.hook_*", "ln_final.hook_*", "*.mlp.hook_*"]
+    read, _ = model.run_with_hooks(x, [(name, lambda act, hook: act) for name in inside])
+    torch.testing.assert_close(read, model(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_patched_pattern_changes_the_output_as_the_reference_computes_it():
+    model = GPT(small_config(n_layers=1)).eval()
+    x = tokens(batch=2, T=6)
+
+    def attend_to_the_first_token(act, hook):
+        pattern = torch.zeros_like(act)
+        pattern[..., 0] = 1.0
+        return pattern
+    patched, _ = model.run_with_hooks(x, [("blocks.0.attn.hook_pattern",
+                                           attend_to_the_first_token)])
+    with torch.no_grad():   # every position reads the first token's value, in every head
+        block = model.blocks[0]
+        h = model.embed(x) + model.pos_embed.weight[:6]
+        v = block.attn.qkv(block.ln1(h))[..., 2 * D:]                # [B, T, d]: heads' values
+        h = h + block.attn.proj(v[:, :1].expand(-1, 6, -1))
+        h = h + block.mlp(block.ln2(h))
+        expected = model.unembed(model.ln_final(h))
+    torch.testing.assert_close(patched, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_export_to_transformer_lens_round_trips():
+    model = GPT(small_config()).eval()
+    state_dict, cfg = model.to_transformer_lens()
+    assert (cfg["n_layers"], cfg["d_head"], cfg["n_ctx"], cfg["d_vocab"]) == (LAYERS, D // HEADS,
+                                                                            CTX, VOCAB)
+    assert state_dict["blocks.0.attn.W_Q"].shape == (HEADS, D, D // HEADS)
+    assert state_dict["blocks.0.attn.mask"].shape == (CTX, CTX)
+    again = GPT.from_transformer_lens(state_dict)
+    x = tokens()
+    torch.testing.assert_close(again(x)[0], model(x)[0])
+    # and the exported weights, run by the independent TL-style reference, give the logits
+    torch.testing.assert_close(tl_forward(state_dict, x)[0], model(x)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_every_shared_hook_matches_transformer_lens_itself_where_it_is_installed():
+    transformer_lens = pytest.importorskip("transformer_lens")
+    model = GPT(small_config()).eval()
+    state_dict, cfg = model.to_transformer_lens()
+    cfg = {k: v for k, v in cfg.items() if k != "original_architecture"}
+    tl_model = transformer_lens.HookedTransformer(transformer_lens.HookedTransformerConfig(**cfg))
+    tl_model.load_state_dict(state_dict, strict=True)
+    x = tokens()
+    tl_logits, tl_cache = tl_model.run_with_cache(x)
+    logits, cache = model.run_with_cache(x)
+    torch.testing.assert_close(logits, tl_logits, atol=1e-4, rtol=1e-4)
+    for name in cache:
+        if name in tl_cache:
+            torch.testing.assert_close(cache[name], tl_cache[name], atol=1e-4, rtol=1e-4,
+                                       msg=name)
