@@ -294,8 +294,20 @@ def load_activations(path, *, verify: bool = True) -> ActivationStore:
     if index.get("format") != _FORMAT:
         raise DatasetError(f"{str(path / INDEX)!r} has format {index.get('format')!r}; "
                            f"expected {_FORMAT!r}")
+    shards = index.get("shards")
+    if not isinstance(shards, list):
+        raise DatasetError(f"{str(path / INDEX)!r} has no list of shards")
+    for number, shard in enumerate(shards):
+        name = shard.get("file") if isinstance(shard, dict) else None
+        # a plain file name: the store reads and hashes nothing outside its own directory
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise DatasetError(f"{str(path / INDEX)!r}, shards[{number}]: file {name!r} is not "
+                               "a plain file name in the collection's directory")
+        if not isinstance(shard.get("sha256"), str):
+            raise DatasetError(f"{str(path / INDEX)!r}, shards[{number}] ({name}) has no "
+                               "sha256: every shard's digest is required")
     if verify:
-        for shard in index["shards"]:
+        for shard in shards:
             file = path / shard["file"]
             if not file.exists() or sha256_file(file) != shard["sha256"]:
                 raise DatasetError(f"activation shard {str(file)!r} is missing or corrupted "
@@ -420,6 +432,58 @@ class ParallelActivations(_PositionRows):
     relative: np.ndarray
     game: np.ndarray
     move: np.ndarray
+
+    @classmethod
+    def from_sequences(cls, hidden, language_set, games, *,
+                       max_moves: int | None = MAX_MOVES) -> ParallelActivations:
+        """The collection of any model's hidden states over `games` (int8 [n, 60]) written
+        in the languages of `language_set`: hidden maps layer (any label) -> language ->
+        float ``[n, T, d]`` (numpy or torch; T at most the set's context: a model that
+        reads 59 of 60 tokens gives 59), the model's output at every token of each game
+        as `language_set.encode` writes it; for example a TransformerLens model's
+        ``run_with_cache(tokens)[1]["blocks.5.hook_resid_post"]``, or a Hugging Face
+        model's ``hidden_states[6]``. Rows are read at the last sub-token of each move
+        (the first `max_moves`), at the positions every language has, with the engine's
+        labels."""
+        games = check_games(games)
+        if not hidden:
+            raise ProbeError("hidden is empty: expected layer -> language -> [n, T, d]")
+        languages = list(next(iter(hidden.values())))
+        language_set.select_languages(languages)
+        parts = []
+        for language in languages:
+            encoded = language_set.encode(games, language)
+            arrays = {}
+            for layer, by_language in hidden.items():
+                if list(by_language) != languages:
+                    raise ProbeError(f"hidden[{layer!r}] has languages {list(by_language)}: "
+                                     f"expected {languages} in every layer")
+                array = _numpy(by_language[language]).astype(np.float32, copy=False)
+                if array.ndim != 3 or array.shape[0] != len(games) \
+                        or array.shape[1] > encoded.tokens.shape[1]:
+                    raise ProbeError(f"hidden[{layer!r}][{language!r}] has shape "
+                                     f"{array.shape}: expected [{len(games)}, T <= "
+                                     f"{encoded.tokens.shape[1]}, d], a row per game")
+                arrays[layer] = array
+            T = min(a.shape[1] for a in arrays.values())
+            move_end, move_index = encoded.move_end[:, :T], encoded.move_index[:, :T]
+            if max_moves is not None:
+                move_end = move_end & (move_index < max_moves)
+            rows, cols = np.nonzero(move_end)
+            moves = move_index[rows, cols].astype(np.int64)
+            labels = replay(games)
+            parts.append(Activations(language, {layer: a[rows, cols]
+                                                for layer, a in arrays.items()},
+                                     labels.board[rows, moves], labels.relative_board()[rows, moves],
+                                     labels.legal_next[rows, moves], labels.player[rows, moves],
+                                     rows.astype(np.int64), moves))
+        keep = _common_positions(parts)
+        first = parts[0]
+        return cls(tuple(languages), {layer: layer for layer in hidden},
+                   {layer: {p.language: _take(p.hidden[layer], r) for p, r in zip(parts, keep)}
+                    for layer in hidden},
+                   _take(first.board, keep[0]), _take(first.relative, keep[0]),
+                   _take(first.game, keep[0]), _take(first.move, keep[0]))
 
     def stacked(self, layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every language's rows of `layer` one after another: (``float32 [L*P, d]``,

@@ -56,7 +56,8 @@ from .plots import new_figure, save_figure
 
 __all__ = ["AlignedPair", "CalignResult", "ColapResult", "calign", "colap",
            "dictionary_from_translation_table", "dictionary_from_token_square",
-           "concept_report", "check_report_params"]
+           "concept_report", "check_report_params", "cap_per_type", "compare_reports",
+           "SIZE_RULES"]
 
 DIRECTIONS = ("s->t", "t->s", "both")
 
@@ -185,8 +186,8 @@ class CalignResult:
 
 
 def _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, edges, theta_a: float,
-                    size_ratio: float, min_types: int, direction: str, params: dict
-                    ) -> CalignResult:
+                    size_ratio: float, min_types: int, size_rule: str, direction: str,
+                    params: dict) -> CalignResult:
     edge_w, edge_t, edge_rank = edges
     s_c, s_w = _unique_pairs(src_labels, src_types)                # source (cluster, type)
     t_c, t_w = _unique_pairs(tgt_labels, tgt_types)                # target (cluster, type)
@@ -205,10 +206,13 @@ def _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, edges, theta_a
     matched = np.bincount(cs * k_t + ct, minlength=k_s * k_t).reshape(k_s, k_t)  # matched types
     with np.errstate(divide="ignore", invalid="ignore"):
         match = matched / src_sizes[:, None]
-        ratio = (np.minimum.outer(src_sizes, tgt_sizes)
-                 / np.maximum.outer(src_sizes, tgt_sizes))
+        if size_rule == "two-sided":   # sizes differ by at most 1 - size_ratio of the larger
+            sizes_fit = (np.minimum.outer(src_sizes, tgt_sizes)
+                         / np.maximum.outer(src_sizes, tgt_sizes)) >= size_ratio
+        else:                          # the public code: len(Cs) / len(Ct) > threshold
+            sizes_fit = np.divide.outer(src_sizes, tgt_sizes) > size_ratio
     ok = ((src_sizes > 0)[:, None] & (tgt_sizes > 0)[None, :] & (match > theta_a)
-          & (src_sizes > min_types)[:, None] & (ratio >= size_ratio))
+          & (src_sizes > min_types)[:, None] & sizes_fit)
     keep = ok[cs, ct]
     edge, cs, ct = edge[keep], cs[keep], ct[keep]                  # sorted by (C_s, C_t, w)
     starts = np.nonzero(_group_starts(cs, ct))[0]
@@ -221,28 +225,37 @@ def _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, edges, theta_a
                         src_sizes.astype(np.int64), tgt_sizes.astype(np.int64), params)
 
 
+SIZE_RULES = ("two-sided", "one-sided")
+
+
 def calign(source_labels, source_types, target_labels, target_types, dictionary, *,
            theta_a: float = 0.9, top_n: int | None = 1, size_ratio: float = 0.6,
-           min_types: int = 0, direction: str = "s->t", reverse_dictionary=None
-           ) -> CalignResult:
+           size_rule: str = "two-sided", min_types: int = 0, direction: str = "s->t",
+           reverse_dictionary=None) -> CalignResult:
     """CALIGN of source clusters to target clusters (definition in the module docstring).
 
     source_labels, source_types: int [n_s], cluster and type of each source point;
     target_labels, target_types: int [n_t] likewise. dictionary: source type ->
     ranked target types, as ``int64 [n_source_types, N]`` (-1 padded) or a mapping
     ``{type: [translations...]}``; `top_n` keeps the first N (None: all).
-    theta_a: match threshold (strict). size_ratio: least min/max ratio of the two
-    clusters' type counts (inclusive; 0 disables). min_types: a source cluster needs
-    more than this many types. direction: "s->t", "t->s" or "both".
+    theta_a: match threshold (strict). size_ratio and size_rule: "two-sided" (the
+    default, the paper's words "sizes may not differ by more than 40%"): the smaller
+    cluster has at least `size_ratio` of the larger one's types (0.6: 40%), inclusive;
+    "one-sided" (the public code's ``len(Cs) / len(Ct) > size_threshold``): the source
+    cluster has more than `size_ratio` times the target's types. Sizes count types, not
+    points; 0 disables the rule. min_types: a source cluster needs more than this many
+    types. direction: "s->t", "t->s" or "both".
 
-    The size rule is the public code's: the smaller cluster has at least `size_ratio`
-    of the larger one's types (0.6: sizes differ by at most 40%), in types, not points.
     When no source type has a translation in any target cluster the score is 0.0 with
     no aligned pairs. min_types defaults to 0 (every non-empty cluster counts), where
-    the original code uses 1; `concept_report` uses 1.
+    the original code uses 1; `concept_report` uses 1. A cluster of at most `min_types`
+    types can never align but counts in the denominator (the public code's): choose K
+    so that clusters hold several types (`concept_report`'s default).
     """
     if direction not in DIRECTIONS:
         raise ConceptError(f"direction={direction!r}: expected one of {DIRECTIONS}")
+    if size_rule not in SIZE_RULES:
+        raise ConceptError(f"size_rule={size_rule!r}: expected one of {SIZE_RULES}")
     theta_a, size_ratio = _check_fraction("theta_a", theta_a), _check_fraction("size_ratio",
                                                                                size_ratio)
     min_types = check_int("min_types", min_types, least=0, error=ConceptError)
@@ -250,8 +263,8 @@ def calign(source_labels, source_types, target_labels, target_types, dictionary,
     tgt_labels, tgt_types = _labels_types(target_labels, target_types, "target")
     forward = _dictionary_edges(dictionary, top_n)
     params = {"theta_a": float(theta_a), "top_n": top_n, "size_ratio": float(size_ratio),
-              "min_types": int(min_types)}
-    args = (float(theta_a), float(size_ratio), int(min_types))
+              "size_rule": size_rule, "min_types": int(min_types)}
+    args = (float(theta_a), float(size_ratio), int(min_types), size_rule)
     if direction == "s->t":
         return _calign_one_way(src_labels, src_types, tgt_labels, tgt_types, forward, *args,
                                "s->t", params)
@@ -300,7 +313,11 @@ def colap(labels, languages, *, theta_o: float = 0.3, level: str = "token", type
     """COLAP of one joint clustering (definition in the module docstring).
 
     labels: int [n], the cluster of each point; languages: int [n], its language.
-    theta_o: least share of every language (inclusive). level: "token" (members) or
+    theta_o: least share of every language (inclusive, the paper's "at least 30%"; the
+    public code's is strict), above 0; at least two languages must be present (with one,
+    every cluster would count). The paper computes COLAP for one language pair at a time:
+    with L languages pooled, each needs theta_o of every cluster, so L * theta_o > 1 (four
+    languages at 0.3) leaves no cluster overlapping. level: "token" (members) or
     "type" (distinct types; needs `types`: int [n]). include: the languages that must
     each supply theta_o (default: every language present; given, distinct languages that
     occur in `languages`); points of other languages are left out. min_cluster_size:
@@ -317,11 +334,17 @@ def colap(labels, languages, *, theta_o: float = 0.3, level: str = "token", type
     if level not in ("token", "type"):
         raise ConceptError(f"level={level!r}: expected 'token' or 'type'")
     theta_o = _check_fraction("theta_o", theta_o)
+    if theta_o <= 0:   # every cluster, a single-language one too, would count as shared
+        raise ConceptError(f"theta_o={theta_o!r}: expected a share above 0, such as the "
+                           "paper's 0.3")
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
     if k <= labels.max():
         raise ConceptError(f"n_clusters={n_clusters}: expected more than the largest label "
                            f"{labels.max()}")
     present = np.unique(langs) if include is None else _included(include, langs)
+    if len(present) < 2:   # one language's clusters are all "multilingual"
+        raise ConceptError(f"COLAP of language(s) {present.tolist()}: expected the points of at "
+                           "least two languages")
     column = _column_of(present, langs)
     keep = column >= 0
     labels, column = labels[keep], column[keep]
@@ -451,19 +474,22 @@ def _padded(rows: Mapping[int, list[int]], n: int) -> np.ndarray:
 # -- the report of a model ---------------------------------------------------------------
 
 def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
-                        k_neighbors: int, seed: int) -> dict:
+                        k_neighbors: int, seed: int, include_self: bool = False) -> dict:
     """Geometry of the input embeddings (weight float [vocab_size, d_model]) of the input
     languages `names`; anchored squares' tokens (shared by every language) are left out.
     When a language has fewer than 2 tokens of its own (e.g. every square anchored),
     returns only the token counts and, under "skipped", why.
 
-    A square's vector in a language is the mean embedding of its tokens there. Canonical
-    angles compare the subspaces of the model space spanned by two languages' square
-    vectors (rows L2-normalised, then transposed: [d_model, n_squares]); they say most
-    when d_model > n_squares.
+    A square's vector in a language is the mean embedding of its tokens there.
+    "canonical_angles" are the paper's, row-paired (`geometry.row_paired_canonical_angles`:
+    the same square in the same row, each language's matrix reduced to its top principal
+    components); "model_space_subspace_angles" compare the subspaces of the model space
+    the two languages' square vectors span (rows L2-normalised, then transposed:
+    [d_model, n_squares]), which a permutation of the squares leaves unchanged.
     """
     from .geometry import (canonical_angles, cross_lingual_neighbors, language_identification,
-                           neighbor_overlap, translation_retrieval)
+                           neighbor_overlap, row_paired_canonical_angles,
+                           translation_retrieval)
 
     index = [language_set.language_index(n) for n in names]
     token_language = np.asarray(language_set.token_language)
@@ -483,8 +509,9 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
                      weight[tokens], langs, n_folds=max(2, min(10, smallest)),
                      seed=seed).to_dict(),
                  "cross_lingual_neighbors": {
-                     "k": k, "mean_languages": cross_lingual_neighbors(weight[tokens], langs,
-                                                                       k=k)}}
+                     "k": k, "include_self": include_self,
+                     "mean_languages": cross_lingual_neighbors(weight[tokens], langs, k=k,
+                                                               include_self=include_self)}}
     table = np.asarray(language_set.translation_table)          # [n_lang, 64, K]
     squares = [s for s in range(64) if (table[:, s, 0] >= 0).all()
                and s not in set(language_set.anchors)]
@@ -492,7 +519,7 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
     # float64 throughout: float32 rounding would hide the rank of compositional squares
     vectors = np.where((ids >= 0)[..., None], weight.astype(np.float64)[ids.clip(min=0)],
                        0.0).sum(2) / (ids >= 0).sum(2, keepdims=True)   # [n_lang, S, d_model]
-    retrieval, angles, overlap = {}, {}, {}
+    retrieval, angles, subspaces, overlap = {}, {}, {}, {}
     for a, name_a in zip(index, names):
         for b, name_b in zip(index, names):
             if a == b:
@@ -505,11 +532,13 @@ def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
             if a < b and len(squares) > 5:
                 ea, eb = (vectors[j] / np.linalg.norm(vectors[j], axis=1, keepdims=True)
                           for j in (a, b))
-                angles[f"{name_a}-{name_b}"] = canonical_angles(ea.T, eb.T, normalize=False,
-                                                                seed=seed).to_dict()
-                overlap[f"{name_a}-{name_b}"] = neighbor_overlap(ea, eb, k=5)
+                pair = f"{name_a}-{name_b}"
+                angles[pair] = row_paired_canonical_angles(ea, eb, seed=seed).to_dict()
+                subspaces[pair] = canonical_angles(ea.T, eb.T, normalize=False,
+                                                   seed=seed).to_dict()
+                overlap[pair] = neighbor_overlap(ea, eb, k=5)
     out.update(translation_retrieval_at_1=retrieval, canonical_angles=angles,
-               square_neighbor_overlap_at_5=overlap)
+               model_space_subspace_angles=subspaces, square_neighbor_overlap_at_5=overlap)
     return out
 
 
@@ -525,8 +554,48 @@ def _plot_curves(layers: list, curves: dict[str, list], path) -> None:
     save_figure(fig, path)
 
 
+COMPARED = (("calign_mean", "CALIGN (mean over pairs)"), ("colap", "COLAP (mean over pairs)"),
+            ("unification", "unification score"))
+
+
+def compare_reports(reports: Mapping[str, dict], path=None) -> dict:
+    """Concept metrics of several `concept_report` results side by side (two checkpoints of
+    one run: base and fine-tuned, early and late), by layer: {"layers", "metrics": {metric:
+    {report name: [value per layer]}}, "embedding_geometry": {name: ...}}; with `path`, a
+    figure of one panel per metric, a line per report. The reports must cover the same
+    layers and languages."""
+    if len(reports) < 2:
+        raise ConceptError(f"{len(reports)} report(s): expected two or more to compare")
+    first = next(iter(reports.values()))
+    for name, report in reports.items():
+        if report["layers"] != first["layers"] or report["languages"] != first["languages"]:
+            raise ConceptError(f"report {name!r} covers layers {report['layers']} of "
+                               f"{report['languages']}: expected {first['layers']} of "
+                               f"{first['languages']}, as the others")
+
+    def value(row, metric):
+        return row["unification"]["score"] if metric == "unification" else row[metric]
+    metrics = {metric: {name: [value(row, metric) for row in report["per_layer"]]
+                        for name, report in reports.items()} for metric, _ in COMPARED}
+    out = {"layers": first["layers"], "languages": first["languages"], "metrics": metrics,
+           "embedding_geometry": {name: report["embedding_geometry"]
+                                  for name, report in reports.items()}}
+    if path is not None:
+        fig, axes = new_figure(figsize=(4 * len(COMPARED), 3.6), dpi=110, ncols=len(COMPARED))
+        for ax, (metric, title) in zip(axes, COMPARED):
+            for style, (name, values) in zip(("-", "--", ":", "-."), metrics[metric].items()):
+                ax.plot(first["layers"], values, style, marker="o", label=name)
+            ax.set(title=title, xlabel="layer")
+            ax.set_xticks(first["layers"])
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        save_figure(fig, path)
+    return out
+
+
 def check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_ratio,
-                         min_types, theta_o, k_neighbors, seed) -> None:
+                        min_types, theta_o, k_neighbors, seed, max_per_type=None,
+                        size_rule="two-sided") -> None:
     """The checks of `concept_report`'s scalar parameters (also run by the CLI before it
     loads anything): a ConceptError naming the first bad one."""
     from .kmeans import KMeans
@@ -534,18 +603,41 @@ def check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_ra
     for name, value in (("theta_a", theta_a), ("size_ratio", size_ratio),
                         ("theta_o", theta_o)):
         _check_fraction(name, value)
+    if theta_o <= 0:
+        raise ConceptError(f"theta_o={theta_o!r}: expected a share above 0, such as the "
+                           "paper's 0.3")
+    if size_rule not in SIZE_RULES:
+        raise ConceptError(f"size_rule={size_rule!r}: expected one of {SIZE_RULES}")
     _check_top_n(top_n)
     check_int("min_types", min_types, least=0, error=ConceptError)
     check_int("k_neighbors", k_neighbors, least=1, error=ConceptError)
+    if max_per_type is not None:
+        check_int("max_per_type", max_per_type, least=1, error=ConceptError)
     KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed)._check_params()
 
 
+def cap_per_type(types, max_per_type: int | None, seed: int = 0) -> np.ndarray:
+    """Indices (sorted, int64) of at most `max_per_type` occurrences of each type of `types`
+    (int [n]), chosen at random (seeded): the original code's cap on a word type's
+    occurrences before clustering (its ``maxfreq``), so that frequent types do not fill
+    the clusters. None keeps every occurrence."""
+    types = _int_array("types", types)
+    if max_per_type is None:
+        return np.arange(len(types))
+    order = np.random.default_rng(seed).permutation(len(types))
+    by_type = order[np.argsort(types[order], kind="stable")]     # random order within a type
+    sorted_types = types[by_type]
+    rank = np.arange(len(types)) - np.searchsorted(sorted_types, sorted_types)
+    return np.sort(by_type[rank < max_per_type])
+
+
 def concept_report(model, language_set, games, *, layers=None, languages=None,
-                   n_clusters: int = 100, n_init: int = 3, max_iter: int = 100,
-                   theta_a: float = 0.9, top_n: int = 1, size_ratio: float = 0.6,
-                   min_types: int = 1, theta_o: float = 0.3, k_neighbors: int = 50,
-                   seed: int = 0, device=None, batch_size: int = 256, progress: bool = True,
-                   out_dir=None) -> dict:
+                   n_clusters: int = 20, n_init: int = 10, max_iter: int = 100,
+                   max_per_type: int | None = 15, theta_a: float = 0.9, top_n: int = 1,
+                   size_ratio: float = 0.6, size_rule: str = "two-sided", min_types: int = 1,
+                   theta_o: float = 0.3, pooled_colap: bool = False, k_neighbors: int = 50,
+                   include_self: bool = False, seed: int = 0, device=None,
+                   batch_size: int = 256, progress: bool = True, out_dir=None) -> dict:
     """CALIGN, COLAP and unification per layer on parallel games, and the geometry of the
     input embeddings, of a mOthello model.
 
@@ -554,16 +646,23 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
     l; default 1..n_layers). Points are the residual stream at the last sub-token of
     every move; a point's type is the square of its move (so the dictionary is exact:
     the same square), its item the (game, ply) it follows. Per layer: k-means with
-    `n_clusters` per language for CALIGN of every ordered pair of languages, one joint
-    k-means of all of them for COLAP (token and type level), and the unification score.
-    With `out_dir`: writes concepts.json, curves.png and similarity_layer{l}.png there.
-    Returns the JSON-ready results.
+    `n_clusters` per language for CALIGN of every ordered pair of languages, a joint
+    k-means of each pair for COLAP (token and type level: the paper's one pair at a time;
+    `pooled_colap` adds one clustering of all languages, whose score is 0 whenever
+    L * theta_o > 1), and the unification score on every point. With `out_dir`: writes
+    concepts.json, curves.png and similarity_layer{l}.png there. Returns the JSON-ready
+    results.
 
-    Defaults follow PROTOCOLS.md where the paper fixes them: `n_init` 3 k-means++ runs
-    ("several inits"), `min_types` 1 (the original code's), `k_neighbors` 50 (capped at
-    the number of tokens minus one). `n_clusters` 100 suits the 60 squares of mOthello
-    (the paper's 500-1500 are for natural-language vocabularies). Every parameter is
-    checked before any activation is collected.
+    Defaults, and where they differ from the authors' code (qcri/multilingual-latent-
+    concepts): `n_init` 10 k-means runs and `max_per_type` 15 occurrences of a square
+    per language before clustering (theirs: scikit-learn's 10, ``maxfreq`` 15); `min_types`
+    1 (theirs); the two-sided size rule (the paper's words; theirs is one-sided, `size_rule`);
+    `n_clusters` 20: about three of the 60 squares a cluster, so that clusters can hold the
+    more than `min_types` types an alignment needs (at K=100 most clusters hold one square
+    and two identical languages scored 0.5-0.6; the paper's 500-1500 are for vocabularies
+    of thousands of words); `k_neighbors` 50 (capped at the number of tokens minus one),
+    the token itself excluded unless `include_self` (theirs includes it). Every parameter
+    is checked before any activation is collected.
     """
     import torch
     from tqdm.auto import tqdm
@@ -579,9 +678,9 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
     layers, hooks = [layer for layer, _ in pairs], [hook for _, hook in pairs]
     names = language_set.select_languages(languages, least=2, error=ConceptError)
     check_report_params(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
-                         theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
-                         min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,
-                         seed=seed)
+                        theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
+                        min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,
+                        seed=seed, max_per_type=max_per_type, size_rule=size_rule)
     games = np.asarray(games)
     n_moves = int(np.minimum((games >= 0).sum(1), MAX_MOVES).sum()) if games.ndim == 2 else None
     if n_moves is not None and len(games) and n_clusters > n_moves:
@@ -591,58 +690,82 @@ def concept_report(model, language_set, games, *, layers=None, languages=None,
                                      batch_size=batch_size, progress=progress) for name in names]
     per_language = [(act.game * 60 + act.move, games[act.game, act.move].astype(np.int64))
                     for act in collected]                       # items, types (squares)
+    # the points clustered: the same occurrences in every language (the games are parallel)
+    kept = [cap_per_type(types, max_per_type, seed=seed) for _, types in per_language]
+    if max_per_type is not None and min(len(k) for k in kept) < n_clusters:
+        raise ConceptError(f"n_clusters={n_clusters} with max_per_type={max_per_type}: only "
+                           f"{min(len(k) for k in kept)} points of a language are clustered; "
+                           "expected fewer clusters, a larger cap or more games")
     lang_ids = np.concatenate([np.full(len(a), j) for j, a in enumerate(collected)])
     items_all = np.concatenate([p[0] for p in per_language])
-    types_all = np.concatenate([p[1] for p in per_language])
     identity = np.arange(64)[:, None]
-    params = dict(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter, theta_a=theta_a,
-                  top_n=top_n, size_ratio=size_ratio, min_types=min_types, theta_o=theta_o,
-                  k_neighbors=k_neighbors, seed=seed)
+    params = dict(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
+                  max_per_type=max_per_type, theta_a=theta_a, top_n=top_n,
+                  size_ratio=size_ratio, size_rule=size_rule, min_types=min_types,
+                  theta_o=theta_o, pooled_colap=pooled_colap, k_neighbors=k_neighbors,
+                  include_self=include_self, seed=seed)
 
     def cluster(points) -> np.ndarray:
         return KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
                       device=device).fit_predict(points)
 
+    def overlap(points: list[np.ndarray], types: list[np.ndarray]) -> dict:
+        """COLAP of one joint clustering of the given languages' points."""
+        labels = cluster(np.concatenate(points))
+        langs = np.concatenate([np.full(len(p), j) for j, p in enumerate(points)])
+        token = colap(labels, langs, theta_o=theta_o, n_clusters=n_clusters)
+        typed = colap(labels, langs, theta_o=theta_o, level="type",
+                      types=np.concatenate(types), n_clusters=n_clusters)
+        return {"token": token.score, "type": typed.score, "detail": token.to_dict()}
+
     out_path = None if out_dir is None else Path(out_dir)
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
     results = {"languages": names, "layers": layers, "hooks": hooks, "n_games": int(len(games)),
+               "n_clustered_points": {n: int(len(k)) for n, k in zip(names, kept)},
                "params": params, "per_layer": []}
     for layer, hook in tqdm(list(zip(layers, hooks)), desc="concepts", disable=not progress):
         hidden = [act.hidden[hook] for act in collected]
-        labels = [cluster(h) for h in hidden]
-        calign_pairs = {}
+        points = [h[k] for h, k in zip(hidden, kept)]
+        types = [p[1][k] for p, k in zip(per_language, kept)]
+        labels = [cluster(x) for x in points]
+        calign_pairs, colap_pairs = {}, {}
         for a in range(len(names)):
             for b in range(len(names)):
                 if a != b:
                     calign_pairs[f"{names[a]}->{names[b]}"] = calign(
-                        labels[a], per_language[a][1], labels[b], per_language[b][1], identity,
-                        theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
+                        labels[a], types[a], labels[b], types[b], identity, theta_a=theta_a,
+                        top_n=top_n, size_ratio=size_ratio, size_rule=size_rule,
                         min_types=min_types).to_dict()
+                if a < b:
+                    colap_pairs[f"{names[a]}-{names[b]}"] = overlap([points[a], points[b]],
+                                                                    [types[a], types[b]])
         joint = np.concatenate(hidden)
-        joint_labels = cluster(joint)
-        token_level = colap(joint_labels, lang_ids, theta_o=theta_o, n_clusters=n_clusters)
-        type_level = colap(joint_labels, lang_ids, theta_o=theta_o, level="type",
-                           types=types_all, n_clusters=n_clusters)
         unification = unification_score(torch.from_numpy(joint), items_all, lang_ids)
         if out_path is not None:
             plot_similarity_matrix(similarity_matrix(joint, items_all, lang_ids, seed=seed),
                                    out_path / f"similarity_layer{layer}.png",
                                    title=f"layer {layer}: (language, item) cosine similarity",
                                    language_names=names)
-        results["per_layer"].append({
-            "layer": layer, "hook": hook,
-            "calign_mean": float(np.mean([r["score"] for r in calign_pairs.values()])),
-            "calign": calign_pairs, "colap": token_level.score,
-            "colap_type_level": type_level.score, "colap_detail": token_level.to_dict(),
-            "unification": unification.to_dict()})
+        row = {"layer": layer, "hook": hook,
+               "calign_mean": float(np.mean([r["score"] for r in calign_pairs.values()])),
+               "calign": calign_pairs,
+               "colap": float(np.mean([r["token"] for r in colap_pairs.values()])),
+               "colap_type_level": float(np.mean([r["type"] for r in colap_pairs.values()])),
+               "colap_pairs": colap_pairs, "unification": unification.to_dict()}
+        if pooled_colap:
+            row["colap_pooled"] = overlap(points, types)
+            row["colap_pooled"]["ceiling"] = ("0 whenever len(languages) * theta_o > 1: "
+                                              "every language needs theta_o of a cluster")
+        results["per_layer"].append(row)
     weight = gpt.embed.weight.detach().float().cpu().numpy()
     results["embedding_geometry"] = _embedding_geometry(weight, language_set, names,
-                                                        k_neighbors=k_neighbors, seed=seed)
+                                                        k_neighbors=k_neighbors,
+                                                        include_self=include_self, seed=seed)
     if out_path is not None:
         per = results["per_layer"]
         _plot_curves(layers, {"CALIGN (mean over pairs)": [r["calign_mean"] for r in per],
-                              "COLAP": [r["colap"] for r in per],
+                              "COLAP (mean over pairs)": [r["colap"] for r in per],
                               "unification": [r["unification"]["score"] for r in per]},
                      out_path / "curves.png")
         atomic_write_json(out_path / "concepts.json", results)

@@ -7,7 +7,7 @@ Every analysis first L2-normalises the rows of the embedding matrices
   embedding? One-vs-rest logistic regression per language, each balanced by
   undersampling the larger side, k-fold cross-validated accuracy (scikit-learn).
 - `cross_lingual_neighbors`: mean number of distinct languages among each token's
-  k nearest neighbours (the token itself excluded).
+  k nearest neighbours (the token itself excluded, or counted as the authors' code does).
 - `translation_retrieval`: accuracy@k of finding a token's translation (same item,
   e.g. the same square) among its k nearest tokens of another language.
 - `canonical_angles`: cosines of the principal angles between the column spaces of
@@ -15,6 +15,9 @@ Every analysis first L2-normalises the rows of the embedding matrices
   column spaces, then the singular values of Q_A^T Q_B), with the spectrum of
   independent Gaussian matrices as a baseline. The paper's thin QR is replaced by a
   rank-revealing SVD basis, so rank-deficient matrices give min(rank) cosines.
+- `row_paired_canonical_angles`: the paper's row-paired comparison made informative when
+  the dimension exceeds the rows (60 squares, d_model 512): each matrix reduced to its
+  top principal components first.
 - `neighbor_overlap`: mean fraction of shared k nearest neighbours of each row in
   two embedding matrices over the same rows (e.g. two models).
 
@@ -37,8 +40,8 @@ from .errors import ConceptError, check_int
 
 __all__ = ["normalize_rows", "nearest_neighbors", "LanguageIdentification",
            "language_identification", "cross_lingual_neighbors", "translation_retrieval",
-           "CanonicalAngles", "canonical_angles", "random_canonical_cosines",
-           "neighbor_overlap"]
+           "CanonicalAngles", "canonical_angles", "row_paired_canonical_angles",
+           "random_canonical_cosines", "neighbor_overlap"]
 
 
 def _matrix(name: str, values, dtype=torch.float32) -> torch.Tensor:
@@ -148,12 +151,17 @@ def language_identification(embeddings, languages, *, n_folds: int = 10, C: floa
     return LanguageIdentification(float(per.mean()), per, present)
 
 
-def cross_lingual_neighbors(embeddings, languages, *, k: int = 50) -> float:
-    """Mean number of distinct languages among each token's `k` nearest neighbours (cosine,
-    the token itself excluded). embeddings: float [n, d]; languages: int [n]."""
+def cross_lingual_neighbors(embeddings, languages, *, k: int = 50,
+                            include_self: bool = False) -> float:
+    """Mean number of distinct languages among each token's `k` nearest neighbours (cosine).
+    embeddings: float [n, d]; languages: int [n]. include_self: count the token itself
+    among its k (so its own language always counts), as the authors' code does
+    (``topk(100)`` with the token first, ranks up to 50 kept); by default it is excluded."""
     x = _matrix("embeddings", embeddings)
     langs = _ids("languages", languages, x.shape[0])
-    neighbours = langs[nearest_neighbors(x, k=k, exclude_self=True)]   # (n, k)
+    if not isinstance(include_self, (bool, np.bool_)):
+        raise ConceptError(f"include_self={include_self!r}: expected True or False")
+    neighbours = langs[nearest_neighbors(x, k=k, exclude_self=not include_self)]   # (n, k)
     ordered = np.sort(neighbours, axis=1)
     distinct = 1 + (np.diff(ordered, axis=1) != 0).sum(1)
     return float(distinct.mean())
@@ -273,6 +281,40 @@ def canonical_angles(a, b, *, normalize: bool = True, baseline: bool = True, see
     base = random_canonical_cosines(x.shape[0], qa.shape[1], qb.shape[1], seed=seed,
                                     n_trials=n_trials) if baseline else None
     return CanonicalAngles(_principal_cosines(qa, qb), base)
+
+
+def row_paired_canonical_angles(a, b, *, n_components: int | None = None,
+                                baseline: bool = True, seed: int = 0,
+                                n_trials: int = 5) -> CanonicalAngles:
+    """The paper's comparison of two embedding matrices over the same rows, informative
+    when the dimension is not below the number of rows.
+
+    a: float [n, d_a], b: float [n, d_b]; row i of each is the same item (the same square
+    in two languages). Rows are L2-normalised and each matrix is reduced to its top
+    `n_components` principal components (default n // 4), [n, k]; then `canonical_angles`
+    of the two [n, k] matrices: the principal angles between the row-paired subspaces.
+    Without the reduction, n <= d makes both column spaces all of R^n and every cosine 1.
+    Shuffling the rows of one matrix lowers the cosines to the random baseline's (that is
+    what "the same item sits in the same place" means); `canonical_angles(a.T, b.T)`
+    compares the subspaces of the model space instead, which a shuffle does not change.
+    """
+    x, y = _matrix("a", a, torch.float64), _matrix("b", b, torch.float64)
+    n = x.shape[0]
+    if y.shape[0] != n:
+        raise ConceptError(f"a has {n} rows and b {y.shape[0]}: expected the same rows")
+    if n < 2:
+        raise ConceptError(f"a and b have {n} row(s): expected at least 2 paired rows")
+    k = max(1, n // 4) if n_components is None else check_int(
+        "n_components", n_components, least=1, most=min(n - 1, x.shape[1], y.shape[1]),
+        error=ConceptError)
+
+    def top_components(m: torch.Tensor) -> torch.Tensor:
+        m = _unit(m)
+        u, s, _ = torch.linalg.svd(m - m.mean(0), full_matrices=False)
+        return u[:, :k] * s[:k]   # [n, k]: the rows in the first k principal directions
+
+    return canonical_angles(top_components(x), top_components(y), normalize=False,
+                            baseline=baseline, seed=seed, n_trials=n_trials)
 
 
 def neighbor_overlap(a, b, *, k: int = 10) -> float:

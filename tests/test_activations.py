@@ -280,3 +280,84 @@ def test_nothing_after_the_deepest_layer_read_is_run(model, language_set, games,
             handle.remove()
     assert sorted(set(calls)) == [f"mlp{i}" for i in range(mlps_run)]
     assert not any(m._forward_hooks for m in model.modules())   # collection's hooks removed
+
+
+@pytest.mark.parametrize("entry, message", [({"file": "../other/shard-00000.safetensors"},
+                                             "not a plain file name"),
+                                            ({"file": "/etc/passwd"}, "not a plain file name"),
+                                            ({"drop": "sha256"}, "has no sha256")])
+def test_an_index_pointing_outside_its_store_or_without_a_digest_is_refused(
+        tmp_path, model, language_set, games, entry, message):
+    import json
+
+    from mothello_fast.activations import load_activations
+    from mothello_fast.errors import DatasetError
+
+    collect_activations(model, language_set, games, language="L0", layers=[1],
+                        out_dir=tmp_path / "acts", progress=False)
+    index = json.loads((tmp_path / "acts" / "index.json").read_text())
+    if "drop" in entry:
+        del index["shards"][0][entry["drop"]]
+    else:
+        index["shards"][0].update(entry)
+    (tmp_path / "acts" / "index.json").write_text(json.dumps(index))
+    for verify in (True, False):
+        with pytest.raises(DatasetError, match=message):
+            load_activations(tmp_path / "acts", verify=verify)
+
+
+def test_any_model_s_hidden_states_make_the_same_collection(model, language_set, games):
+    """A model outside the toolkit (here: the same model run as TransformerLens would, its
+    hook tensors [B, T, d] read per language) gives the collection collect_parallel gives."""
+    from mothello_fast.activations import ParallelActivations, collect_parallel
+
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    hidden = {}
+    for language in language_set.names:
+        tokens = torch.as_tensor(language_set.encode(games, language).tokens)
+        _, cache = model.run_with_cache(tokens, names_filter=hooks)
+        for layer, hook in zip((1, 2), hooks):
+            hidden.setdefault(layer, {})[language] = cache[hook].numpy()
+    outside = ParallelActivations.from_sequences(hidden, language_set, games)
+    ours = collect_parallel(model, language_set, games, layers=[1, 2], progress=False)
+    for layer in (1, 2):
+        for language in language_set.names:
+            np.testing.assert_allclose(outside.hidden[layer][language],
+                                       ours.hidden[layer][language], atol=1e-5)
+    np.testing.assert_array_equal(outside.board, ours.board)
+    np.testing.assert_array_equal(outside.game, ours.game)
+
+
+def test_hidden_states_of_the_wrong_shape_are_named(language_set, games):
+    from mothello_fast.activations import ParallelActivations
+
+    bad = {1: {name: np.zeros((len(games) - 1, 5, 4)) for name in language_set.names}}
+    with pytest.raises(ProbeError, match=r"hidden\[1\]\['L0'\] has shape"):
+        ParallelActivations.from_sequences(bad, language_set, games)
+
+
+def test_a_transformer_lens_othello_gpt_is_analysed_end_to_end():
+    """The worked example of the README: an Othello-GPT-shaped TransformerLens model
+    (random weights; run here by the TransformerLens-style reference forward pass of
+    test_model, or by TransformerLens itself where it is installed): games -> its tokens
+    -> activations -> probes."""
+    from mothello_fast.activations import ParallelActivations
+    from mothello_fast.alignment import alignment_by_layer
+    from mothello_fast.othello import generate_games
+    from test_model import tl_forward, tl_state_dict
+
+    state_dict = tl_state_dict(layers=2, d=32)
+    othello = LanguageSet.from_spec("atomic")   # Othello-GPT's vocabulary: pad 0, squares 1..60
+    games = generate_games(60, seed=9)
+    tokens = torch.as_tensor(othello.encode(games, "L0").tokens[:, :59])   # it reads 59
+    _, cache = tl_forward(state_dict, tokens)
+    collection = ParallelActivations.from_sequences(
+        {2: {"L0": cache["blocks.1.hook_resid_post"]}}, othello, games)
+    assert len(collection) == int(np.minimum((games >= 0).sum(1), 59).sum())   # not the 60th
+    split = len(collection) * 4 // 5
+    hidden = {2: {"L0": collection.hidden[2]["L0"][:split]}}
+    test = {2: {"L0": collection.hidden[2]["L0"][split:]}}
+    result = alignment_by_layer(hidden, collection.board[:split], test_hidden=test,
+                                test_labels=collection.board[split:], probe="linear",
+                                probe_params={"epochs": 2})
+    assert 0.3 < result.in_distribution[0][0] <= 1.0

@@ -244,9 +244,33 @@ def test_colap_include_must_be_distinct_languages_that_occur(include, message):
         colap([0, 0, 1, 1], [0, 1, 0, 1], include=include)
 
 
+@pytest.mark.parametrize("langs, theta_o, message", [
+    ([0, 0, 0], 0.3, r"language\(s\) \[0\]: expected the points of at least two"),
+    ([0, 1, 0], 0.0, "theta_o=0.0: expected a share above 0")])
+def test_colap_of_one_language_or_a_zero_share_is_refused(langs, theta_o, message):
+    # with one language every cluster, and with theta_o 0 any cluster, counted as shared
+    with pytest.raises(ConceptError, match=message):
+        colap([0, 0, 1], langs, theta_o=theta_o)
+
+
+def test_the_one_sided_size_rule_is_the_public_code_s():
+    # source clusters of 2 types against a target cluster of 4 (2/4 = 0.5 <= 0.6) and of
+    # 4 against 2 (4/2 = 2 > 0.6): the two-sided rule refuses both, the one-sided the first
+    dictionary = np.arange(8)[:, None]
+    small = calign([0, 0], [0, 1], [0, 0, 0, 0], [0, 1, 2, 3], dictionary, theta_a=0.5)
+    big = calign([0, 0, 0, 0], [0, 1, 2, 3], [0, 0], [0, 1], dictionary, theta_a=0.4)
+    assert small.score == 0.0 and big.score == 0.0
+    assert calign([0, 0], [0, 1], [0, 0, 0, 0], [0, 1, 2, 3], dictionary, theta_a=0.5,
+                  size_rule="one-sided").score == 0.0
+    assert calign([0, 0, 0, 0], [0, 1, 2, 3], [0, 0], [0, 1], dictionary, theta_a=0.4,
+                  size_rule="one-sided").score == 1.0
+    with pytest.raises(ConceptError, match="size_rule='both'"):
+        calign([0], [0], [0], [0], dictionary, size_rule="both")
+
+
 def test_colap_type_level_without_types_is_refused():
     with pytest.raises(ConceptError, match="types"):
-        colap([0], [0], level="type")
+        colap([0, 0], [0, 1], level="type")
 
 
 # --- dictionaries ------------------------------------------------------------------------
@@ -345,14 +369,46 @@ def test_concept_report_gives_full_alignment_for_identical_languages(twin_model,
                          progress=False, out_dir=tmp_path)
     for row in out["per_layer"]:
         assert row["calign_mean"] == 1.0           # identical clusterings, exact dictionary
-        shares = np.array(row["colap_detail"]["shares"], dtype=float)
+        pair = row["colap_pairs"]["L0-L1"]
+        shares = np.array(pair["detail"]["shares"], dtype=float)
         non_empty = ~np.isnan(shares[:, 0])
         assert np.allclose(shares[non_empty], 0.5)  # every cluster half one language
-        assert row["colap"] == non_empty.sum() / 8
+        assert row["colap"] == pair["token"] == non_empty.sum() / 8
         assert row["unification"]["cross"] == pytest.approx(1.0)
     geometry = out["embedding_geometry"]
     assert geometry["translation_retrieval_at_1"] == {"L0->L1": 1.0, "L1->L0": 1.0}
     assert np.allclose(geometry["canonical_angles"]["L0-L1"]["cosines"], 1.0)
+    assert np.allclose(geometry["model_space_subspace_angles"]["L0-L1"]["cosines"], 1.0)
+
+
+def test_with_the_default_k_identical_languages_align_almost_fully(twin_model):
+    # at K=100 most clusters held one of the 60 squares, could never align (min_types 1)
+    # and two identical languages scored 0.5-0.6; the default K lets clusters align
+    from mothello_fast.othello import generate_games
+
+    model, ls = twin_model
+    out = concept_report(model, ls, generate_games(40, seed=3), layers=[2], n_init=2,
+                         progress=False, device="cpu")
+    assert out["params"]["n_clusters"] == 20 and out["params"]["max_per_type"] == 15
+    assert out["per_layer"][0]["calign_mean"] >= 0.9
+    assert max(out["n_clustered_points"].values()) <= 60 * 15
+
+
+def test_colap_is_reported_per_language_pair_and_pooled_only_on_request():
+    from mothello_fast.languages import LanguageSet
+    from mothello_fast.othello import generate_games
+
+    ls = LanguageSet.from_spec("atomic,atomic,atomic,atomic")
+    out = concept_report(_tiny_model(ls), ls, generate_games(6, seed=3), layers=[1],
+                         n_clusters=4, n_init=1, pooled_colap=True, progress=False,
+                         device="cpu")
+    row = out["per_layer"][0]
+    assert sorted(row["colap_pairs"]) == ["L0-L1", "L0-L2", "L0-L3", "L1-L2", "L1-L3",
+                                          "L2-L3"]
+    assert row["colap"] == pytest.approx(np.mean([p["token"] for p in
+                                                  row["colap_pairs"].values()]))
+    # four languages at theta_o 0.3: no cluster can give each 30%
+    assert row["colap_pooled"]["token"] == 0.0 and "ceiling" in row["colap_pooled"]
 
 
 def test_concept_report_writes_json_and_plots(twin_model, tmp_path):
@@ -474,6 +530,74 @@ def test_concept_report_angles_of_compositional_squares_count_their_rank():
     vectors = [weight[table[j, squares]].mean(1) for j in (0, 1)]      # [60, d] each
     a, b = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in vectors)
     expected = np.sort(np.cos(scipy.linalg.subspace_angles(a.T, b.T)))[::-1]
-    got = out["embedding_geometry"]["canonical_angles"]["L0-L1"]["cosines"]
+    got = out["embedding_geometry"]["model_space_subspace_angles"]["L0-L1"]["cosines"]
     assert len(expected) == 15
     assert np.allclose(got, expected, atol=1e-8)
+
+
+def test_cap_per_type_keeps_at_most_k_random_occurrences_of_each_type():
+    from mothello_fast.concepts import cap_per_type
+
+    types = np.repeat(np.arange(5), [1, 3, 10, 20, 2])
+    kept = cap_per_type(types, 4, seed=0)
+    assert np.all(np.diff(kept) > 0)
+    counts = np.bincount(types[kept], minlength=5)
+    assert counts.tolist() == [1, 3, 4, 4, 2]
+    assert not np.array_equal(kept, cap_per_type(types, 4, seed=1))   # seeded choice
+    assert np.array_equal(cap_per_type(types, None), np.arange(len(types)))
+
+
+def test_row_paired_angles_see_a_shuffle_that_subspace_angles_miss():
+    from mothello_fast.geometry import canonical_angles, row_paired_canonical_angles
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((60, 128))
+    b = a + 0.05 * rng.standard_normal((60, 128))
+    shuffled = b[rng.permutation(60)]
+    paired, mixed = row_paired_canonical_angles(a, b), row_paired_canonical_angles(a, shuffled)
+    assert paired.mean > 0.9 and mixed.mean < paired.mean - 0.3
+    assert mixed.mean == pytest.approx(mixed.to_dict()["baseline_mean"], abs=0.1)
+    same = canonical_angles(a.T, b.T, baseline=False).mean
+    assert canonical_angles(a.T, shuffled.T, baseline=False).mean == pytest.approx(same)
+
+
+def test_cross_lingual_neighbors_counts_the_token_itself_when_asked():
+    from mothello_fast.geometry import cross_lingual_neighbors
+
+    # two far-apart language clusters: without itself a token's nearest are its own
+    x = np.vstack([np.eye(4)[:2] + 5 * np.eye(4)[2], np.eye(4)[:2] + 5 * np.eye(4)[3]])
+    langs = np.array([0, 0, 1, 1])
+    assert cross_lingual_neighbors(x, langs, k=1) == 1.0
+    assert cross_lingual_neighbors(x, langs, k=2, include_self=True) == 1.0
+    assert cross_lingual_neighbors(x, langs, k=3) == 2.0
+    assert cross_lingual_neighbors(x, langs, k=3, include_self=True) == 2.0
+
+
+def test_two_checkpoints_are_compared_side_by_side(twin_model, tmp_path):
+    import json
+
+    import torch
+
+    from mothello_fast.checkpoint import save_checkpoint
+    from mothello_fast.cli import main
+    from mothello_fast.concepts import compare_reports
+
+    model, ls = twin_model
+    save_checkpoint(tmp_path / "base", model=model, language_set=ls)
+    with torch.no_grad():   # a "fine-tuned" model: L1's embeddings no longer L0's
+        model_b = type(model)(model.config)
+        model_b.load_state_dict(model.state_dict())
+        table = ls.translation_table
+        squares = np.nonzero(table[1, :, 0] >= 0)[0]
+        model_b.embed.weight[table[1, squares, 0]] = torch.randn(len(squares), 32)
+    save_checkpoint(tmp_path / "tuned", model=model_b, language_set=ls)
+    assert main(["concepts", str(tmp_path / "base"), "--compare", str(tmp_path / "tuned"),
+                 "--layers", "1,2", "--games", "8", "--clusters", "4", "--n-init", "1",
+                 "--device", "cpu", "--quiet", "--out", str(tmp_path / "out")]) == 0
+    comparison = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    calign = comparison["metrics"]["calign_mean"]
+    assert calign[str(tmp_path / "base")] == [1.0, 1.0]
+    assert min(calign[str(tmp_path / "tuned")]) < 1.0
+    assert (tmp_path / "out" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConceptError, match="expected two or more"):
+        compare_reports({"a": comparison})

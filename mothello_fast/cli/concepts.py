@@ -23,24 +23,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_layers_argument(parser, help="layers (default: every block)", spaces=False)
     add_list_argument(parser, "--languages", help="input languages (default: all)", spaces=False)
     add_games_arguments(parser, default_games=500, seed_help="seed of the fresh games and k-means")
-    parser.add_argument("--clusters", type=int, default=100, help="K of k-means")
-    parser.add_argument("--n-init", type=int, default=3,
-                        help="k-means++ runs per clustering, the best kept")
-    parser.add_argument("--max-iter", type=int, default=100, help="k-means iterations per run")
-    parser.add_argument("--theta-a", type=float, default=0.9, help="CALIGN match threshold (>)")
-    parser.add_argument("--top-n", type=int, default=1, help="CALIGN translations per type")
-    parser.add_argument("--size-ratio", type=float, default=0.6,
-                        help="CALIGN least min/max ratio of cluster sizes (>=)")
-    parser.add_argument("--min-types", type=int, default=1,
+    api = _api_defaults()
+    parser.add_argument("--clusters", type=int, default=api["n_clusters"],
+                        help="K of k-means (about three squares a cluster)")
+    parser.add_argument("--n-init", type=int, default=api["n_init"],
+                        help="k-means++ runs per clustering, the best kept (the authors' 10)")
+    parser.add_argument("--max-iter", type=int, default=api["max_iter"],
+                        help="k-means iterations per run")
+    parser.add_argument("--max-per-type", type=int, default=api["max_per_type"],
+                        help="occurrences of a square clustered per language (the authors' "
+                             "maxfreq)")
+    parser.add_argument("--theta-a", type=float, default=api["theta_a"],
+                        help="CALIGN match threshold (>)")
+    parser.add_argument("--top-n", type=int, default=api["top_n"],
+                        help="CALIGN translations per type")
+    parser.add_argument("--size-ratio", type=float, default=api["size_ratio"],
+                        help="CALIGN size rule's ratio")
+    parser.add_argument("--size-rule", choices=["two-sided", "one-sided"],
+                        default=api["size_rule"],
+                        help="two-sided: sizes within the ratio (the paper's words); "
+                             "one-sided: source over target above it (the authors' code)")
+    parser.add_argument("--min-types", type=int, default=api["min_types"],
                         help="CALIGN: a source cluster needs more types than this")
-    parser.add_argument("--theta-o", type=float, default=0.3,
-                        help="COLAP least share of every language (>=)")
-    parser.add_argument("--neighbors", type=int, default=50,
+    parser.add_argument("--theta-o", type=float, default=api["theta_o"],
+                        help="COLAP least share of every language (>=), per language pair")
+    parser.add_argument("--pooled-colap", action="store_true",
+                        help="also COLAP of all languages clustered together (0 whenever "
+                             "languages x theta-o > 1)")
+    parser.add_argument("--neighbors", type=int, default=api["k_neighbors"],
                         help="k of the cross-lingual neighbours of embeddings (the paper's 50)")
+    parser.add_argument("--include-self", action="store_true",
+                        help="count a token among its own neighbours, as the authors' code does")
     parser.add_argument("--batch-size", type=int, default=256,
                         help="games per forward pass when collecting activations")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--compare", metavar="CHECKPOINT",
+                        help="a second checkpoint of the run (fine-tuned, or later): its report "
+                             "beside the first's, on the same games (compare/, comparison.png)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _api_defaults() -> dict:
+    """`concept_report`'s defaults: the command's, never written twice."""
+    import inspect
+
+    from ..concepts import concept_report
+    return {name: p.default for name, p in inspect.signature(concept_report).parameters.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,21 +77,39 @@ def run(args: argparse.Namespace) -> int:
     from ..devices import resolve_device
 
     check_report_params(n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
-                         theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
-                         min_types=args.min_types, theta_o=args.theta_o,
-                         k_neighbors=args.neighbors, seed=args.seed)   # before loading anything
+                        theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
+                        min_types=args.min_types, theta_o=args.theta_o,
+                        k_neighbors=args.neighbors, seed=args.seed,
+                        max_per_type=args.max_per_type,
+                        size_rule=args.size_rule)   # before loading anything
     device = resolve_device(args.device)
-    model, language_set = load_model(checkpoint_from(args), device=device)
     games = games_from_args(args)
-    results = concept_report(
-        model, language_set, games, layers=layers_from(args.layers), languages=args.languages,
-        n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
-        theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
-        min_types=args.min_types, theta_o=args.theta_o, k_neighbors=args.neighbors,
-        seed=args.seed, device=device, batch_size=args.batch_size, progress=not args.quiet,
-        out_dir=args.out)
+
+    def report(checkpoint, out_dir):
+        model, language_set = load_model(checkpoint, device=device)
+        return concept_report(
+            model, language_set, games, layers=layers_from(args.layers),
+            languages=args.languages, n_clusters=args.clusters, n_init=args.n_init,
+            max_iter=args.max_iter, max_per_type=args.max_per_type, theta_a=args.theta_a,
+            top_n=args.top_n, size_ratio=args.size_ratio, size_rule=args.size_rule,
+            min_types=args.min_types, theta_o=args.theta_o, pooled_colap=args.pooled_colap,
+            k_neighbors=args.neighbors, include_self=args.include_self, seed=args.seed,
+            device=device, batch_size=args.batch_size, progress=not args.quiet,
+            out_dir=out_dir)
+
+    first = checkpoint_from(args)
+    results = report(first, args.out)
     for row in results["per_layer"]:
         print(f"layer {row['layer']}: CALIGN {row['calign_mean']:.3f}  COLAP {row['colap']:.3f}"
               f"  unification {row['unification']['score']:+.3f}")
+    if args.compare is not None:
+        from ..concepts import compare_reports
+        from ..storage import atomic_write_json
+
+        other = report(args.compare, Path(args.out) / "compare")
+        comparison = compare_reports({first: results, args.compare: other},
+                                     Path(args.out) / "comparison.png")
+        atomic_write_json(Path(args.out) / "comparison.json", comparison)
+        print(f"compared with {args.compare}: {Path(args.out) / 'comparison.png'}")
     print(f"wrote {Path(args.out) / 'concepts.json'}")
     return 0
