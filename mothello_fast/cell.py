@@ -426,9 +426,15 @@ def run_cell(*, setting: str = "naive", seed: int = 0, languages: str = "atomic,
                     "curves": curves}
 
         if not main:   # torchrun: train with the others, leave the analysis to rank 0
-            train(config, train_games=games["train"], val_games=games["val"],
-                  out_dir=out / "model", resume=True, progress=False)
-            if transfer:
+            # skip exactly what rank 0 skips (its finished steps), so every collective of
+            # one training run meets the same run on every rank
+            if (out / "results.json").exists() and (not transfer or json.loads(
+                    (out / "results.json").read_text())["transfer_status"] == "done"):
+                return None
+            if not (out / "model.json").exists():
+                train(config, train_games=games["train"], val_games=games["val"],
+                      out_dir=out / "model", resume=True, progress=False)
+            if transfer and not (out / "transfer.json").exists():
                 _transfer(config, sizes, games, out, seeds, language_set, objective, device,
                           main=False, progress=False)
             return None

@@ -45,6 +45,7 @@ compared as numbers.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -583,7 +584,8 @@ def compare_reports(reports: Mapping[str, dict], path=None) -> dict:
     if path is not None:
         fig, axes = new_figure(figsize=(4 * len(COMPARED), 3.6), dpi=110, ncols=len(COMPARED))
         for ax, (metric, title) in zip(axes, COMPARED):
-            for style, (name, values) in zip(("-", "--", ":", "-."), metrics[metric].items()):
+            for style, (name, values) in zip(itertools.cycle(("-", "--", ":", "-.")),
+                                             metrics[metric].items()):
                 ax.plot(first["layers"], values, style, marker="o", label=name)
             ax.set(title=title, xlabel="layer")
             ax.set_xticks(first["layers"])

@@ -6,6 +6,8 @@ way the interval was made.
 - ``"t"``: Student's t interval of the mean of per-seed values (2 or more seeds; with
   2 seeds it is valid but wide, t = 12.7 on one degree of freedom);
 - ``"welch"``: Welch's t interval of a difference of two means of per-seed values;
+- ``"paired t"``: the t interval of per-seed differences, where the two figures come from
+  cells of the same seeds (which share their games);
 - ``"bootstrap"``: a percentile bootstrap over test games (one seed: the variation
   the test games cause, not the one seeds cause), by `scipy.stats.bootstrap`;
 - ``"single"``: one value and nothing to make an interval from (low = high = nan).

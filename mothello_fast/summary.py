@@ -6,7 +6,8 @@ verdicts on the paper's findings, and whether the models learned the game at all
 and returns the dict the study writes as ``summary.json``; the report (`report`) draws
 only from it. Per setting, a figure is the mean over seeds with a 95% interval
 (`statistics`): Student's t over seeds for 2 or more seeds, a bootstrap over the test
-games for probe accuracies of a single seed, none otherwise.
+games for probe accuracies of a single seed, none otherwise; differences between settings
+of the same seeds are paired seed by seed.
 
 Accuracies at a layer are the probe's mean over squares and test positions; a
 setting's in-distribution figure is the mean over languages of each language's probe
@@ -247,17 +248,28 @@ def _setting_summary(group: _Setting, layer: int) -> dict:
     return summary
 
 
+def _paired(differences) -> Interval:
+    """The t interval of per-seed differences, named as the paired interval it is."""
+    interval = t_interval(differences)
+    return Interval(interval.mean, interval.low, interval.high, interval.n, "paired t")
+
+
 def _differences(groups: list[_Setting], layer: int) -> list[dict]:
     """Every pair of settings (later minus earlier in `setting_order`): cross-lingual
     accuracy at the summary layer and, where both ran transfer, the transfer gain in the
-    languages not fine-tuned."""
+    languages not fine-tuned. Settings run with the same seeds are compared seed by seed
+    (a paired t interval: the cells of one seed share their games and training seed);
+    others by Welch's interval; one seed each, by a paired bootstrap over the test games."""
     out = []
     for j, b in enumerate(groups):
         for a in groups[j + 1:]:
             ia, ib = a.layers.index(layer), b.layers.index(layer)
             x, y = a.per_seed("probes", "cross_lingual", ia), b.per_seed("probes",
                                                                          "cross_lingual", ib)
-            if a.n >= 2 and b.n >= 2:
+            if a.seeds == b.seeds and a.n >= 2:
+                # cells of one seed share their games and training seed: a paired design
+                cross = _paired(x - y)
+            elif a.n >= 2 and b.n >= 2:
                 cross = welch_interval(x, y)
             elif a.n == 1 and b.n == 1 and a.seeds == b.seeds and not np.isnan(x).any() \
                     and not np.isnan(y).any():
@@ -276,7 +288,10 @@ def _differences(groups: list[_Setting], layer: int) -> list[dict]:
             gb = [c["transfer"]["gain_others"] for c in b.cells
                   if c.get("transfer") and c["transfer"].get("gain_others") is not None]
             if ga and gb:
-                entry["gain_others"] = welch_interval(ga, gb).to_dict()
+                seeds_a = [c["seed"] for c in a.cells if c.get("transfer")]
+                seeds_b = [c["seed"] for c in b.cells if c.get("transfer")]
+                entry["gain_others"] = (_paired(np.subtract(ga, gb)) if seeds_a == seeds_b
+                                        and len(ga) >= 2 else welch_interval(ga, gb)).to_dict()
             out.append(entry)
     return out
 

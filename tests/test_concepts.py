@@ -601,3 +601,14 @@ def test_two_checkpoints_are_compared_side_by_side(twin_model, tmp_path):
     assert (tmp_path / "out" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConceptError, match="expected two or more"):
         compare_reports({"a": comparison})
+
+
+def test_compare_reports_draws_every_report(tmp_path):
+    from mothello_fast.concepts import compare_reports
+
+    report = {"layers": [1, 2], "languages": ["L0", "L1"], "embedding_geometry": {},
+              "per_layer": [{"calign_mean": 0.5, "colap": 0.2, "unification": {"score": 0.1}}] * 2}
+    names = [f"step {k}" for k in range(6)]   # more reports than line styles
+    out = compare_reports({name: report for name in names}, tmp_path / "c.png")
+    assert list(out["metrics"]["calign_mean"]) == names
+    assert (tmp_path / "c.png").exists()

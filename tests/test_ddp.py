@@ -216,3 +216,46 @@ def test_two_process_run_resumed_mid_window_in_one_process_starts_from_the_mean_
     assert records[1]["loss"] == pytest.approx((pending + losses[0] + losses[1]) / 4, rel=1e-6)
     assert records[2]["loss"] == pytest.approx((losses[2] + losses[3]) / 2, rel=1e-6)
     assert [r["lr"] for r in records] == [r["lr"] for r in logged(whole)]
+
+
+CELL_WORKER = textwrap.dedent("""
+    import json, sys
+    from mothello_fast.cell import StudyScale, run_cell
+    sizes = StudyScale(**json.loads(sys.argv[1]))
+    run_cell(setting="naive", seed=0, scale=sizes, out_dir=sys.argv[2], device="cpu",
+             threads=1, transfer=sys.argv[3] == "transfer", progress=False)
+""")
+
+
+def test_a_cell_under_torchrun_trains_on_every_rank_and_resumes_without_waiting(tmp_path):
+    """Rank 0 analyses; the others train with it. Run again (the cell finished, then with
+    transfer added), every rank skips what rank 0 skips: no rank waits for a run that
+    another never starts (each launch would time out instead)."""
+    import dataclasses
+
+    from test_study import MICRO
+
+    sizes = dataclasses.replace(MICRO, batch_size=8, max_steps=8, warmup_steps=1,
+                                eval_every=4, checkpoint_every=4, pretrain_steps=4,
+                                finetune_steps=2, n_evaluations=1)
+    (tmp_path / "cell.py").write_text(CELL_WORKER)
+
+    def launch(transfer: str) -> None:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node", "2", str(tmp_path / "cell.py"),
+                   json.dumps(dataclasses.asdict(sizes)), str(tmp_path / "out"), transfer]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    launch("no-transfer")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["transfer_status"] == "skipped"
+    assert json.loads((tmp_path / "out" / "model" / "config.json").read_text())[
+        "world_size"] == 2
+    stamp = (tmp_path / "out" / "results.json").stat().st_mtime_ns
+    launch("no-transfer")                      # finished: every rank returns at once
+    assert (tmp_path / "out" / "results.json").stat().st_mtime_ns == stamp
+    launch("transfer")                         # training done: only transfer runs, on both
+    assert json.loads((tmp_path / "out" / "results.json").read_text())[
+        "transfer_status"] == "done"

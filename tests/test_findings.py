@@ -42,10 +42,33 @@ def test_anchors_that_do_not_rise_do_not_hold():
     assert _verdicts(grid(flat))[1] == "does not hold"
 
 
-def test_a_small_rise_that_the_intervals_confirm_holds():
+def test_a_rise_too_small_to_matter_does_not_hold_however_sure():
+    # a point in all, confirmed by narrow intervals: below the 2-point tolerance
     rising = {"naive": dict(in_dist=0.9, cross=0.600), "anchors:4": dict(in_dist=0.9, cross=0.605),
               "anchors:16": dict(in_dist=0.9, cross=0.610)}
-    assert _verdicts(grid(rising, noise=0.0005))[1] == "holds"
+    assert _verdicts(grid(rising, noise=0.0005))[1] == "does not hold"
+
+
+def test_a_rise_of_a_few_points_that_the_intervals_confirm_holds():
+    rising = {"naive": dict(in_dist=0.9, cross=0.60), "anchors:4": dict(in_dist=0.9, cross=0.62),
+              "anchors:16": dict(in_dist=0.9, cross=0.64)}
+    assert _verdicts(grid(rising, noise=0.002))[1] == "holds"
+
+
+def test_differences_of_settings_run_on_the_same_seeds_are_paired_seed_by_seed():
+    from scipy import stats
+
+    summary = summarize(grid(PAPER, noise=0.02), study=STUDY)
+    entry = next(d for d in summary["differences"] if (d["a"], d["b"]) == ("unified", "naive"))
+    per_seed = {name: [c for c in grid(PAPER, noise=0.02) if c["setting"] == name]
+                for name in ("unified", "naive")}
+    at = summary["summary_layer"]["layer"]   # layers 0, 1, 2: the layer is its index
+    x, y = ([cell["probes"]["cross_lingual"][at] for cell in per_seed[name]]
+            for name in ("unified", "naive"))
+    ci = stats.ttest_rel(x, y).confidence_interval(0.95)
+    assert entry["cross_lingual"]["method"] == "paired t"
+    assert (entry["cross_lingual"]["low"], entry["cross_lingual"]["high"]) == pytest.approx(
+        (ci.low, ci.high))
 
 
 def test_a_fall_between_two_anchor_counts_does_not_hold():
@@ -98,3 +121,4 @@ def test_a_study_whose_models_did_not_learn_opens_with_a_warning(change, reason)
     markdown = study_markdown(summary)
     assert markdown.splitlines()[2].startswith("> **Warning.**")   # right under the title
     assert "class='warning'" in study_html(summary, {})
+
