@@ -194,18 +194,35 @@ def _run_to_last_hook(gpt, tokens: torch.Tensor, hooks: list[str]) -> dict[str, 
     return cache
 
 
+def _move_end_positions(encoded, width: int, max_moves: int | None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, moves) int64 [P]: where, within the first `width` tokens of `encoded`,
+    each kept move ends (its last sub-token; the first `max_moves` moves), game-major then
+    in position order, and the move's ply."""
+    move_end = _numpy(encoded.move_end)[:, :width]
+    move_index = _numpy(encoded.move_index)[:, :width]
+    if max_moves is not None:
+        move_end = move_end & (move_index < max_moves)
+    rows, cols = np.nonzero(move_end)
+    return rows.astype(np.int64), cols.astype(np.int64), move_index[rows, cols].astype(np.int64)
+
+
+def _labelled(language: str, hidden: dict, labels, rows: np.ndarray, moves: np.ndarray,
+              first_game: int = 0) -> Activations:
+    """`Activations` of the positions (game `rows`, ply `moves`) with the engine's labels
+    (`labels`: the `Replay` of the games the rows index)."""
+    return Activations(language, hidden, labels.board[rows, moves],
+                       labels.relative_board()[rows, moves], labels.legal_next[rows, moves],
+                       labels.player[rows, moves], rows + first_game, moves)
+
+
 def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: list[str],
                    first_game: int, device: torch.device, max_moves: int | None
                    ) -> Activations:
     encoded = language_set.encode(games, language)
     context = gpt.config.context_length
     tokens = _numpy(encoded.tokens)[:, :context]
-    move_end = _numpy(encoded.move_end)[:, :context]
-    move_index = _numpy(encoded.move_index)[:, :context]
-    if max_moves is not None:
-        move_end = move_end & (move_index < max_moves)
-    rows, cols = np.nonzero(move_end)  # game-major, then position order
-    moves = move_index[rows, cols].astype(np.int64)
+    rows, cols, moves = _move_end_positions(encoded, context, max_moves)
     cache = _run_to_last_hook(gpt, torch.as_tensor(tokens, device=device), hooks)
     rows_t, cols_t = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
     # [B, T, ...] hooks by (game, position); attention scores and patterns [B, nh, T, T] by
@@ -213,11 +230,7 @@ def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: l
     hidden = {h: (cache[h][rows_t, :, cols_t] if h.endswith(("hook_attn_scores", "hook_pattern"))
                   else cache[h][rows_t, cols_t]).flatten(1).float().cpu().numpy()
               for h in hooks}
-    labels = replay(games)
-    board = labels.board[rows, moves]
-    relative = labels.relative_board()[rows, moves]
-    return Activations(language, hidden, board, relative, labels.legal_next[rows, moves],
-                       labels.player[rows, moves], rows.astype(np.int64) + first_game, moves)
+    return _labelled(language, hidden, replay(games), rows, moves, first_game)
 
 
 def _shard_tensors(part: Activations) -> dict[str, torch.Tensor]:
@@ -450,6 +463,7 @@ class ParallelActivations(_PositionRows):
             raise ProbeError("hidden is empty: expected layer -> language -> [n, T, d]")
         languages = list(next(iter(hidden.values())))
         language_set.select_languages(languages)
+        labels = replay(games)
         parts = []
         for language in languages:
             encoded = language_set.encode(games, language)
@@ -465,18 +479,11 @@ class ParallelActivations(_PositionRows):
                                      f"{array.shape}: expected [{len(games)}, T <= "
                                      f"{encoded.tokens.shape[1]}, d], a row per game")
                 arrays[layer] = array
-            T = min(a.shape[1] for a in arrays.values())
-            move_end, move_index = encoded.move_end[:, :T], encoded.move_index[:, :T]
-            if max_moves is not None:
-                move_end = move_end & (move_index < max_moves)
-            rows, cols = np.nonzero(move_end)
-            moves = move_index[rows, cols].astype(np.int64)
-            labels = replay(games)
-            parts.append(Activations(language, {layer: a[rows, cols]
-                                                for layer, a in arrays.items()},
-                                     labels.board[rows, moves], labels.relative_board()[rows, moves],
-                                     labels.legal_next[rows, moves], labels.player[rows, moves],
-                                     rows.astype(np.int64), moves))
+            rows, cols, moves = _move_end_positions(
+                encoded, min(a.shape[1] for a in arrays.values()), max_moves)
+            parts.append(_labelled(language, {layer: a[rows, cols]
+                                              for layer, a in arrays.items()},
+                                   labels, rows, moves))
         keep = _common_positions(parts)
         first = parts[0]
         return cls(tuple(languages), {layer: layer for layer in hidden},

@@ -50,9 +50,8 @@ def memory_bytes(device: str | torch.device = "cpu") -> int:
 
 def check_fits_in_memory(what: str, n_bytes: int, device: str | torch.device = "cpu", *,
                          error: type[MothelloError] = MothelloError) -> None:
-    """`error` naming `what` when `n_bytes` exceed the memory of `device` (a request that
-    would end in an allocator error or the system killing the process)."""
-    total = memory_bytes(device)
-    if total and n_bytes > total:
-        raise error(f"{what} needs about {n_bytes / 2**30:,.1f} GiB, more than the "
-                    f"{total / 2**30:,.1f} GiB of {torch.device(device)}")
+    """`parallel.check_fits_in_memory` against the memory of `device`."""
+    from .parallel import check_fits_in_memory as check
+
+    check(what, n_bytes, total=memory_bytes(device), place=str(torch.device(device)),
+          error=error)

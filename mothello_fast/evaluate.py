@@ -14,7 +14,7 @@ is legal in the position (the engine's `Replay.legal_next`):
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -85,6 +85,30 @@ def _autocast(device: torch.device, bf16: bool | None):
     return nullcontext()
 
 
+def _followed_move_ends(encoded, width: int, n_moves: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(game, position, ply) int arrays: within the first `width` tokens of `encoded`, the
+    last sub-token of every move that another move follows (n_moves: int [n], each game's
+    number of moves), where the model's next-token prediction is a next move."""
+    move_index = np.asarray(encoded.move_index)[:, :width]
+    move_end = np.asarray(encoded.move_end)[:, :width]
+    game, pos = np.nonzero(move_end & (move_index >= 0) & (move_index < n_moves[:, None] - 1))
+    return game, pos, move_index[game, pos]
+
+
+@contextmanager
+def _inference(gpt, bf16: bool | None):
+    """`gpt` in eval mode, without gradients, under bf16 autocast where asked (see
+    `_autocast`); its training mode is restored afterwards."""
+    was_training = gpt.training
+    gpt.eval()
+    try:
+        with torch.no_grad(), _autocast(_device_of(gpt), bf16):
+            yield
+    finally:
+        gpt.train(was_training)
+
+
 def _count_batch(model, language_set, games: np.ndarray, language, objective: str,
                  codes: _Codes, batch_size: int) -> tuple[int, int, float, int]:
     """(correct, predictions, summed target loss, targets) for one batch of games."""
@@ -94,9 +118,8 @@ def _count_batch(model, language_set, games: np.ndarray, language, objective: st
     tokens = torch.as_tensor(np.asarray(encoded.tokens)[:, :T], dtype=torch.long, device=device)
     targets = torch.as_tensor(np.asarray(language_set.make_targets(encoded, objective))[:, :T],
                               dtype=torch.long, device=device)
-    move_index = np.asarray(encoded.move_index)[:, :T]
-    move_end = np.asarray(encoded.move_end)[:, :T]
     labels = replay(games)
+    game, pos, move = _followed_move_ends(encoded, T, labels.n_moves)
     multi_token = objective == "standard" and codes.max_len > 1
     if multi_token:   # keep every layer's keys and values: continuations reuse them
         logits, cache_keys, cache_values = model.prefill(tokens)
@@ -105,11 +128,6 @@ def _count_batch(model, language_set, games: np.ndarray, language, objective: st
     loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
                                              ignore_index=-100, reduction="sum")
     n_targets = int((targets != -100).sum())
-
-    # positions that end a move which is followed by another move
-    last = labels.n_moves[:, None] - 1
-    game, pos = np.nonzero(move_end & (move_index >= 0) & (move_index < last))
-    move = move_index[game, pos]
     pred = logits[torch.as_tensor(game, device=device), torch.as_tensor(pos, device=device)] \
         .argmax(-1).cpu().numpy()
     keys = codes.extend(np.zeros(len(pred), dtype=np.int64), pred)
@@ -180,18 +198,13 @@ def _evaluate(model, language_set, games, language, objective: str, batch_size: 
     codes = _codes_for(language_set, language, objective)
     gpt = unwrap(model)
     language_set.check_model(gpt)
-    was_training = gpt.training
-    gpt.eval()
     totals = np.zeros(4)
-    try:
-        with torch.no_grad(), _autocast(_device_of(gpt), bf16):
-            for start in tqdm(range(0, len(games), batch_size), desc=f"evaluating {language}",
-                              unit="batch", disable=not progress, leave=False):
-                chunk = np.asarray(games[start:start + batch_size])
-                totals += _count_batch(gpt, language_set, chunk, language, objective, codes,
-                                       batch_size)
-    finally:
-        gpt.train(was_training)
+    with _inference(gpt, bf16):
+        for start in tqdm(range(0, len(games), batch_size), desc=f"evaluating {language}",
+                          unit="batch", disable=not progress, leave=False):
+            chunk = np.asarray(games[start:start + batch_size])
+            totals += _count_batch(gpt, language_set, chunk, language, objective, codes,
+                                   batch_size)
     return int(totals[0]), int(totals[1]), float(totals[2]), int(totals[3])
 
 
@@ -264,28 +277,20 @@ def language_confusion(model, language_set, games, *, language, into, batch_size
     own = language_set.token_ids(source)
     foreign[own[own >= 0]] = False
     gpt = unwrap(model)
-    language_set.check_model(gpt)
+    language_set.check_model(gpt)   # the logits index the set's vocabulary
     device = _device_of(gpt)
     foreign_t = torch.as_tensor(foreign, device=device)
-    was_training = gpt.training
-    gpt.eval()
     hits = total = 0
-    try:
-        with torch.no_grad(), _autocast(device, bf16):
-            for start in range(0, len(games), batch_size):
-                chunk = np.asarray(games[start:start + batch_size])
-                encoded = language_set.encode(chunk, source)
-                T = min(encoded.tokens.shape[1], gpt.config.context_length)
-                move_index = np.asarray(encoded.move_index)[:, :T]
-                move_end = np.asarray(encoded.move_end)[:, :T]
-                last = replay(chunk).n_moves[:, None] - 1
-                game, pos = np.nonzero(move_end & (move_index >= 0) & (move_index < last))
-                logits, _ = gpt(torch.as_tensor(np.asarray(encoded.tokens)[:, :T],
-                                                dtype=torch.long, device=device))
-                pred = logits[torch.as_tensor(game, device=device),
-                              torch.as_tensor(pos, device=device)].argmax(-1)
-                hits += int(foreign_t[pred.clamp(max=vocab - 1)].sum())
-                total += len(game)
-    finally:
-        gpt.train(was_training)
+    with _inference(gpt, bf16):
+        for start in range(0, len(games), batch_size):
+            chunk = np.asarray(games[start:start + batch_size])
+            encoded = language_set.encode(chunk, source)
+            T = min(encoded.tokens.shape[1], gpt.config.context_length)
+            game, pos, _ = _followed_move_ends(encoded, T, replay(chunk).n_moves)
+            logits, _ = gpt(torch.as_tensor(np.asarray(encoded.tokens)[:, :T],
+                                            dtype=torch.long, device=device))
+            pred = logits[torch.as_tensor(game, device=device),
+                          torch.as_tensor(pos, device=device)].argmax(-1)
+            hits += int(foreign_t[pred].sum())
+            total += len(game)
     return hits / total if total else float("nan")

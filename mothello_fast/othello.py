@@ -25,7 +25,7 @@ import numpy as np
 from . import _engine
 from .errors import (GameArrayError, IllegalMoveError, InvalidSquareError, MothelloError,
                      check_int)
-from .parallel import physical_memory, resolve_threads, run_in_chunks
+from .parallel import check_fits_in_memory, resolve_threads, run_in_chunks
 
 __all__ = [
     "EMPTY", "BLACK", "WHITE", "GAME_PLIES", "PLAYABLE_SQUARES", "START_SQUARES",
@@ -238,16 +238,6 @@ def check_seed(seed) -> int:
     return check_int("seed", seed, least=0, most=2**64 - 1, error=GameArrayError)
 
 
-def _check_memory(what: str, n_bytes: int) -> None:
-    """`GameArrayError` when `n_bytes` exceed this machine's physical memory (numpy would
-    allocate them lazily, and the system kill the process while filling them)."""
-    total = physical_memory()
-    if total and n_bytes > total:
-        raise GameArrayError(f"{what} need about {n_bytes / 2**30:,.1f} GiB, more than this "
-                             f"machine's {total / 2**30:,.1f} GiB: generate them in parts "
-                             "(generate_dataset writes shards)")
-
-
 def _check_game_range(first_game, n: int) -> int:
     """`first_game` checked so that game numbers ``first_game .. first_game + n - 1`` fit
     in int64 (the engine's stream key)."""
@@ -274,7 +264,9 @@ def generate_games(n: int, *, seed: int, threads: int | None = None,
     ((3, 60), 'int8', ['c4', 'c3'])
     """
     n = check_int("n", n, least=0, error=GameArrayError)
-    _check_memory(f"n={n} games", n * GAME_PLIES)
+    # numpy would allocate them lazily, and the system kill the process while filling them
+    check_fits_in_memory(f"n={n} games", n * GAME_PLIES, error=GameArrayError,
+                         hint=": generate them in parts (generate_dataset writes shards)")
     seed = check_seed(seed)
     first_game = _check_game_range(first_game, n)
     threads = resolve_threads(threads)

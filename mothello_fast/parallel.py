@@ -15,10 +15,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from .errors import ConfigError, check_int
+from .errors import ConfigError, MothelloError, check_int
 
 __all__ = ["CHUNK_GAMES", "resolve_threads", "run_in_chunks", "torch_threads", "cpu_count",
-           "physical_memory"]
+           "physical_memory", "check_fits_in_memory"]
 
 CHUNK_GAMES = 8192  # games per task handed to a thread
 
@@ -34,6 +34,18 @@ def physical_memory() -> int:
         return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):   # no sysconf (not POSIX)
         return 0
+
+
+def check_fits_in_memory(what: str, n_bytes: int, *, total: int | None = None,
+                         place: str = "this machine", hint: str = "",
+                         error: type[MothelloError] = MothelloError) -> None:
+    """`error` naming `what` when `n_bytes` exceed `total` bytes (default: this machine's
+    physical memory; 0, unknown, passes): a request that would end in an allocator error,
+    or with the system killing the process while numpy fills a lazily allocated array."""
+    total = physical_memory() if total is None else total
+    if total and n_bytes > total:
+        raise error(f"{what}: needs about {n_bytes / 2**30:,.1f} GiB, more than the "
+                    f"{total / 2**30:,.1f} GiB of {place}{hint}")
 
 
 def resolve_threads(threads: int | None) -> int:
