@@ -279,19 +279,13 @@ def _step(path: Path, compute, progress: bool, name: str) -> dict:
 
 def _curves(metrics: list[dict]) -> dict:
     """Training curves from a run's records: loss by step, and each evaluation's
-    legal-move accuracy and held-out loss per language."""
+    legal-move accuracy per language."""
+    from .train import legal_move_curves
+
     losses = [(r["step"], r["loss"]) for r in metrics if "loss" in r]
-    evaluations = {}
-    for r in metrics:
-        if any(k.startswith("legal_acc/") for k in r):
-            evaluations[r["step"]] = r   # a later record of a step replaces an earlier
-    steps = sorted(evaluations)
-    names = [k.split("/", 1)[1] for k in evaluations[steps[-1]] if k.startswith("legal_acc/")] \
-        if steps else []
+    steps, accuracy = legal_move_curves(metrics)
     return {"loss": {"steps": [s for s, _ in losses], "values": [v for _, v in losses]},
-            "legal_move_accuracy": {"steps": steps, **{
-                name: [evaluations[s].get(f"legal_acc/{name}") for s in steps]
-                for name in names}}}
+            "legal_move_accuracy": {"steps": steps, **accuracy}}
 
 
 def _per_game(per_position: np.ndarray, game: np.ndarray, n_games: int) -> np.ndarray:
@@ -360,7 +354,7 @@ def run_cell(*, setting: str = "naive", seed: int = 0, languages: str = "atomic,
     from .languages import LanguageSet
     from .parallel import torch_threads
     from .probes import make_probe
-    from .train import TrainConfig, train
+    from .train import TrainConfig, process_group, train
 
     n_anchors, objective = parse_setting(setting)
     seed = check_int("seed", seed, least=0, most=MAX_SEED, error=ConfigError)
@@ -386,10 +380,10 @@ def run_cell(*, setting: str = "naive", seed: int = 0, languages: str = "atomic,
     if main:
         out.mkdir(parents=True, exist_ok=True)
         check_params(out / CELL, params, "study cell")
-        if (out / "results.json").exists():   # finished: read back, not rewritten
-            finished = json.loads((out / "results.json").read_text())
-            if finished["transfer_status"] == "done" or not transfer:
-                return finished
+    if (out / "results.json").exists():   # finished: read back (rank 0), not rewritten
+        finished = json.loads((out / "results.json").read_text())
+        if finished["transfer_status"] == "done" or not transfer:
+            return finished if main else None
 
     config = TrainConfig(languages=languages, n_anchors=n_anchors, objective=objective,
                          n_layers=sizes.n_layers, n_heads=sizes.n_heads, d_model=sizes.d_model,
@@ -399,7 +393,8 @@ def run_cell(*, setting: str = "naive", seed: int = 0, languages: str = "atomic,
                          checkpoint_every=sizes.checkpoint_every, keep_checkpoints=None,
                          seed=seeds["training"], device=str(device),
                          log_every=max(1, min(100, sizes.max_steps // 20)))
-    with torch_threads(threads):
+    # under torchrun, one process group for every training run of the cell
+    with process_group(str(device)), torch_threads(threads):
         start = time.perf_counter()
         prefix = ",".join(square_name(s) for s in TRANSFER_PREFIX)
         counts = {"train": sizes.train_games, "val": sizes.val_games,
@@ -428,9 +423,6 @@ def run_cell(*, setting: str = "naive", seed: int = 0, languages: str = "atomic,
         if not main:   # torchrun: train with the others, leave the analysis to rank 0
             # skip exactly what rank 0 skips (its finished steps), so every collective of
             # one training run meets the same run on every rank
-            if (out / "results.json").exists() and (not transfer or json.loads(
-                    (out / "results.json").read_text())["transfer_status"] == "done"):
-                return None
             if not (out / "model.json").exists():
                 train(config, train_games=games["train"], val_games=games["val"],
                       out_dir=out / "model", resume=True, progress=False)

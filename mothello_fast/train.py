@@ -45,7 +45,7 @@ from .othello import validate_games
 from .parallel import torch_threads
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_on_dataset", "load_train_config",
-           "run_source",
+           "run_source", "legal_move_curves", "process_group",
            "learning_rate", "make_optimizer", "train_step"]
 
 METRICS = "metrics.jsonl"
@@ -312,15 +312,28 @@ class _Dist:
         return self.rank == 0
 
 
-def _setup_distributed(device_type: str) -> _Dist:
+@contextmanager
+def process_group(device: str = "auto"):
+    """Under torchrun (WORLD_SIZE > 1), the process group for everything inside: created
+    when there is none (NCCL for a CUDA `device`, else gloo) and destroyed on the way out;
+    one that exists is used as it is. Yields this process's `_Dist`. Work that trains
+    several times in one job (the transfer protocol, a study cell) holds one group around
+    all of it: a group destroyed and created again within a torchrun job can find the old
+    group's addresses in the job's store and hang."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return _Dist()
+        yield _Dist()
+        return
     owned = not dist.is_initialized()
     if owned:
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return _Dist(rank=dist.get_rank(), world=dist.get_world_size(),
-                 local_rank=int(os.environ.get("LOCAL_RANK", "0")), owned=owned)
+        cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    try:
+        yield _Dist(rank=dist.get_rank(), world=dist.get_world_size(),
+                    local_rank=int(os.environ.get("LOCAL_RANK", "0")), owned=owned)
+    finally:
+        if owned:
+            dist.destroy_process_group()
 
 
 def _resolve_device(config: TrainConfig, ddp: _Dist) -> torch.device:
@@ -547,19 +560,14 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
     """
     train_games = validate_games(train_games, name="train_games")
     val_games = validate_games(val_games, name="val_games")
-    ddp = _setup_distributed("cuda" if config.device != "cpu" and torch.cuda.is_available()
-                             else "cpu")
     out_dir = Path(out_dir)
-    try:
-        with _tf32(config.tf32), torch_threads(config.threads), _run_lock(out_dir, ddp):
-            return _train(config, ddp, train_games=train_games, val_games=val_games,
-                          out_dir=out_dir, language_set=language_set,
-                          language_games=language_games, init_from=init_from,
-                          init_languages=init_languages, resume=resume, source=source,
-                          progress=progress)
-    finally:
-        if ddp.owned:
-            dist.destroy_process_group()
+    with process_group(str(config.device)) as ddp, _tf32(config.tf32), \
+            torch_threads(config.threads), _run_lock(out_dir, ddp):
+        return _train(config, ddp, train_games=train_games, val_games=val_games,
+                      out_dir=out_dir, language_set=language_set,
+                      language_games=language_games, init_from=init_from,
+                      init_languages=init_languages, resume=resume, source=source,
+                      progress=progress)
 
 
 def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: Path,
@@ -584,7 +592,8 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
         # the checkpoint's languages, recorded as this run's own in its config
         config = dataclasses.replace(config, **{k: v for k, v in (init.train_config or {}).items()
                                                 if k in _LANGUAGE_FIELDS})
-        language_set = language_set or init.language_set
+        if language_set is None:
+            language_set = init.language_set
     if language_set is None:
         language_set = ckpt.language_set if ckpt is not None else LanguageSet.from_spec(
             config.languages, n_anchors=config.n_anchors, unified=config.objective == "unified",
@@ -774,3 +783,19 @@ def run_source(out_dir) -> dict:
     except (ValueError, AttributeError):
         raise ConfigError(f"{str(path)!r} is not a run's config (a JSON object)") from None
     return source if isinstance(source, dict) else {}
+
+
+def legal_move_curves(metrics: list[dict]) -> tuple[list[int], dict[str, list[float]]]:
+    """(steps, language -> legal-move accuracy at each step) from a run's records (as
+    `TrainResult.metrics` or metrics.jsonl hold them): its evaluations, by step, a later
+    record of a step replacing an earlier one (a resumed run repeats the step it resumed
+    from)."""
+    records = {}
+    for record in metrics:
+        if any(k.startswith("legal_acc/") for k in record):
+            records[record["step"]] = record
+    steps = sorted(records)
+    languages = [k.split("/", 1)[1] for k in records[steps[0]] if k.startswith("legal_acc/")] \
+        if steps else []
+    return steps, {name: [float(records[step][f"legal_acc/{name}"]) for step in steps]
+                   for name in languages}

@@ -58,15 +58,10 @@ class TransferResult:
 
 def _curves(metrics: list[dict], finetune_language: str) -> TransferResult:
     """Legal-move accuracy per language from a run's evaluation records."""
-    records = {}
-    for record in metrics:
-        if any(k.startswith("legal_acc/") for k in record):
-            records[record["step"]] = record   # a later record of a step replaces an earlier
-    steps = sorted(records)
-    languages = [k.split("/", 1)[1] for k in records[steps[0]] if k.startswith("legal_acc/")]
-    return TransferResult(finetune_language, steps,
-                          {lang: [float(records[s][f"legal_acc/{lang}"]) for s in steps]
-                           for lang in languages})
+    from .train import legal_move_curves
+
+    steps, accuracy = legal_move_curves(metrics)
+    return TransferResult(finetune_language, steps, accuracy)
 
 
 def finetune_curves(checkpoint, config, *, finetune_language: str, finetune_games, val_games,
@@ -152,7 +147,7 @@ def run_transfer(config, *, finetune_language: str | None = None, pretrain_games
     """
     from .activations import check_games
     from .languages import LanguageSet
-    from .train import train
+    from .train import process_group, train
 
     pretrain_games = _check_pretrain_games(pretrain_games, prefix)
     finetune_games = check_games(finetune_games, "finetune_games", error=ConfigError)
@@ -171,14 +166,17 @@ def run_transfer(config, *, finetune_language: str | None = None, pretrain_games
         raise LanguageError(f"finetune_language={finetune_language!r}: expected one of "
                             f"{list(names)}")
     out_dir = Path(out_dir)
-    pretrained = train(config, train_games=pretrain_games, val_games=val_games,
-                       out_dir=out_dir / "pretrain", resume=True, progress=progress)
     every = -(-finetune_steps // n_evaluations)   # ceil: at most n_evaluations after step 0
     finetune = dataclasses.replace(
         config, max_steps=finetune_steps, warmup_steps=min(config.warmup_steps,
                                                            finetune_steps // 10),
         lr=config.lr if finetune_lr is None else finetune_lr, eval_every=every,
         checkpoint_every=every, keep_checkpoints=keep_checkpoints)
-    return finetune_curves(pretrained.checkpoint, finetune, finetune_language=finetune_language,
-                           finetune_games=finetune_games, val_games=val_games,
-                           out_dir=out_dir / f"finetune-{finetune_language}", progress=progress)
+    with process_group(str(config.device)):   # one group for both runs under torchrun
+        pretrained = train(config, train_games=pretrain_games, val_games=val_games,
+                           out_dir=out_dir / "pretrain", resume=True, progress=progress)
+        return finetune_curves(pretrained.checkpoint, finetune,
+                               finetune_language=finetune_language,
+                               finetune_games=finetune_games, val_games=val_games,
+                               out_dir=out_dir / f"finetune-{finetune_language}",
+                               progress=progress)

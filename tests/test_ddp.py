@@ -228,9 +228,10 @@ CELL_WORKER = textwrap.dedent("""
 
 
 def test_a_cell_under_torchrun_trains_on_every_rank_and_resumes_without_waiting(tmp_path):
-    """Rank 0 analyses; the others train with it. Run again (the cell finished, then with
-    transfer added), every rank skips what rank 0 skips: no rank waits for a run that
-    another never starts (each launch would time out instead)."""
+    """Rank 0 analyses; the others train with it, in one process group for the cell. Run
+    again (the cell finished, then with transfer added, then finished again), every rank
+    skips what rank 0 skips: no rank waits for a run, or a group, that another never
+    starts (the launch would time out instead)."""
     import dataclasses
 
     from test_study import MICRO
@@ -259,3 +260,6 @@ def test_a_cell_under_torchrun_trains_on_every_rank_and_resumes_without_waiting(
     launch("transfer")                         # training done: only transfer runs, on both
     assert json.loads((tmp_path / "out" / "results.json").read_text())[
         "transfer_status"] == "done"
+    stamp = (tmp_path / "out" / "results.json").stat().st_mtime_ns
+    launch("transfer")                         # all done: every rank returns at once
+    assert (tmp_path / "out" / "results.json").stat().st_mtime_ns == stamp

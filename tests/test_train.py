@@ -831,3 +831,14 @@ def test_the_shipped_example_config_loads():
     from pathlib import Path
     config = load_train_config(Path(__file__).parent.parent / "examples" / "train.yaml")
     assert (config.languages, config.n_layers, config.warmup_steps) == ("atomic,split", 4, 400)
+
+
+def test_legal_move_curves_read_the_evaluation_records_a_later_one_replacing_an_earlier():
+    from mothello_fast.train import legal_move_curves
+
+    metrics = [{"step": 0, "legal_acc/A": 0.5, "legal_acc/B": 0.4, "val_loss/A": 2.0},
+               {"step": 5, "loss": 1.0},
+               {"step": 10, "legal_acc/A": 0.6, "legal_acc/B": 0.45},
+               {"step": 10, "legal_acc/A": 0.7, "legal_acc/B": 0.45}]   # resumed at 10
+    assert legal_move_curves(metrics) == ([0, 10], {"A": [0.5, 0.7], "B": [0.4, 0.45]})
+    assert legal_move_curves([{"step": 1, "loss": 2.0}]) == ([], {})
