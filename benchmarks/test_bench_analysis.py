@@ -94,3 +94,78 @@ def test_alignment_keeps_the_collected_arrays(report):
     section = "alignment 1000 games x 9 layers"
     report(section, "copy at common positions (old) s per language", old, "s")
     report(section, "ours s per language", ours, "s")
+
+
+PHASE_GAMES = int(os.environ.get("ANALYSIS_BENCH_PHASE_GAMES", 100))
+PHASE_ROUNDS = int(os.environ.get("ANALYSIS_BENCH_PHASE_ROUNDS", 3))
+
+
+def test_the_analysis_phase_collects_once(report):
+    """A study cell's analysis phase on one model (all layers, both language pairs): probes
+    trained on `PHASE_GAMES` probe games and tested on 40 test games, the unification score
+    and the concept metrics on the test games. Before: each analysis collects its own
+    activations (the model-driving helpers: `model_alignment`, then the test games again for
+    unification and again for `concept_report`'s metrics); after: one collection of each
+    games array, read by `align`, `unification_score` and `concept_metrics`. Same results
+    (checked); alternated `PHASE_ROUNDS` times."""
+    from mothello_fast.activations import collect_parallel
+    from mothello_fast.alignment import align, model_alignment
+    from mothello_fast.concepts import concept_metrics
+    from mothello_fast.kmeans import KMeans
+    from mothello_fast.probes import LinearProbe
+    from mothello_fast.unification import unification_score
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    language_set = LanguageSet.from_spec("atomic,split", seed=0)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=language_set.vocab_size,
+                          context_length=language_set.context_length, n_layers=4,
+                          d_model=256, n_heads=8, dropout=0.0)).eval()
+    probe_games, test_games = generate_games(PHASE_GAMES, seed=1), generate_games(40, seed=2)
+    layers = list(range(5))
+    probe = LinearProbe(epochs=4, batch_size=512, lr=3e-3, device="cpu")
+    kmeans = KMeans(20, n_init=3, max_iter=50, seed=0, device="cpu")
+
+    def unification(test):
+        return [unification_score(*test.stacked(layer)).score for layer in layers]
+
+    def before():
+        alignment = model_alignment(model, language_set, probe_games, test_games=test_games,
+                                    layers=layers, probe=probe, progress=False)
+        scores = [unification_score(*collect_parallel(model, language_set, test_games,
+                                                      layers=[l], progress=False).stacked(l)).score
+                  for l in layers]
+        concepts = concept_metrics(collect_parallel(model, language_set, test_games,
+                                                    layers=layers, progress=False),
+                                   kmeans=kmeans)
+        return alignment, scores, concepts
+
+    def after():
+        train = collect_parallel(model, language_set, probe_games, layers=layers, progress=False)
+        test = collect_parallel(model, language_set, test_games, layers=layers, progress=False)
+        return align(train, test, probe=probe), unification(test), concept_metrics(
+            test, kmeans=kmeans)
+
+    try:
+        old, ours = [], []
+        for _ in range(PHASE_ROUNDS):
+            seconds, first = _seconds(before)
+            old.append(seconds)
+            seconds, second = _seconds(after)
+            ours.append(seconds)
+        collect_seconds, _ = _seconds(lambda: [collect_parallel(
+            model, language_set, g, layers=layers, progress=False)
+            for g in (probe_games, test_games)])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(first[0].matrices, second[0].matrices):
+        np.testing.assert_array_equal(a.accuracy, b.accuracy)
+    assert first[1] == second[1]
+    assert [r.to_dict() for r in first[2].per_layer] == [r.to_dict() for r in second[2].per_layer]
+    section = f"analysis phase {PHASE_GAMES}+40 games"
+    report(section, "collect per analysis (before) s, fastest", min(old), "s")
+    report(section, "collect once (after) s, fastest", min(ours), "s")
+    report(section, "one collection of both games arrays s", collect_seconds, "s")
+    report(section, "speed-up (median of pairs)",
+           float(np.median(np.array(old) / np.array(ours))), "x")

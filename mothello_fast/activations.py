@@ -6,12 +6,19 @@ in one language and keeps the residual stream at the last sub-token of each move
 with the labels of the position after that move: the board (absolute and relative),
 the legal next moves and the player.
 
-Layers are hook names (``"blocks.5.hook_resid_post"``), glob patterns of hook names
-(``"blocks.*.hook_resid_post"``) or integers counted as in Othello-GPT's probe tables:
-layer 0 is the embeddings (``blocks.0.hook_resid_pre``) and layer ``l >= 1`` the
-residual stream after block ``l`` (``blocks.{l-1}.hook_resid_post``), so "layer 6" is
-the output of the sixth block. `resolve_layers` turns them into (layer, hook name)
-pairs, one per distinct hook; every function that takes `layers` goes through it.
+**Layers: the one convention.** Every entry point that takes `layers` (the Python API
+and the ``--layers`` of every command) reads them through `resolve_layers`:
+
+- an integer ``l`` counts as Othello-GPT's and mOthello's probe tables do: layer 0 is
+  the embeddings (``blocks.0.hook_resid_pre``) and layer ``l >= 1`` the residual stream
+  after block ``l`` (``blocks.{l-1}.hook_resid_post``), so "layer 6" is the output of
+  the sixth block;
+- a TransformerLens key ``("resid_post", 5)`` counts blocks from 0, as
+  ``cache["resid_post", 5]`` does (`model.act_name`): it is the same hook as layer 6;
+- a hook name (``"blocks.5.hook_resid_post"``) or a glob pattern of hook names
+  (``"blocks.*.hook_resid_post"``) is unambiguous in both conventions.
+
+Results are labelled by the layer as given, with its hook name beside it.
 
 By default only the positions after moves 0..58 are kept (``max_moves=59``): the
 mOthello protocol scores probes over the first 59 moves, and the position after the
@@ -34,20 +41,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .storage import atomic_write_bytes, atomic_write_json, sha256_file
 from .errors import DatasetError, LanguageError, MothelloError, ProbeError, check_int
 from .model import unwrap
 from .othello import replay, validate_games
 
-__all__ = ["Activations", "ActivationStore", "collect_activations", "load_activations",
-           "ParallelActivations", "collect_parallel",
-           "hook_name", "resolve_layers", "check_games", "check_label_kind", "LABEL_KINDS",
-           "MAX_MOVES"]
+__all__ = ["Activations", "collect_activations", "ParallelActivations", "collect_parallel",
+           "hook_name", "resolve_layers", "check_games", "check_label_kind",
+           "LABEL_KINDS", "LABEL_FIELDS", "PARALLEL_LABEL_FIELDS", "MAX_MOVES"]
 
-INDEX = "index.json"
-PARAMS = "params.json"
-_FORMAT = "mothello-activations/1"
-_LABELS = ("board", "relative", "legal_next", "player", "game", "move")
+LABEL_FIELDS = ("board", "relative", "legal_next", "player", "game", "move")
+PARALLEL_LABEL_FIELDS = ("board", "relative", "game", "move", "square")
 LABEL_KINDS = ("absolute", "relative")
 MAX_MOVES = 59   # mOthello scores probes over the first 59 moves
 
@@ -70,10 +73,12 @@ def hook_name(layer: int | str, n_layers: int) -> str:
 
 
 def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple[int | str, str]]:
-    """`layers` (one or a sequence of integers, hook names or glob patterns of hook names)
-    as ``(layer, hook name)`` pairs of `model`, one per distinct hook, in the order given.
+    """`layers` (one or a sequence of integers, TransformerLens keys, hook names or glob
+    patterns of hook names: the module docstring's convention) as ``(layer, hook name)``
+    pairs of `model`, one per distinct hook, in the order given.
 
-    A glob pattern gives one pair per matching hook, labelled with the hook name; a hook
+    A glob pattern gives one pair per matching hook, labelled with the hook name, as does a
+    TransformerLens key (so that every label can be written to JSON); a hook
     named twice (``[1, 1]``, ``[1, "blocks.0.hook_resid_post"]``) keeps its first label.
     Raises `ProbeError` for an empty list, an unknown hook name or a pattern that
     matches nothing.
@@ -87,6 +92,13 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple
         raise ProbeError("layers is empty: expected at least one layer or hook name")
     pairs: dict[str, int | str] = {}
     for layer in layers:
+        if isinstance(layer, tuple):   # TransformerLens's ("resid_post", 5): blocks from 0
+            name = _tl_key(layer)
+            if name not in points:
+                raise ProbeError(f"layer={layer!r} names {name!r}, not a hook point of the "
+                                 f"model; expected one of {points}")
+            pairs.setdefault(name, name)
+            continue
         if isinstance(layer, str) and any(c in layer for c in "*?["):
             matched = [name for name in points if fnmatch.fnmatchcase(name, layer)]
             if not matched:
@@ -101,6 +113,20 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple
                              f"integer 0..{gpt.config.n_layers} or one of {points}")
         pairs.setdefault(name, int(layer) if isinstance(layer, np.integer) else layer)
     return [(layer, name) for name, layer in pairs.items()]
+
+
+def _tl_key(key: tuple) -> str:
+    """The hook name of a TransformerLens cache key ``(name, block[, layer_type])``."""
+    from .model import act_name
+
+    if not 2 <= len(key) <= 3 or not isinstance(key[0], str) \
+            or not isinstance(key[1], (int, np.integer)) or isinstance(key[1], bool):
+        raise ProbeError(f"layer={key!r}: expected a TransformerLens key (name, block), such "
+                         "as ('resid_post', 5)")
+    try:
+        return act_name(key[0], int(key[1]), *key[2:])
+    except MothelloError as exc:
+        raise ProbeError(f"layer={key!r}: {exc}") from None
 
 
 def check_games(games, name: str = "games", *, error: type[MothelloError] = ProbeError
@@ -159,7 +185,7 @@ class Activations(_PositionRows):
             raise ProbeError("no activations to concatenate")
         hidden = {k: np.concatenate([p.hidden[k] for p in parts]) for k in parts[0].hidden}
         return cls(parts[0].language, hidden,
-                   *(np.concatenate([getattr(p, f) for p in parts]) for f in _LABELS))
+                   *(np.concatenate([getattr(p, f) for p in parts]) for f in LABEL_FIELDS))
 
 
 def _numpy(array) -> np.ndarray:
@@ -233,106 +259,11 @@ def _collect_batch(gpt, language_set, games: np.ndarray, language: str, hooks: l
     return _labelled(language, hidden, replay(games), rows, moves, first_game)
 
 
-def _shard_tensors(part: Activations) -> dict[str, torch.Tensor]:
-    tensors = {f"hidden.{k}": torch.from_numpy(np.ascontiguousarray(v))
-               for k, v in part.hidden.items()}
-    for name in _LABELS:
-        array = getattr(part, name)
-        tensors[name] = torch.from_numpy(np.ascontiguousarray(
-            array.view(np.uint8) if array.dtype == np.bool_ else array))
-    return tensors
-
-
-def _read_shard(path: Path, language: str, layers: Sequence[str] | str) -> Activations:
-    from safetensors.numpy import load_file
-
-    data = load_file(str(path))
-    hidden_keys = [k[len("hidden."):] for k in data if k.startswith("hidden.")]
-    wanted = [layers] if isinstance(layers, str) else list(layers)
-    missing = sorted(set(wanted) - set(hidden_keys))
-    if missing:
-        raise DatasetError(f"activation shard {str(path)!r} has no layer(s) {missing}; "
-                           f"it holds {sorted(hidden_keys)}")
-    labels = {name: data[name] for name in _LABELS}
-    labels["legal_next"] = labels["legal_next"].view(np.bool_)
-    return Activations(language, {k: data[f"hidden.{k}"] for k in wanted}, **labels)
-
-
-class ActivationStore:
-    """A collection written by ``collect_activations(..., out_dir=DIR)``: shards and an index.
-
-    Iterating yields one `Activations` per shard; `load` concatenates them.
-    """
-
-    def __init__(self, path: Path, index: dict):
-        self.path = Path(path)
-        self.index = index
-
-    @property
-    def language(self) -> str:
-        return self.index["language"]
-
-    @property
-    def layers(self) -> list[str]:
-        return list(self.index["layers"])
-
-    def __len__(self) -> int:
-        return int(self.index["n_positions"])
-
-    def __iter__(self) -> Iterator[Activations]:
-        return (_read_shard(self.path / s["file"], self.language, self.layers)
-                for s in self.index["shards"])
-
-    def load(self, layers: Sequence[str] | str | None = None) -> Activations:
-        """Every shard in memory, concatenated (optionally only some layers, hook names;
-        by default every layer, in the order collected)."""
-        layers = self.layers if layers is None else layers
-        return Activations.concatenate([_read_shard(self.path / s["file"], self.language, layers)
-                                        for s in self.index["shards"]])
-
-    def __repr__(self) -> str:
-        return (f"ActivationStore({str(self.path)!r}, language={self.language!r}, "
-                f"positions={len(self)}, layers={self.layers})")
-
-
-def load_activations(path, *, verify: bool = True) -> ActivationStore:
-    """Open a collection written by `collect_activations` with ``out_dir``; with `verify`,
-    every shard's sha256 is checked against the index."""
-    path = Path(path)
-    try:
-        index = json.loads((path / INDEX).read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"{str(path)!r} has no {INDEX}: not a finished activation "
-                           "collection") from None
-    if index.get("format") != _FORMAT:
-        raise DatasetError(f"{str(path / INDEX)!r} has format {index.get('format')!r}; "
-                           f"expected {_FORMAT!r}")
-    shards = index.get("shards")
-    if not isinstance(shards, list):
-        raise DatasetError(f"{str(path / INDEX)!r} has no list of shards")
-    for number, shard in enumerate(shards):
-        name = shard.get("file") if isinstance(shard, dict) else None
-        # a plain file name: the store reads and hashes nothing outside its own directory
-        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-            raise DatasetError(f"{str(path / INDEX)!r}, shards[{number}]: file {name!r} is not "
-                               "a plain file name in the collection's directory")
-        if not isinstance(shard.get("sha256"), str):
-            raise DatasetError(f"{str(path / INDEX)!r}, shards[{number}] ({name}) has no "
-                               "sha256: every shard's digest is required")
-    if verify:
-        for shard in shards:
-            file = path / shard["file"]
-            if not file.exists() or sha256_file(file) != shard["sha256"]:
-                raise DatasetError(f"activation shard {str(file)!r} is missing or corrupted "
-                                   "(sha256 does not match the index)")
-    return ActivationStore(path, index)
-
-
 @torch.no_grad()
 def collect_activations(model, language_set, games, *, language: str,
                         layers: Sequence[int | str] | int | str = (6,), batch_size: int = 256,
                         progress: bool = True, out_dir=None, shard_games: int = 4096,
-                        max_moves: int | None = MAX_MOVES) -> Activations | ActivationStore:
+                        max_moves: int | None = MAX_MOVES):
     """Residual stream at the last sub-token of every move of `games` written in `language`.
 
     games: int8 [n, 60]. layers: see `resolve_layers` (the hidden states are keyed by hook
@@ -384,59 +315,42 @@ def _fingerprint(gpt, games: np.ndarray, language_set) -> dict:
 
 
 def _collect_to_disk(gpt, language_set, games, language, hooks, batch_size, shard_games,
-                     progress, out_dir: Path, device, max_moves) -> ActivationStore:
-    from safetensors.torch import save
+                     progress, out_dir, device, max_moves):
+    from .activation_store import SINGLE_FORMAT, ActivationStore, shard_tensors, write_store
 
-    params = {"format": _FORMAT, "language": language, "layers": hooks, "n_games": len(games),
-              "shard_games": shard_games, "max_moves": max_moves, **_fingerprint(gpt, games, language_set)}
-    if (out_dir / INDEX).exists():
-        store = load_activations(out_dir, verify=False)
-        if {k: store.index.get(k) for k in params} == params:
-            return store
-        raise DatasetError(f"{str(out_dir)!r} already holds another activation collection; "
-                           "expected an empty directory or the same collection")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / PARAMS).exists() and json.loads((out_dir / PARAMS).read_text()) != params:
-        raise DatasetError(f"{str(out_dir)!r} holds an unfinished collection of other games, "
-                           "model, language set or layers; expected an empty directory or the same collection")
-    atomic_write_json(out_dir / PARAMS, params)
-    shards = []
-    bar = tqdm(total=len(games), desc=f"activations {language}", unit="game",
-               disable=not progress, leave=False)
-    for number, start in enumerate(range(0, len(games), shard_games)):
-        stop = min(start + shard_games, len(games))
-        file = out_dir / f"shard-{number:05d}.safetensors"
-        record_file = out_dir / f"shard-{number:05d}.json"
-        if file.exists() and record_file.exists():
-            record = json.loads(record_file.read_text())
-        else:
-            part = Activations.concatenate(
-                [_collect_batch(gpt, language_set, games[s:min(s + batch_size, stop)], language,
-                                hooks, s, device, max_moves)
-                 for s in range(start, stop, batch_size)])
-            data = save(_shard_tensors(part))
-            atomic_write_bytes(file, data)
-            record = {"file": file.name, "games": [start, stop], "n_positions": len(part),
-                      "sha256": hashlib.sha256(data).hexdigest()}
-            atomic_write_json(record_file, record)
-        shards.append(record)
-        bar.update(stop - start)
-    bar.close()
-    d_model = gpt.config.d_model
-    index = {**params, "d_model": d_model, "n_positions": sum(s["n_positions"] for s in shards),
-             "shards": shards}
-    atomic_write_json(out_dir / INDEX, index)
-    return ActivationStore(out_dir, index)
+    params = {"format": SINGLE_FORMAT, "language": language, "layers": hooks,
+              "n_games": len(games), "shard_games": shard_games, "max_moves": max_moves,
+              **_fingerprint(gpt, games, language_set)}
+
+    def part(start: int, stop: int):
+        acts = Activations.concatenate(
+            [_collect_batch(gpt, language_set, games[s:min(s + batch_size, stop)], language,
+                            hooks, s, device, max_moves) for s in range(start, stop, batch_size)])
+        return shard_tensors(acts.hidden, {f: getattr(acts, f) for f in LABEL_FIELDS}), len(acts)
+
+    index = write_store(out_dir, params, _chunks(len(games), shard_games), part,
+                        extra={"d_model": gpt.config.d_model}, progress=progress,
+                        desc=f"activations {language}")
+    return ActivationStore(Path(out_dir), index)
+
+
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 @dataclass
 class ParallelActivations(_PositionRows):
     """The same positions (game, move) written in several languages, row-aligned across
-    languages and layers: what alignment, unification and the study's controls read.
+    languages and layers: the collection every analysis takes (probes, the alignment
+    matrix, CALIGN/COLAP, unification, the study's controls), from a mOthello model
+    (`collect_parallel`) or any other (`from_sequences`), in memory or on disk (`save`,
+    ``collect_parallel(..., out_dir=DIR)``, `activation_store.load_activations`).
 
-    hidden: layer -> language -> ``float32 [P, d_model]`` (layers labelled as given to
-    `collect_parallel`, see `resolve_layers`); hooks: layer -> hook name; board,
-    relative: ``int8 [P, 64]``; game, move: ``int64 [P]`` (row in the games array, ply).
+    hidden: layer -> language -> ``float32 [P, d]`` (layers labelled as given, see
+    `resolve_layers`); hooks: layer -> hook name; board, relative: ``int8 [P, 64]``;
+    game, move: ``int64 [P]`` (row in the games array, ply); square: ``int64 [P]`` (the
+    square of the move, the type of a point for the concept metrics); language_set: the
+    `LanguageSet` the games were written in, when known.
     """
     languages: tuple[str, ...]
     hooks: dict
@@ -445,6 +359,8 @@ class ParallelActivations(_PositionRows):
     relative: np.ndarray
     game: np.ndarray
     move: np.ndarray
+    square: np.ndarray
+    language_set: object = None
 
     @classmethod
     def from_sequences(cls, hidden, language_set, games, *,
@@ -484,13 +400,50 @@ class ParallelActivations(_PositionRows):
             parts.append(_labelled(language, {layer: a[rows, cols]
                                               for layer, a in arrays.items()},
                                    labels, rows, moves))
-        keep = _common_positions(parts)
+        return _parallel(parts, [(layer, layer) for layer in hidden], games, language_set)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[ParallelActivations]) -> ParallelActivations:
+        """The positions of `parts` (the same languages and layers) one after another."""
+        if not parts:
+            raise ProbeError("no activations to concatenate")
         first = parts[0]
-        return cls(tuple(languages), {layer: layer for layer in hidden},
-                   {layer: {p.language: _take(p.hidden[layer], r) for p, r in zip(parts, keep)}
-                    for layer in hidden},
-                   _take(first.board, keep[0]), _take(first.relative, keep[0]),
-                   _take(first.game, keep[0]), _take(first.move, keep[0]))
+        for part in parts[1:]:
+            if part.languages != first.languages or part.hooks != first.hooks:
+                raise ProbeError(f"collections of languages {list(part.languages)} at "
+                                 f"{part.hooks}: expected {list(first.languages)} at "
+                                 f"{first.hooks}, as the first")
+        hidden = {layer: {language: np.concatenate([p.hidden[layer][language] for p in parts])
+                          for language in first.languages} for layer in first.hidden}
+        return cls(first.languages, dict(first.hooks), hidden,
+                   *(np.concatenate([getattr(p, f) for p in parts])
+                     for f in PARALLEL_LABEL_FIELDS), language_set=first.language_set)
+
+    def select(self, layers=None, languages=None) -> ParallelActivations:
+        """The same positions at some `layers` (labels or hook names; default all) in some
+        `languages` (default all), sharing this collection's arrays."""
+        by_hook = {hook: layer for layer, hook in self.hooks.items()}
+        if layers is None:
+            chosen = list(self.hidden)
+        else:
+            layers = list(layers) if isinstance(layers, (list, tuple, range)) else [layers]
+            unknown = [l for l in layers if l not in self.hidden and l not in by_hook]
+            if unknown:
+                raise ProbeError(f"layers {unknown} not collected; collected: {self.layers} "
+                                 f"(hooks {list(by_hook)})")
+            chosen = list(dict.fromkeys(l if l in self.hidden else by_hook[l] for l in layers))
+        if languages is None:
+            names = self.languages
+        else:
+            names = tuple([languages] if isinstance(languages, str) else languages)
+            unknown = [n for n in names if n not in self.languages]
+            if unknown or not names:
+                raise ProbeError(f"languages={list(names)}: expected some of "
+                                 f"{list(self.languages)}")
+        return ParallelActivations(
+            names, {layer: self.hooks[layer] for layer in chosen},
+            {layer: {name: self.hidden[layer][name] for name in names} for layer in chosen},
+            self.board, self.relative, self.game, self.move, self.square, self.language_set)
 
     def stacked(self, layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every language's rows of `layer` one after another: (``float32 [L*P, d]``,
@@ -502,6 +455,51 @@ class ParallelActivations(_PositionRows):
         n = len(self)
         return (x, np.tile(np.arange(n, dtype=np.int64), len(self.languages)),
                 np.repeat(np.arange(len(self.languages), dtype=np.int64), n))
+
+    def save(self, path, *, shard_positions: int = 1 << 16, progress: bool = False):
+        """Write the collection to the directory `path` (safetensors shards of
+        `shard_positions` positions and a JSON index; see `activation_store`) and return
+        its `ParallelStore`. Saving the same collection again finds it written; a
+        directory holding another collection is refused."""
+        from .activation_store import PARALLEL_FORMAT, ParallelStore, write_store
+
+        shard_positions = check_int("shard_positions", shard_positions, least=1,
+                                    error=ProbeError)
+        params = {"format": PARALLEL_FORMAT, **self._description(),
+                  "content_sha256": self._digest()}
+
+        def part(start: int, stop: int):
+            return _parallel_tensors(self, slice(start, stop)), stop - start
+
+        index = write_store(path, params, _chunks(len(self), shard_positions), part,
+                            progress=progress, desc="saving activations", unit="position")
+        return ParallelStore(Path(path), index)
+
+    def _description(self) -> dict:
+        """The JSON fields naming what the collection holds."""
+        return {"languages": list(self.languages),
+                "layers": [[layer, hook] for layer, hook in self.hooks.items()],
+                "language_set": None if self.language_set is None else self.language_set.to_dict()}
+
+    def _digest(self) -> str:
+        digest = hashlib.sha256()
+        for layer in self.hidden:
+            for name in self.languages:
+                digest.update(np.ascontiguousarray(self.hidden[layer][name]).tobytes())
+        for field in PARALLEL_LABEL_FIELDS:
+            digest.update(np.ascontiguousarray(getattr(self, field)).tobytes())
+        return digest.hexdigest()
+
+
+def _parallel_tensors(collection: ParallelActivations, rows: slice) -> dict[str, torch.Tensor]:
+    """The tensors of a shard of `collection`'s `rows`: ``hidden.<i>.<language>`` for the
+    i-th layer, and the labels."""
+    from .activation_store import shard_tensors
+
+    hidden = {f"{i}.{language}": by_language[language][rows]
+              for i, by_language in enumerate(collection.hidden.values())
+              for language in collection.languages}
+    return shard_tensors(hidden, {f: getattr(collection, f)[rows] for f in PARALLEL_LABEL_FIELDS})
 
 
 def _common_positions(collections: Sequence[Activations]) -> list[np.ndarray]:
@@ -524,27 +522,65 @@ def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return array[rows]
 
 
+def _parallel(collections: Sequence[Activations], pairs: Sequence[tuple], games: np.ndarray,
+              language_set) -> ParallelActivations:
+    """One language's `Activations` each (hidden keyed by the hooks of `pairs`, (layer,
+    hook)) as a `ParallelActivations` of the positions they all have; games: the games
+    array (int8 [n, 60]) their `game` indexes."""
+    rows = _common_positions(collections)
+    first, keep = collections[0], rows[0]
+    game, move = _take(first.game, keep), _take(first.move, keep)
+    return ParallelActivations(
+        tuple(c.language for c in collections), dict(pairs),
+        {layer: {c.language: _take(c.hidden[hook], r) for c, r in zip(collections, rows)}
+         for layer, hook in pairs},
+        _take(first.board, keep), _take(first.relative, keep), game, move,
+        games[game, move].astype(np.int64), language_set)
+
+
 def collect_parallel(model, language_set, games, *, languages: Sequence[str] | None = None,
                      layers: Sequence[int | str] | int | str = (6,), batch_size: int = 256,
-                     max_moves: int | None = MAX_MOVES, progress: bool = True
-                     ) -> ParallelActivations:
+                     max_moves: int | None = MAX_MOVES, progress: bool = True, out_dir=None,
+                     shard_games: int = 4096):
     """`collect_activations` of `games` (int8 [n, 60]) in every language of `languages`
     (all input languages by default) at `layers`, kept at the positions every language
     has (a short context can cut a multi-token language's last moves), in the same order
-    in every language. One forward pass per language and batch reads every layer."""
+    in every language. One forward pass per language and batch reads every layer.
+
+    Returns a `ParallelActivations`, or with `out_dir` a `ParallelStore` written
+    `shard_games` games a shard as they are collected (an interrupted collection resumes;
+    ``.load()`` reads it back)."""
     games = check_games(games)
     languages = language_set.select_languages(languages)
     pairs = resolve_layers(model, layers)
     hooks = [hook for _, hook in pairs]
-    collected = [collect_activations(model, language_set, games, language=language,
-                                     layers=hooks, batch_size=batch_size, progress=progress,
-                                     max_moves=max_moves)
-                 for language in languages]
-    rows = _common_positions(collected)
-    hidden = {layer: {language: _take(c.hidden[hook], r)
-                      for language, c, r in zip(languages, collected, rows)}
-              for layer, hook in pairs}
-    first = collected[0]
-    return ParallelActivations(tuple(languages), dict(pairs), hidden,
-                               _take(first.board, rows[0]), _take(first.relative, rows[0]),
-                               _take(first.game, rows[0]), _take(first.move, rows[0]))
+    shard_games = check_int("shard_games", shard_games, least=1, error=ProbeError)
+
+    def collect(start: int, stop: int, show: bool) -> ParallelActivations:
+        collected = [collect_activations(model, language_set, games[start:stop],
+                                         language=language, layers=hooks,
+                                         batch_size=batch_size, progress=show,
+                                         max_moves=max_moves)
+                     for language in languages]
+        for part in collected:
+            part.game += start
+        return _parallel(collected, pairs, games, language_set)
+
+    if out_dir is None:
+        return collect(0, len(games), progress)
+    from .activation_store import PARALLEL_FORMAT, ParallelStore, write_store
+
+    gpt = unwrap(model)
+    description = ParallelActivations(tuple(languages), dict(pairs), {}, *([None] * 5),
+                                      language_set=language_set)._description()
+    params = {"format": PARALLEL_FORMAT, **description, "n_games": len(games),
+              "shard_games": shard_games, "max_moves": max_moves,
+              **_fingerprint(gpt, games, language_set)}
+
+    def shard(start: int, stop: int):
+        part = collect(start, stop, False)
+        return _parallel_tensors(part, slice(None)), len(part)
+
+    index = write_store(out_dir, params, _chunks(len(games), shard_games), shard,
+                        progress=progress, desc="activations")
+    return ParallelStore(Path(out_dir), index)

@@ -8,8 +8,11 @@ The test positions are those of separate test games when given (mOthello's proto
 probes trained on the probe games, tested on 100 fresh games); otherwise the positions
 are split 80/20 at random (seeded), the same split for every language.
 
-`alignment_matrix` and `alignment_by_layer` take plain arrays, so they work on any
-model's activations; `model_alignment` collects them from a mOthello model first.
+`align` takes a collection (`activations.ParallelActivations`, from any model: see
+`ParallelActivations.from_sequences`); `alignment_matrix` and `alignment_by_layer` take
+plain arrays; `model_alignment` collects a mOthello model's activations, then aligns.
+The probe is an estimator, cloned for every fit (``probe=MLPProbe(hidden=512)``), or a
+kind name ("mlp", "linear": a default probe of that kind seeded with `seed`).
 """
 from __future__ import annotations
 
@@ -20,11 +23,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import ProbeError
-from .probes import PROBE_KINDS, check_test_fraction, make_probe, split_positions
+from .probes import check_test_fraction, fresh_probe, split_positions
 
-# PROBE_KINDS and make_probe live in `probes`; re-exported here for older imports
-__all__ = ["PROBE_KINDS", "make_probe", "AlignmentMatrix", "LayerAlignment", "alignment_matrix",
-           "alignment_by_layer", "model_alignment"]
+__all__ = ["AlignmentMatrix", "LayerAlignment", "alignment_matrix", "alignment_by_layer",
+           "align", "model_alignment"]
 
 
 def _json_number(value: float) -> float | None:
@@ -120,9 +122,9 @@ def _check_positions(hidden: Mapping[str, np.ndarray], labels, what: str) -> np.
     return labels
 
 
-def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe: str = "mlp",
-                     probe_params: Mapping | None = None, test_fraction: float = 0.2,
-                     seed: int = 0, test_hidden: Mapping[str, np.ndarray] | None = None,
+def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe="mlp",
+                     test_fraction: float = 0.2, seed: int = 0,
+                     test_hidden: Mapping[str, np.ndarray] | None = None,
                      test_labels=None, progress: bool = False) -> AlignmentMatrix:
     """All-pairs cross-lingual probe accuracy at one layer.
 
@@ -132,13 +134,13 @@ def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe: str = "
     `test_labels` (int ``[M, 64]``), probes train on every position of `hidden` and are
     scored on the test positions; without them, on a seeded random split of `hidden`
     with `test_fraction` of the positions held out.
-    probe: "linear" or "mlp", built with `probe_params` (its `seed` defaults to `seed`).
+    probe: an estimator cloned for every fit, or a kind name ("mlp", "linear") seeded
+    with `seed` (`probes.fresh_probe`).
     """
     languages = tuple(hidden)   # a mapping's keys: each once
     if not languages:
         raise ProbeError("hidden is empty: expected the activations of at least one language")
-    params = {"seed": seed, **(probe_params or {})}
-    make_probe(probe, **params)
+    fresh_probe(probe, seed=seed)
     labels = _check_positions(hidden, labels, "")
     if (test_hidden is None) != (test_labels is None):
         raise ProbeError("test_hidden and test_labels: expected both or neither")
@@ -164,7 +166,7 @@ def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe: str = "
     per_position = np.empty((len(languages), len(languages), len(test_y)))
     for a, source in enumerate(tqdm(languages, desc="alignment", disable=not progress,
                                     leave=False)):
-        fitted = make_probe(probe, **params).fit(np.asarray(train_x[source]), train_y)
+        fitted = fresh_probe(probe, seed=seed).fit(np.asarray(train_x[source]), train_y)
         for b, target in enumerate(languages):
             right = fitted.predict(np.asarray(test_x[target])) == test_y   # bool [M, 64]
             per_square[a, b], per_position[a, b] = right.mean(0), right.mean(1)
@@ -188,18 +190,40 @@ def alignment_by_layer(hidden: Mapping[object, Mapping[str, np.ndarray]], labels
         for layer in layers))
 
 
+def align(train, test=None, *, labels: str = "absolute", layers=None, languages=None,
+          probe="mlp", test_fraction: float = 0.2, seed: int = 0,
+          progress: bool = False) -> LayerAlignment:
+    """`alignment_by_layer` of a collection (`activations.ParallelActivations`, from any
+    model) at `layers` (default: all collected) in `languages` (default: all), with
+    "absolute" or "relative" board labels. With `test` (a collection of other games: the
+    same languages and layers), probes train on every position of `train` and are tested
+    on `test`'s (mOthello's protocol); without, on a `test_fraction` split of `train`."""
+    from .activations import check_label_kind
+
+    check_label_kind(labels)
+    train = train.select(layers, languages)
+    if test is not None:
+        test = test.select(list(train.hooks.values()), train.languages)
+    else:
+        check_test_fraction(test_fraction)
+    return alignment_by_layer(train.hidden, train.labels(labels),
+                              test_hidden=None if test is None else dict(
+                                  zip(train.layers, test.hidden.values())),
+                              test_labels=None if test is None else test.labels(labels),
+                              probe=probe, test_fraction=test_fraction, seed=seed,
+                              progress=progress)
+
+
 def model_alignment(model, language_set, games, *, languages: Sequence[str] | None = None,
                     layers: Sequence[int | str] | int | str = (6,), labels: str = "absolute",
-                    probe: str = "mlp", probe_params: Mapping | None = None,
-                    test_games=None, test_fraction: float = 0.2, seed: int = 0,
+                    probe="mlp", test_games=None, test_fraction: float = 0.2, seed: int = 0,
                     batch_size: int = 256, progress: bool = True) -> LayerAlignment:
     """Collect `model`'s hidden states on `games` (int8 [n, 60]) in every language (all
     input languages by default) at `layers` (see `activations.resolve_layers`; the
-    result has one entry per distinct hook), and compute `alignment_by_layer` with
-    "absolute" or "relative" board labels. With `test_games` (int8 [m, 60], fresh games:
-    mOthello's protocol), probes train on every position of `games` and are tested on
-    those of `test_games`; without, on a `test_fraction` split of the positions of
-    `games`."""
+    result has one entry per distinct hook), then `align` them. With `test_games`
+    (int8 [m, 60], fresh games: mOthello's protocol), probes train on every position of
+    `games` and are tested on those of `test_games`; without, on a `test_fraction` split
+    of the positions of `games`. Every argument is checked before anything is collected."""
     from .activations import check_games, check_label_kind, collect_parallel, resolve_layers
 
     games = check_games(games)
@@ -207,17 +231,12 @@ def model_alignment(model, language_set, games, *, languages: Sequence[str] | No
         test_games = check_games(test_games, "test_games")
     languages = language_set.select_languages(languages)
     check_label_kind(labels)
-    make_probe(probe, **{"seed": seed, **(probe_params or {})})
+    fresh_probe(probe, seed=seed)
     if test_games is None:
         check_test_fraction(test_fraction)
     resolve_layers(model, layers)
-    train = collect_parallel(model, language_set, games, languages=languages, layers=layers,
-                             batch_size=batch_size, progress=progress)
-    test = None if test_games is None else collect_parallel(
-        model, language_set, test_games, languages=languages, layers=layers,
-        batch_size=batch_size, progress=progress)
-    return alignment_by_layer(train.hidden, train.labels(labels),
-                              test_hidden=None if test is None else test.hidden,
-                              test_labels=None if test is None else test.labels(labels),
-                              probe=probe, probe_params=probe_params,
-                              test_fraction=test_fraction, seed=seed, progress=progress)
+    train, test = (None if g is None else collect_parallel(
+        model, language_set, g, languages=languages, layers=layers, batch_size=batch_size,
+        progress=progress) for g in (games, test_games))
+    return align(train, test, labels=labels, probe=probe, test_fraction=test_fraction,
+                 seed=seed, progress=progress)

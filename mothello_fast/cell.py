@@ -301,17 +301,16 @@ def _analyse(model, language_set, probe_games, test_games, layers, probe, seed: 
     """(results, probe-game activations, test-game activations): probes (all language
     pairs, trained on `probe_games`, tested on `test_games`) and the unification score
     (on the test games) at each of `layers`, from one collection of each games array."""
+    from sklearn.base import clone
+
     from .activations import collect_parallel
-    from .alignment import alignment_by_layer
+    from .alignment import align
     from .unification import unification_score
 
     train = collect_parallel(model, language_set, probe_games, layers=layers, progress=False)
     test = collect_parallel(model, language_set, test_games, layers=layers, progress=False)
-    params = {k: v for k, v in probe.get_params().items() if k != "seed"}
-    kind = probe_kind(probe)
-    by_layer = alignment_by_layer(train.hidden, train.board, test_hidden=test.hidden,
-                                  test_labels=test.board, probe=kind, probe_params=params,
-                                  seed=seed, progress=progress)
+    by_layer = align(train, test, probe=clone(probe).set_params(seed=seed), seed=seed,
+                     progress=progress)
     counts = np.bincount(test.game, minlength=len(test_games)).astype(float)
     unification = []
     for layer in by_layer.layers:
@@ -353,7 +352,7 @@ def run_cell(*, setting: str = "naive", seed: int = 0, languages: str = "atomic,
     from .devices import resolve_device
     from .languages import LanguageSet
     from .parallel import torch_threads
-    from .probes import make_probe
+    from .probes import fresh_probe
     from .train import TrainConfig, process_group, train
 
     n_anchors, objective = parse_setting(setting)
@@ -366,7 +365,7 @@ def run_cell(*, setting: str = "naive", seed: int = 0, languages: str = "atomic,
     sizes, scale_name = resolve_scale(scale)
     probe = clone(resolve_probe(probe, sizes)).set_params(device=str(device), progress=False)
     kind = probe_kind(probe)
-    make_probe(kind, **probe.get_params())   # checks the hyperparameters now
+    fresh_probe(probe)   # checks the hyperparameters now
     seeds = {role: derive_seed(seed, f"{role}-games") for role in DATA_ROLES}
     seeds.update({role: derive_seed(seed, role) for role in ("training", "probes",
                                                              "transfer-training")})

@@ -52,13 +52,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConceptError, check_float, check_int
+from .errors import ConceptError, MothelloError, check_float, check_int
 from .plots import new_figure, save_figure
 
 __all__ = ["AlignedPair", "CalignResult", "ColapResult", "calign", "colap",
            "dictionary_from_translation_table", "dictionary_from_token_square",
-           "concept_report", "check_report_params", "cap_per_type", "compare_reports",
-           "SIZE_RULES"]
+           "PairOverlap", "LayerConcepts", "ConceptReport", "concept_metrics", "concept_report",
+           "embedding_geometry", "default_kmeans", "check_report_params", "cap_per_type",
+           "compare_reports", "SIZE_RULES"]
 
 DIRECTIONS = ("s->t", "t->s", "both")
 
@@ -474,8 +475,8 @@ def _padded(rows: Mapping[int, list[int]], n: int) -> np.ndarray:
 
 # -- the report of a model ---------------------------------------------------------------
 
-def _embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
-                        k_neighbors: int, seed: int, include_self: bool = False) -> dict:
+def embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
+                       k_neighbors: int = 50, seed: int = 0, include_self: bool = False) -> dict:
     """Geometry of the input embeddings (weight float [vocab_size, d_model]) of the input
     languages `names`; anchored squares' tokens (shared by every language) are left out.
     When a language has fewer than 2 tokens of its own (e.g. every square anchored),
@@ -559,12 +560,14 @@ COMPARED = (("calign_mean", "CALIGN (mean over pairs)"), ("colap", "COLAP (mean 
             ("unification", "unification score"))
 
 
-def compare_reports(reports: Mapping[str, dict], path=None) -> dict:
-    """Concept metrics of several `concept_report` results side by side (two checkpoints of
-    one run: base and fine-tuned, early and late), by layer: {"layers", "metrics": {metric:
-    {report name: [value per layer]}}, "embedding_geometry": {name: ...}}; with `path`, a
-    figure of one panel per metric, a line per report. The reports must cover the same
-    layers and languages."""
+def compare_reports(reports: Mapping[str, ConceptReport | dict], path=None) -> dict:
+    """Concept metrics of several reports (`ConceptReport`, or its ``to_dict()`` as
+    concepts.json holds it) side by side: two checkpoints of one run (base and fine-tuned,
+    early and late), by layer: {"layers", "metrics": {metric: {report name: [value per
+    layer]}}, "embedding_geometry": {name: ...}}; with `path`, a figure of one panel per
+    metric, a line per report. The reports must cover the same layers and languages."""
+    reports = {name: r.to_dict() if isinstance(r, ConceptReport) else r
+               for name, r in reports.items()}
     if len(reports) < 2:
         raise ConceptError(f"{len(reports)} report(s): expected two or more to compare")
     first = next(iter(reports.values()))
@@ -579,7 +582,7 @@ def compare_reports(reports: Mapping[str, dict], path=None) -> dict:
     metrics = {metric: {name: [value(row, metric) for row in report["per_layer"]]
                         for name, report in reports.items()} for metric, _ in COMPARED}
     out = {"layers": first["layers"], "languages": first["languages"], "metrics": metrics,
-           "embedding_geometry": {name: report["embedding_geometry"]
+           "embedding_geometry": {name: report.get("embedding_geometry")
                                   for name, report in reports.items()}}
     if path is not None:
         fig, axes = new_figure(figsize=(4 * len(COMPARED), 3.6), dpi=110, ncols=len(COMPARED))
@@ -595,13 +598,22 @@ def compare_reports(reports: Mapping[str, dict], path=None) -> dict:
     return out
 
 
-def check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_ratio,
-                        min_types, theta_o, k_neighbors, seed, max_per_type=None,
-                        size_rule="two-sided") -> None:
-    """The checks of `concept_report`'s scalar parameters (also run by the CLI before it
-    loads anything): a ConceptError naming the first bad one."""
+def default_kmeans(seed: int = 0):
+    """The report's k-means: K 20 (about three of the 60 squares a cluster, so that
+    clusters can hold the more than `min_types` types an alignment needs; at K=100 most
+    clusters hold one square and two identical languages scored 0.5-0.6; the paper's
+    500-1500 are for vocabularies of thousands of words), the authors' 10 k-means++ starts,
+    100 Lloyd iterations each."""
     from .kmeans import KMeans
 
+    return KMeans(20, n_init=10, max_iter=100, seed=seed)
+
+
+def check_report_params(*, kmeans=None, theta_a=0.9, top_n=1, size_ratio=0.6, min_types=1,
+                        theta_o=0.3, k_neighbors=50, max_per_type=None,
+                        size_rule="two-sided") -> None:
+    """The checks of `concept_metrics`' and `concept_report`'s parameters (also run by the
+    CLI before it loads anything): a ConceptError naming the first bad one."""
     for name, value in (("theta_a", theta_a), ("size_ratio", size_ratio),
                         ("theta_o", theta_o)):
         _check_fraction(name, value)
@@ -615,7 +627,24 @@ def check_report_params(*, n_clusters, n_init, max_iter, theta_a, top_n, size_ra
     check_int("k_neighbors", k_neighbors, least=1, error=ConceptError)
     if max_per_type is not None:
         check_int("max_per_type", max_per_type, least=1, error=ConceptError)
-    KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed)._check_params()
+    _fresh_kmeans(kmeans, 0)
+
+
+def _fresh_kmeans(kmeans, seed: int):
+    """An unfitted copy of `kmeans` (an estimator with get_params and fit_predict; None:
+    `default_kmeans(seed)`), its parameters checked."""
+    from sklearn.base import clone
+
+    if kmeans is None:
+        return default_kmeans(seed)
+    if isinstance(kmeans, type) or not all(callable(getattr(kmeans, m, None))
+                                           for m in ("get_params", "fit_predict")):
+        raise ConceptError(f"kmeans={kmeans!r}: expected an estimator with get_params and "
+                           "fit_predict, such as KMeans(20, n_init=10)")
+    copy = clone(kmeans)
+    if callable(getattr(copy, "check_params", None)):
+        copy.check_params()
+    return copy
 
 
 def cap_per_type(types, max_per_type: int | None, seed: int = 0) -> np.ndarray:
@@ -633,142 +662,243 @@ def cap_per_type(types, max_per_type: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(by_type[rank < max_per_type])
 
 
-def concept_report(model, language_set, games, *, layers=None, languages=None,
-                   n_clusters: int = 20, n_init: int = 10, max_iter: int = 100,
-                   max_per_type: int | None = 15, theta_a: float = 0.9, top_n: int = 1,
-                   size_ratio: float = 0.6, size_rule: str = "two-sided", min_types: int = 1,
-                   theta_o: float = 0.3, pooled_colap: bool = False, k_neighbors: int = 50,
-                   include_self: bool = False, seed: int = 0, device=None,
-                   batch_size: int = 256, progress: bool = True, out_dir=None) -> dict:
-    """CALIGN, COLAP and unification per layer on parallel games, and the geometry of the
-    input embeddings, of a mOthello model.
+@dataclass(frozen=True)
+class PairOverlap:
+    """COLAP of one joint clustering of some languages, at token and type level."""
+    token: ColapResult
+    type: ColapResult
 
-    games: int8 [n, 60], written in every language (`languages`, default all inputs).
-    layers: integers as in `collect_activations` (0 the embeddings, l the output of block
-    l; default 1..n_layers). Points are the residual stream at the last sub-token of
-    every move; a point's type is the square of its move (so the dictionary is exact:
-    the same square), its item the (game, ply) it follows. Per layer: k-means with
-    `n_clusters` per language for CALIGN of every ordered pair of languages, a joint
+    def to_dict(self) -> dict:
+        return {"token": self.token.score, "type": self.type.score,
+                "detail": self.token.to_dict()}
+
+
+@dataclass(frozen=True)
+class LayerConcepts:
+    """The concept metrics of one layer: CALIGN of every ordered language pair
+    ("a->b"), COLAP of every unordered pair ("a-b"), the unification score, and, when
+    asked, the COLAP of all languages clustered together."""
+    layer: object
+    hook: str
+    calign: dict
+    colap: dict
+    unification: object
+    pooled_colap: PairOverlap | None = None
+
+    @property
+    def calign_mean(self) -> float:
+        return float(np.mean([r.score for r in self.calign.values()]))
+
+    @property
+    def colap_mean(self) -> float:
+        return float(np.mean([r.token.score for r in self.colap.values()]))
+
+    @property
+    def colap_type_mean(self) -> float:
+        return float(np.mean([r.type.score for r in self.colap.values()]))
+
+    def to_dict(self) -> dict:
+        row = {"layer": self.layer, "hook": self.hook, "calign_mean": self.calign_mean,
+               "calign": {k: r.to_dict() for k, r in self.calign.items()},
+               "colap": self.colap_mean, "colap_type_level": self.colap_type_mean,
+               "colap_pairs": {k: r.to_dict() for k, r in self.colap.items()},
+               "unification": self.unification.to_dict()}
+        if self.pooled_colap is not None:
+            row["colap_pooled"] = {**self.pooled_colap.to_dict(),
+                                   "ceiling": "0 whenever len(languages) * theta_o > 1: "
+                                              "every language needs theta_o of a cluster"}
+        return row
+
+
+@dataclass(frozen=True)
+class ConceptReport:
+    """CALIGN, COLAP and unification per layer (`per_layer`, one `LayerConcepts` each),
+    and the geometry of the input embeddings when a model was given."""
+    languages: tuple[str, ...]
+    per_layer: tuple[LayerConcepts, ...]
+    n_games: int
+    n_positions: int
+    n_clustered_points: dict
+    params: dict
+    embedding_geometry: dict | None = None
+
+    @property
+    def layers(self) -> list:
+        return [row.layer for row in self.per_layer]
+
+    def __getitem__(self, layer) -> LayerConcepts:
+        for row in self.per_layer:
+            if row.layer == layer or row.hook == layer:
+                return row
+        raise KeyError(f"layer {layer!r} not in the report; it has {self.layers}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: concepts.json."""
+        return {"languages": list(self.languages), "layers": self.layers,
+                "hooks": [row.hook for row in self.per_layer], "n_games": self.n_games,
+                "n_positions": self.n_positions, "n_clustered_points": self.n_clustered_points,
+                "params": self.params, "per_layer": [row.to_dict() for row in self.per_layer],
+                "embedding_geometry": self.embedding_geometry}
+
+    def write(self, out_dir) -> Path:
+        """concepts.json and curves.png (the metrics by layer) in `out_dir`."""
+        from .storage import atomic_write_json
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _plot_curves(self.layers, {
+            "CALIGN (mean over pairs)": [r.calign_mean for r in self.per_layer],
+            "COLAP (mean over pairs)": [r.colap_mean for r in self.per_layer],
+            "unification": [r.unification.score for r in self.per_layer]},
+            out / "curves.png")
+        atomic_write_json(out / "concepts.json", self.to_dict())
+        return out / "concepts.json"
+
+
+def concept_metrics(collection, *, layers=None, languages=None, kmeans=None,
+                    max_per_type: int | None = 15, theta_a: float = 0.9, top_n: int = 1,
+                    size_ratio: float = 0.6, size_rule: str = "two-sided", min_types: int = 1,
+                    theta_o: float = 0.3, pooled_colap: bool = False, seed: int = 0,
+                    progress: bool = False, out_dir=None,
+                    embedding_geometry: dict | None = None) -> ConceptReport:
+    """CALIGN, COLAP and unification at each of `layers` (default all collected) of a
+    collection of parallel positions (`activations.ParallelActivations`, from any
+    model) in `languages` (default all; at least two).
+
+    Points are the hidden states at each position; a point's type is the square of its
+    move (so the dictionary is exact: the same square), its item the position. Per layer:
+    k-means (`kmeans`, an estimator cloned for every clustering; default
+    `default_kmeans(seed)`) of each language for CALIGN of every ordered pair, a joint
     k-means of each pair for COLAP (token and type level: the paper's one pair at a time;
     `pooled_colap` adds one clustering of all languages, whose score is 0 whenever
     L * theta_o > 1), and the unification score on every point. With `out_dir`: writes
-    concepts.json, curves.png and similarity_layer{l}.png there. Returns the JSON-ready
-    results.
+    concepts.json, curves.png and similarity_layer{l}.png there; `embedding_geometry`
+    (from `concept_report`) goes into the report as it is.
 
     Defaults, and where they differ from the authors' code (qcri/multilingual-latent-
-    concepts): `n_init` 10 k-means runs and `max_per_type` 15 occurrences of a square
-    per language before clustering (theirs: scikit-learn's 10, ``maxfreq`` 15); `min_types`
-    1 (theirs); the two-sided size rule (the paper's words; theirs is one-sided, `size_rule`);
-    `n_clusters` 20: about three of the 60 squares a cluster, so that clusters can hold the
-    more than `min_types` types an alignment needs (at K=100 most clusters hold one square
-    and two identical languages scored 0.5-0.6; the paper's 500-1500 are for vocabularies
-    of thousands of words); `k_neighbors` 50 (capped at the number of tokens minus one),
-    the token itself excluded unless `include_self` (theirs includes it). Every parameter
-    is checked before any activation is collected.
+    concepts): `max_per_type` 15 occurrences of a square per language before clustering
+    (theirs: ``maxfreq`` 15); `min_types` 1 (theirs); the two-sided size rule (the paper's
+    words; theirs is one-sided, `size_rule`); the k-means of `default_kmeans`. Every
+    parameter is checked before any clustering.
     """
     import torch
     from tqdm.auto import tqdm
 
-    from .activations import MAX_MOVES, collect_activations, resolve_layers
-    from .storage import atomic_write_json
-    from .kmeans import KMeans
-    from .model import unwrap
     from .unification import plot_similarity_matrix, similarity_matrix, unification_score
 
-    gpt = unwrap(model)
-    pairs = resolve_layers(model, range(1, gpt.config.n_layers + 1) if layers is None else layers)
-    layers, hooks = [layer for layer, _ in pairs], [hook for _, hook in pairs]
-    names = language_set.select_languages(languages, least=2, error=ConceptError)
-    check_report_params(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
-                        theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
-                        min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,
-                        seed=seed, max_per_type=max_per_type, size_rule=size_rule)
-    games = np.asarray(games)
-    n_moves = int(np.minimum((games >= 0).sum(1), MAX_MOVES).sum()) if games.ndim == 2 else None
-    if n_moves is not None and len(games) and n_clusters > n_moves:
-        raise ConceptError(f"n_clusters={n_clusters}: expected at most the {n_moves} moves of "
-                           "the games (the points of one language)")
-    collected = [collect_activations(model, language_set, games, language=name, layers=hooks,
-                                     batch_size=batch_size, progress=progress) for name in names]
-    per_language = [(act.game * 60 + act.move, games[act.game, act.move].astype(np.int64))
-                    for act in collected]                       # items, types (squares)
+    check_report_params(kmeans=kmeans, theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
+                        min_types=min_types, theta_o=theta_o, max_per_type=max_per_type,
+                        size_rule=size_rule)
+    if languages is not None and len(languages) < 2 or len(collection.languages) < 2 \
+            and languages is None:
+        raise ConceptError(f"languages={list(languages or collection.languages)}: expected "
+                           "at least two languages to compare")
+    try:
+        collection = collection.select(layers, languages)
+    except MothelloError as exc:
+        raise ConceptError(str(exc)) from None
+    names = list(collection.languages)
+    n_clusters = _fresh_kmeans(kmeans, seed).get_params()["n_clusters"]
+    if n_clusters > len(collection):
+        raise ConceptError(f"n_clusters={n_clusters}: expected at most the {len(collection)} "
+                           "positions of the activations (the points of one language)")
+    types = collection.square
     # the points clustered: the same occurrences in every language (the games are parallel)
-    kept = [cap_per_type(types, max_per_type, seed=seed) for _, types in per_language]
-    if max_per_type is not None and min(len(k) for k in kept) < n_clusters:
+    kept = cap_per_type(types, max_per_type, seed=seed)
+    if len(kept) < n_clusters:
         raise ConceptError(f"n_clusters={n_clusters} with max_per_type={max_per_type}: only "
-                           f"{min(len(k) for k in kept)} points of a language are clustered; "
-                           "expected fewer clusters, a larger cap or more games")
-    lang_ids = np.concatenate([np.full(len(a), j) for j, a in enumerate(collected)])
-    items_all = np.concatenate([p[0] for p in per_language])
+                           f"{len(kept)} points of a language are clustered; expected fewer "
+                           "clusters, a larger cap or more games")
+    kept_types = types[kept]
     identity = np.arange(64)[:, None]
-    params = dict(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
+    params = dict(kmeans=repr(_fresh_kmeans(kmeans, seed)), n_clusters=n_clusters,
                   max_per_type=max_per_type, theta_a=theta_a, top_n=top_n,
                   size_ratio=size_ratio, size_rule=size_rule, min_types=min_types,
-                  theta_o=theta_o, pooled_colap=pooled_colap, k_neighbors=k_neighbors,
-                  include_self=include_self, seed=seed)
+                  theta_o=theta_o, pooled_colap=pooled_colap, seed=seed)
 
     def cluster(points) -> np.ndarray:
-        return KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed,
-                      device=device).fit_predict(points)
+        return _fresh_kmeans(kmeans, seed).fit_predict(points)
 
-    def overlap(points: list[np.ndarray], types: list[np.ndarray]) -> dict:
+    def overlap(points: list[np.ndarray]) -> PairOverlap:
         """COLAP of one joint clustering of the given languages' points."""
         labels = cluster(np.concatenate(points))
-        langs = np.concatenate([np.full(len(p), j) for j, p in enumerate(points)])
-        token = colap(labels, langs, theta_o=theta_o, n_clusters=n_clusters)
-        typed = colap(labels, langs, theta_o=theta_o, level="type",
-                      types=np.concatenate(types), n_clusters=n_clusters)
-        return {"token": token.score, "type": typed.score, "detail": token.to_dict()}
+        langs = np.repeat(np.arange(len(points)), [len(p) for p in points])
+        return PairOverlap(
+            colap(labels, langs, theta_o=theta_o, n_clusters=n_clusters),
+            colap(labels, langs, theta_o=theta_o, level="type",
+                  types=np.tile(kept_types, len(points)), n_clusters=n_clusters))
 
     out_path = None if out_dir is None else Path(out_dir)
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
-    results = {"languages": names, "layers": layers, "hooks": hooks, "n_games": int(len(games)),
-               "n_clustered_points": {n: int(len(k)) for n, k in zip(names, kept)},
-               "params": params, "per_layer": []}
-    for layer, hook in tqdm(list(zip(layers, hooks)), desc="concepts", disable=not progress):
-        hidden = [act.hidden[hook] for act in collected]
-        points = [h[k] for h, k in zip(hidden, kept)]
-        types = [p[1][k] for p, k in zip(per_language, kept)]
+    rows = []
+    for layer in tqdm(collection.layers, desc="concepts", disable=not progress, leave=False):
+        hidden = [collection.hidden[layer][name] for name in names]
+        points = [h[kept] for h in hidden]
         labels = [cluster(x) for x in points]
         calign_pairs, colap_pairs = {}, {}
         for a in range(len(names)):
             for b in range(len(names)):
                 if a != b:
                     calign_pairs[f"{names[a]}->{names[b]}"] = calign(
-                        labels[a], types[a], labels[b], types[b], identity, theta_a=theta_a,
-                        top_n=top_n, size_ratio=size_ratio, size_rule=size_rule,
-                        min_types=min_types).to_dict()
+                        labels[a], kept_types, labels[b], kept_types, identity,
+                        theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
+                        size_rule=size_rule, min_types=min_types)
                 if a < b:
-                    colap_pairs[f"{names[a]}-{names[b]}"] = overlap([points[a], points[b]],
-                                                                    [types[a], types[b]])
-        joint = np.concatenate(hidden)
-        unification = unification_score(torch.from_numpy(joint), items_all, lang_ids)
+                    colap_pairs[f"{names[a]}-{names[b]}"] = overlap([points[a], points[b]])
+        joint, items, lang_ids = collection.stacked(layer)
+        unification = unification_score(torch.from_numpy(joint), items, lang_ids)
         if out_path is not None:
-            plot_similarity_matrix(similarity_matrix(joint, items_all, lang_ids, seed=seed),
+            plot_similarity_matrix(similarity_matrix(joint, items, lang_ids, seed=seed),
                                    out_path / f"similarity_layer{layer}.png",
                                    title=f"layer {layer}: (language, item) cosine similarity",
                                    language_names=names)
-        row = {"layer": layer, "hook": hook,
-               "calign_mean": float(np.mean([r["score"] for r in calign_pairs.values()])),
-               "calign": calign_pairs,
-               "colap": float(np.mean([r["token"] for r in colap_pairs.values()])),
-               "colap_type_level": float(np.mean([r["type"] for r in colap_pairs.values()])),
-               "colap_pairs": colap_pairs, "unification": unification.to_dict()}
-        if pooled_colap:
-            row["colap_pooled"] = overlap(points, types)
-            row["colap_pooled"]["ceiling"] = ("0 whenever len(languages) * theta_o > 1: "
-                                              "every language needs theta_o of a cluster")
-        results["per_layer"].append(row)
-    weight = gpt.embed.weight.detach().float().cpu().numpy()
-    results["embedding_geometry"] = _embedding_geometry(weight, language_set, names,
-                                                        k_neighbors=k_neighbors,
-                                                        include_self=include_self, seed=seed)
+        rows.append(LayerConcepts(layer, collection.hooks[layer], calign_pairs, colap_pairs,
+                                  unification, overlap(points) if pooled_colap else None))
+    report = ConceptReport(tuple(names), tuple(rows), int(len(np.unique(collection.game))),
+                           len(collection), {name: int(len(kept)) for name in names}, params,
+                           embedding_geometry)
     if out_path is not None:
-        per = results["per_layer"]
-        _plot_curves(layers, {"CALIGN (mean over pairs)": [r["calign_mean"] for r in per],
-                              "COLAP (mean over pairs)": [r["colap"] for r in per],
-                              "unification": [r["unification"]["score"] for r in per]},
-                     out_path / "curves.png")
-        atomic_write_json(out_path / "concepts.json", results)
-    return results
+        report.write(out_path)
+    return report
+
+
+def concept_report(model, language_set, games, *, layers=None, languages=None, kmeans=None,
+                   max_per_type: int | None = 15, theta_a: float = 0.9, top_n: int = 1,
+                   size_ratio: float = 0.6, size_rule: str = "two-sided", min_types: int = 1,
+                   theta_o: float = 0.3, pooled_colap: bool = False, k_neighbors: int = 50,
+                   include_self: bool = False, seed: int = 0, batch_size: int = 256,
+                   progress: bool = True, out_dir=None) -> ConceptReport:
+    """`concept_metrics` of a mOthello model's hidden states on parallel `games` (int8
+    [n, 60], written in every language of `languages`, default all inputs) at `layers`
+    (see `activations.resolve_layers`; default 1..n_layers), collected once, and the
+    geometry of its input embeddings (`embedding_geometry`: `k_neighbors` 50, the paper's,
+    capped at the number of tokens minus one; the token itself excluded unless
+    `include_self`, as the authors' code includes it). The other parameters are
+    `concept_metrics`'; every one is checked before any activation is collected."""
+    from .activations import MAX_MOVES, collect_parallel, resolve_layers
+    from .model import unwrap
+
+    gpt = unwrap(model)
+    pairs = resolve_layers(model, range(1, gpt.config.n_layers + 1) if layers is None else layers)
+    names = language_set.select_languages(languages, least=2, error=ConceptError)
+    check_report_params(kmeans=kmeans, theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
+                        min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,
+                        max_per_type=max_per_type, size_rule=size_rule)
+    games = np.asarray(games)
+    n_moves = int(np.minimum((games >= 0).sum(1), MAX_MOVES).sum()) if games.ndim == 2 else None
+    n_clusters = _fresh_kmeans(kmeans, seed).get_params()["n_clusters"]
+    if n_moves is not None and len(games) and n_clusters > n_moves:
+        raise ConceptError(f"n_clusters={n_clusters}: expected at most the {n_moves} moves of "
+                           "the games (the points of one language)")
+    collection = collect_parallel(model, language_set, games, languages=names,
+                                  layers=[layer for layer, _ in pairs], batch_size=batch_size,
+                                  progress=progress)
+    weight = gpt.embed.weight.detach().float().cpu().numpy()
+    geometry = embedding_geometry(weight, language_set, names, k_neighbors=k_neighbors,
+                                  include_self=include_self, seed=seed)
+    return concept_metrics(collection, kmeans=kmeans, max_per_type=max_per_type,
+                           theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
+                           size_rule=size_rule, min_types=min_types, theta_o=theta_o,
+                           pooled_colap=pooled_colap, seed=seed, progress=progress,
+                           out_dir=out_dir, embedding_geometry=geometry)

@@ -74,13 +74,25 @@ class KMeans:
         self.chunk_size = chunk_size
         self.progress = progress
 
-    # -- helpers -------------------------------------------------------------------------
-    def _device(self) -> torch.device:
-        return resolve_device(self.device)
+    # -- parameters (scikit-learn's contract: `sklearn.base.clone` copies a KMeans) --------
+    _PARAMS = ("n_clusters", "init", "n_init", "max_iter", "tol", "seed", "device",
+               "chunk_size", "progress")
 
-    def _check_params(self) -> tuple[int, int, int, float, int]:
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params) -> KMeans:
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise ConceptError(f"{name!r} is not a parameter of KMeans; expected one of "
+                                   f"{list(self._PARAMS)}")
+            setattr(self, name, value)
+        return self
+
+    def check_params(self) -> tuple[int, int, int, float, int]:
         """(n_clusters, n_init, max_iter, tol, seed), checked: a ConceptError names the bad
-        one. `concept_report` calls this before collecting any activation."""
+        one. `concepts.concept_report` calls this before collecting any activation."""
         k = check_int("n_clusters", self.n_clusters, least=1, error=ConceptError)
         n_init = 1 if not isinstance(self.init, str) \
             else check_int("n_init", self.n_init, least=1, error=ConceptError)
@@ -93,6 +105,7 @@ class KMeans:
         tol = check_float("tol", self.tol, low=0, error=ConceptError)
         return k, n_init, max_iter, tol, seed
 
+    # -- helpers -------------------------------------------------------------------------
     def _points(self, points, device: torch.device, name: str = "points") -> torch.Tensor:
         """points: float [n, d] (numpy or torch) -> float32 contiguous tensor on `device`."""
         x = points.detach() if isinstance(points, torch.Tensor) else torch.from_numpy(
@@ -213,10 +226,13 @@ class KMeans:
         labels, _, _, _ = self._assign(x, x_sq, centers)
         return centers, labels, it + 1
 
+    def _device(self) -> torch.device:
+        return resolve_device(self.device)
+
     # -- estimator -----------------------------------------------------------------------
     def fit(self, points, y=None) -> KMeans:
         """points: float [n_points, n_features] (numpy or torch, any device)."""
-        k, n_init, max_iter, tol, seed = self._check_params()
+        k, n_init, max_iter, tol, seed = self.check_params()
         device = self._device()
         x = self._points(points, device)
         if k > x.shape[0]:

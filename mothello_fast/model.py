@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from .errors import CheckpointError, MothelloError, check_float, check_int
 from .kernels.attention import BACKENDS, attention
 
-__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "LayerPast", "flops_per_token",
+__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "act_name", "LayerPast", "flops_per_token",
            "to_transformer_lens"]
 
 
@@ -300,23 +300,56 @@ class LayerPast:
     generated_values: torch.Tensor
 
 
+_ATTENTION_HOOKS = ("q", "k", "v", "z", "attn_scores", "pattern")
+_MLP_HOOKS = ("pre", "post")
+_TL_ALIASES = {"attn": "pattern", "attn_logits": "attn_scores"}
+
+
+def act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
+    """The full hook name TransformerLens's ``utils.get_act_name`` gives: the block index
+    ``layer`` counts blocks from 0, as in ``cache["resid_post", 3]``.
+
+    >>> act_name("resid_post", 3), act_name("pattern", 0), act_name("post", 1)
+    ('blocks.3.hook_resid_post', 'blocks.0.attn.hook_pattern', 'blocks.1.mlp.hook_post')
+    >>> act_name("scale", 2, "ln1"), act_name("embed"), act_name("normalized", None, "ln_final")
+    ('blocks.2.ln1.hook_scale', 'hook_embed', 'ln_final.hook_normalized')
+    """
+    name = _TL_ALIASES.get(name, name)
+    if layer is None:
+        return f"{layer_type}.hook_{name}" if layer_type else f"hook_{name}"
+    if name in _ATTENTION_HOOKS:
+        return f"blocks.{layer}.attn.hook_{name}"
+    if name in _MLP_HOOKS:
+        return f"blocks.{layer}.mlp.hook_{name}"
+    if name in ("scale", "normalized"):
+        if layer_type not in ("ln1", "ln2"):
+            raise MothelloError(f"act_name({name!r}, {layer}): expected layer_type 'ln1' or "
+                                f"'ln2' (the LayerNorm before attention or the MLP), got "
+                                f"{layer_type!r}")
+        return f"blocks.{layer}.{layer_type}.hook_{name}"
+    return f"blocks.{layer}.hook_{name}"
+
+
 class ActivationCache(dict):
     """Hook name -> activation tensor. ``cache["resid_post", 3]`` is short for
-    ``cache["blocks.3.hook_resid_post"]``; `stack` gathers one hook over layers."""
+    ``cache["blocks.3.hook_resid_post"]`` (TransformerLens's keys, see `act_name`);
+    `stack` gathers one hook over layers."""
 
     def __getitem__(self, key):
         if isinstance(key, tuple):
-            name, layer = key
-            key = f"blocks.{layer}.hook_{name}"
+            key = act_name(*key)
         return super().__getitem__(key)
 
-    def stack(self, name: str) -> torch.Tensor:
-        """``[n_layers, batch, T, d_model]``: ``blocks.{l}.hook_{name}`` for every cached l."""
+    def stack(self, name: str, layer_type: str | None = None) -> torch.Tensor:
+        """``[n_layers, ...]``: ``act_name(name, l, layer_type)`` for every cached block l
+        (``cache.stack("resid_post")``: ``[n_layers, batch, T, d_model]``)."""
         layers = sorted(int(m.group(1)) for k in self
-                        if (m := re.fullmatch(rf"blocks\.(\d+)\.hook_{name}", k)))
+                        if (m := re.fullmatch(r"blocks\.(\d+)\..+", k))
+                        and act_name(name, int(m.group(1)), layer_type) == k)
         if not layers:
-            raise KeyError(f"no blocks.*.hook_{name} in the cache; cached: {sorted(self)}")
-        return torch.stack([self[name, layer] for layer in layers])
+            raise KeyError(f"no {act_name(name, 'L', layer_type)} in the cache for any "
+                           f"block L; cached: {sorted(self)}")
+        return torch.stack([self[name, layer, layer_type] for layer in layers])
 
 
 NamesFilter = None | str | Iterable[str] | Callable[[str], bool]

@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,8 @@ from .errors import ProbeError, check_float, check_int
 from .kernels.probe import probe_loss
 
 __all__ = ["N_SQUARES", "N_CLASSES", "PROBE_KINDS", "LinearProbe", "MLPProbe", "make_probe",
-           "load_probe", "probe_model"]
+           "fresh_probe", "probe_name", "load_probe", "ProbeResult", "probe_activations",
+           "probe_model"]
 
 N_SQUARES = 64
 N_CLASSES = 3
@@ -410,46 +412,118 @@ def load_probe(path, *, device: str | None = None) -> LinearProbe | MLPProbe:
     return probe
 
 
-def probe_model(model, language_set, games, *, language: str, layers=(6,), kind: str = "mlp",
-                labels: str = "absolute", probe_params: dict | None = None,
-                test_fraction: float = 0.2, seed: int = 0, batch_size: int = 256,
-                out_dir=None, progress: bool = True) -> dict:
-    """Train a board probe at each of `layers` on `model`'s hidden states over `games`
-    (int8 [n, 60]) written in `language`, on a seeded random 80/20 split by position.
+def fresh_probe(probe="mlp", *, seed: int = 0):
+    """An unfitted probe to fit: for a kind name ("mlp" or "linear"), a new probe of that
+    kind seeded with `seed`; for an estimator (`MLPProbe(hidden=512)`, or any object with
+    scikit-learn's ``get_params`` / ``fit`` / ``predict`` over ``y`` ``[N, 64]``), an
+    unfitted copy (``sklearn.base.clone``) with its own parameters, seed included. Its
+    hyperparameters are checked at once (`ProbeError`)."""
+    from sklearn.base import clone
 
-    layers: see `activations.resolve_layers` (one entry per distinct hook). Returns
-    ``{"layers": [...], "hooks": [...], "accuracy": [...], "per_square": [[64 floats],
-    ...], "n_train", "n_test", ...}``, entry i of each list for the same layer; with
-    `out_dir`, also writes each probe (``probe-<hook name>.safetensors``) and this dict
-    (``probes.json``) there.
-    """
-    from .activations import check_games, check_label_kind, collect_activations, resolve_layers
+    if isinstance(probe, str):
+        return make_probe(probe, seed=seed)
+    if isinstance(probe, type) or not all(callable(getattr(probe, m, None))
+                                          for m in ("get_params", "fit", "predict")):
+        raise ProbeError(f"probe={probe!r}: expected 'mlp', 'linear' or an estimator with "
+                         "get_params, fit and predict (such as MLPProbe(hidden=512))")
+    copy = clone(probe)
+    if isinstance(copy, _BoardProbe):
+        copy._check_hyperparameters()
+    return copy
+
+
+def probe_name(probe) -> str:
+    """How results name a probe: its kind name, or the estimator's repr."""
+    return probe if isinstance(probe, str) else repr(probe)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Board probes of one language at several layers, entry i of each field for
+    ``layers[i]``: accuracy ``float64 [n_layers]`` and per_square ``float64 [n_layers, 64]``
+    on the test positions; n_train / n_test positions; probes: the fitted estimators."""
+    language: str
+    probe: str
+    labels: str
+    layers: tuple
+    hooks: tuple[str, ...]
+    accuracy: np.ndarray
+    per_square: np.ndarray
+    n_train: int
+    n_test: int
+    probes: tuple = field(default=(), repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"language": self.language, "probe": self.probe, "labels": self.labels,
+                "layers": list(self.layers), "hooks": list(self.hooks),
+                "accuracy": self.accuracy.tolist(), "per_square": self.per_square.tolist(),
+                "n_train": self.n_train, "n_test": self.n_test}
+
+
+def probe_activations(collection, *, language: str | None = None, layers=None, probe="mlp",
+                      labels: str = "absolute", test_fraction: float = 0.2, seed: int = 0,
+                      out_dir=None, progress: bool = False) -> ProbeResult:
+    """A board probe at each of `layers` (default: every layer collected) of `collection`
+    (an `activations.ParallelActivations`, from any model) in `language` (needed when it
+    holds several), trained and tested on a seeded random split of its positions
+    (`test_fraction` held out). probe: a kind name or an estimator, see `fresh_probe`;
+    labels: "absolute" or "relative". With `out_dir`, writes each of our probes
+    (``probe-<hook name>.safetensors``) and the result (``probes.json``) there."""
+    from .activations import check_label_kind
     from .storage import atomic_write_json
 
-    games = check_games(games)
-    params = {"seed": seed, "progress": progress, **(probe_params or {})}
-    make_probe(kind, **params)
+    fresh_probe(probe, seed=seed)
     check_label_kind(labels)
     check_test_fraction(test_fraction)
-    pairs = resolve_layers(model, layers)
+    if language is None:
+        if len(collection.languages) != 1:
+            raise ProbeError(f"language is None but the activations hold "
+                             f"{list(collection.languages)}: expected one of them")
+        language = collection.languages[0]
+    collection = collection.select(layers, [language])
     if out_dir is not None:   # a path that cannot be a directory fails before any training
         out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ProbeError(f"out_dir {str(out_dir)!r} is a file: expected a directory for "
+                             "the probes and probes.json")
         out_dir.mkdir(parents=True, exist_ok=True)
-    acts = collect_activations(model, language_set, games, language=language,
-                               layers=[hook for _, hook in pairs], batch_size=batch_size,
-                               progress=progress)
-    y = acts.labels(labels)
-    train, test = split_positions(len(acts), test_fraction, seed)
-    result = {"language": language, "kind": kind, "labels": labels,
-              "layers": [layer for layer, _ in pairs], "hooks": [hook for _, hook in pairs],
-              "accuracy": [], "per_square": [], "n_train": len(train), "n_test": len(test)}
-    for _, hook in pairs:
-        probe = make_probe(kind, **params).fit(acts.hidden[hook][train], y[train])
-        per_square = probe.per_square_accuracy(acts.hidden[hook][test], y[test])
-        result["accuracy"].append(float(per_square.mean()))
-        result["per_square"].append(per_square.tolist())
-        if out_dir is not None:
-            probe.save(out_dir / f"probe-{hook}.safetensors")
+    y = collection.labels(labels)
+    train, test = split_positions(len(collection), test_fraction, seed)
+    fitted, per_square = [], []
+    for layer in tqdm(collection.layers, desc="probes", disable=not progress, leave=False):
+        X = collection.hidden[layer][language]
+        estimator = fresh_probe(probe, seed=seed).fit(X[train], y[train])
+        per_square.append((estimator.predict(X[test]) == y[test]).mean(0))
+        fitted.append(estimator)
+        if out_dir is not None and isinstance(estimator, _BoardProbe):
+            estimator.save(out_dir / f"probe-{collection.hooks[layer]}.safetensors")
+    per_square = np.array(per_square, dtype=np.float64).reshape(-1, N_SQUARES)
+    result = ProbeResult(language, probe_name(probe), labels, tuple(collection.layers),
+                         tuple(collection.hooks.values()), per_square.mean(1), per_square,
+                         len(train), len(test), tuple(fitted))
     if out_dir is not None:
-        atomic_write_json(out_dir / "probes.json", result)
+        atomic_write_json(out_dir / "probes.json", result.to_dict())
     return result
+
+
+def probe_model(model, language_set, games, *, language: str, layers=(6,), probe="mlp",
+                labels: str = "absolute", test_fraction: float = 0.2, seed: int = 0,
+                batch_size: int = 256, out_dir=None, progress: bool = True) -> ProbeResult:
+    """`probe_activations` on `model`'s hidden states over `games` (int8 [n, 60]) written
+    in `language` at `layers` (see `activations.resolve_layers`; one entry per distinct
+    hook): collect, then probe. Every argument is checked before anything is collected."""
+    from .activations import check_games, check_label_kind, collect_parallel, resolve_layers
+
+    games = check_games(games)
+    fresh_probe(probe, seed=seed)
+    check_label_kind(labels)
+    check_test_fraction(test_fraction)
+    resolve_layers(model, layers)
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ProbeError(f"out_dir {str(out_dir)!r} is a file: expected a directory for the "
+                         "probes and probes.json")
+    collection = collect_parallel(model, language_set, games, languages=[language],
+                                  layers=layers, batch_size=batch_size, progress=progress)
+    return probe_activations(collection, probe=probe, labels=labels,
+                             test_fraction=test_fraction, seed=seed, out_dir=out_dir,
+                             progress=progress)

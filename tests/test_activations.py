@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mothello_fast.activations import (collect_activations, hook_name, load_activations,
-                                       resolve_layers)
+from mothello_fast.activation_store import load_activations
+from mothello_fast.activations import collect_activations, hook_name, resolve_layers
 from mothello_fast.errors import DatasetError, LanguageError, ProbeError
 from mothello_fast.languages import LanguageSet
 from mothello_fast.model import GPT, GPTConfig
@@ -290,7 +290,7 @@ def test_an_index_pointing_outside_its_store_or_without_a_digest_is_refused(
         tmp_path, model, language_set, games, entry, message):
     import json
 
-    from mothello_fast.activations import load_activations
+    from mothello_fast.activation_store import load_activations
     from mothello_fast.errors import DatasetError
 
     collect_activations(model, language_set, games, language="L0", layers=[1],
@@ -337,27 +337,28 @@ def test_hidden_states_of_the_wrong_shape_are_named(language_set, games):
 
 
 def test_a_transformer_lens_othello_gpt_is_analysed_end_to_end():
-    """The worked example of the README: an Othello-GPT-shaped TransformerLens model
-    (random weights; run here by the TransformerLens-style reference forward pass of
-    test_model, or by TransformerLens itself where it is installed): games -> its tokens
-    -> activations -> probes."""
-    from mothello_fast.activations import ParallelActivations
-    from mothello_fast.alignment import alignment_by_layer
-    from mothello_fast.othello import generate_games
+    """The worked example (examples/any_model.py, shown in the README): an Othello-GPT-shaped
+    TransformerLens model (random weights; run here by the TransformerLens-style reference
+    forward pass of test_model, by TransformerLens itself in the example): games -> its
+    tokens -> activations -> probes at every layer."""
+    import importlib.util
+    from pathlib import Path
+
+    from mothello_fast.probes import LinearProbe
     from test_model import tl_forward, tl_state_dict
 
+    path = Path(__file__).parent.parent / "examples" / "any_model.py"
+    spec = importlib.util.spec_from_file_location("any_model", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
     state_dict = tl_state_dict(layers=2, d=32)
-    othello = LanguageSet.from_spec("atomic")   # Othello-GPT's vocabulary: pad 0, squares 1..60
-    games = generate_games(60, seed=9)
-    tokens = torch.as_tensor(othello.encode(games, "L0").tokens[:, :59])   # it reads 59
-    _, cache = tl_forward(state_dict, tokens)
-    collection = ParallelActivations.from_sequences(
-        {2: {"L0": cache["blocks.1.hook_resid_post"]}}, othello, games)
+    collection, alignment = example.analyse(lambda tokens: tl_forward(state_dict, tokens),
+                                            n_layers=2, n_games=60, probe=LinearProbe(epochs=2))
+    games = generate_games(60, seed=0)
     assert len(collection) == int(np.minimum((games >= 0).sum(1), 59).sum())   # not the 60th
-    split = len(collection) * 4 // 5
-    hidden = {2: {"L0": collection.hidden[2]["L0"][:split]}}
-    test = {2: {"L0": collection.hidden[2]["L0"][split:]}}
-    result = alignment_by_layer(hidden, collection.board[:split], test_hidden=test,
-                                test_labels=collection.board[split:], probe="linear",
-                                probe_params={"epochs": 2})
-    assert 0.3 < result.in_distribution[0][0] <= 1.0
+    assert alignment.layers == (0, 1, 2) and collection.hooks == {0: 0, 1: 1, 2: 2}
+    _, cache = tl_forward(state_dict, torch.as_tensor(
+        LanguageSet.from_spec("atomic").encode(games[:1], "L0").tokens[:, :59]))
+    np.testing.assert_allclose(collection.hidden[2]["L0"][:59],
+                               cache["blocks.1.hook_resid_post"][0].numpy(), atol=1e-6)
+    assert np.all((0.3 < alignment.in_distribution) & (alignment.in_distribution <= 1.0))

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from mothello_fast.alignment import (alignment_by_layer, alignment_matrix, make_probe,
-                                     model_alignment)
+from mothello_fast.alignment import alignment_by_layer, alignment_matrix, model_alignment
 from mothello_fast.datasets import split_games
 from mothello_fast.errors import ProbeError
-from mothello_fast.probes import split_positions
+from mothello_fast.probes import LinearProbe, MLPProbe, make_probe, split_positions
 from mothello_fast.othello import generate_games, replay
 
 FAST = {"lr": 1e-2, "batch_size": 256, "epochs": 4, "device": "cpu"}
@@ -30,15 +29,14 @@ def boards():
 
 def test_languages_with_the_same_code_align_off_the_diagonal(boards):
     X = linear_code(boards, 128, seed=0)
-    result = alignment_matrix({"a": X, "b": X.copy()}, boards, probe="linear",
-                              probe_params=FAST)
+    result = alignment_matrix({"a": X, "b": X.copy()}, boards, probe=LinearProbe(**FAST))
     assert result.accuracy.min() > 0.97
     np.testing.assert_allclose(result.accuracy[0, 1], result.accuracy[0, 0])
 
 
 def test_languages_with_unrelated_codes_do_not_align(boards):
     hidden = {"a": linear_code(boards, 128, seed=0), "b": linear_code(boards, 128, seed=1)}
-    result = alignment_matrix(hidden, boards, probe="linear", probe_params=FAST)
+    result = alignment_matrix(hidden, boards, probe=LinearProbe(**FAST))
     assert result.in_distribution.min() > 0.97
     # a probe read through the wrong code does no better than guessing each square's
     # most frequent class
@@ -53,8 +51,7 @@ def test_matrix_rows_are_the_training_language(boards):
     # chance everywhere, while the probe trained on "code" reads "code" perfectly
     code = linear_code(boards, 192, seed=0)
     noise = np.random.default_rng(5).standard_normal(code.shape).astype(np.float32)
-    result = alignment_matrix({"code": code, "noise": noise}, boards, probe="linear",
-                              probe_params=FAST)
+    result = alignment_matrix({"code": code, "noise": noise}, boards, probe=LinearProbe(**FAST))
     assert result.accuracy[0, 0] > 0.97
     assert result.accuracy[1, 1] < 0.9 and result.accuracy[1, 0] < 0.9
     # each off-diagonal cell is the probe trained on its row's language, scored on its
@@ -71,7 +68,7 @@ def test_matrix_rows_are_the_training_language(boards):
 
 def test_entries_are_probe_scores_on_the_held_out_positions(boards):
     hidden = {"a": linear_code(boards, 64, seed=0), "b": linear_code(boards, 64, seed=2)}
-    result = alignment_matrix(hidden, boards, probe="mlp", probe_params={**FAST, "hidden": 32},
+    result = alignment_matrix(hidden, boards, probe=MLPProbe(**FAST, hidden=32, seed=3),
                               seed=3)
     train, test = split_games(len(boards), val_fraction=0.2, seed=3)
     probe = make_probe("mlp", **FAST, hidden=32, seed=3).fit(hidden["a"][train], boards[train])
@@ -82,7 +79,7 @@ def test_entries_are_probe_scores_on_the_held_out_positions(boards):
 def test_by_layer_curves_are_the_diagonal_and_off_diagonal_means(boards):
     same = linear_code(boards, 64, seed=0)
     hidden = {1: {"a": same, "b": same}, 2: {"a": same, "b": linear_code(boards, 64, seed=4)}}
-    curves = alignment_by_layer(hidden, boards, probe="linear", probe_params=FAST)
+    curves = alignment_by_layer(hidden, boards, probe=LinearProbe(**FAST))
     assert curves.layers == (1, 2)
     for i, matrix in enumerate(curves.matrices):
         np.testing.assert_allclose(curves.in_distribution[i], np.diag(matrix.accuracy))
@@ -94,7 +91,7 @@ def test_by_layer_curves_are_the_diagonal_and_off_diagonal_means(boards):
 def test_languages_with_different_numbers_of_positions_are_refused(boards):
     X = linear_code(boards, 16, seed=0)
     with pytest.raises(ProbeError, match="positions"):
-        alignment_matrix({"a": X, "b": X[:-1]}, boards, probe="linear", probe_params=FAST)
+        alignment_matrix({"a": X, "b": X[:-1]}, boards, probe=LinearProbe(**FAST))
 
 
 def small_model(language_set, seed: int):
@@ -119,8 +116,7 @@ def test_model_whose_languages_share_embeddings_is_aligned_off_the_diagonal(two_
     with torch.no_grad():   # language L1 writes each square with L0's embedding
         model.embed.weight[torch.as_tensor(second[playable])] = \
             model.embed.weight[torch.as_tensor(first[playable])]
-    result = model_alignment(model, language_set, games, layers=[1], probe="linear",
-                             probe_params=FAST, progress=False)[1]
+    result = model_alignment(model, language_set, games, layers=[1], probe=LinearProbe(**FAST), progress=False)[1]
     np.testing.assert_allclose(result.accuracy[0, 1], result.accuracy[0, 0])
     np.testing.assert_allclose(result.accuracy[1, 0], result.accuracy[1, 1])
 
@@ -135,7 +131,7 @@ def test_two_unrelated_random_models_are_not_aligned(two_atomic):
                                  language="L1", layers=[1], progress=False)
     hook = "blocks.0.hook_resid_post"
     result = alignment_matrix({"first": first.hidden[hook], "second": second.hidden[hook]},
-                              first.board, probe="linear", probe_params=FAST)
+                              first.board, probe=LinearProbe(**FAST))
     _, test = split_games(len(first.board), val_fraction=0.2, seed=0)
     majority = np.array([np.bincount(first.board[:, s], minlength=3).argmax()
                          for s in range(64)])
@@ -157,7 +153,7 @@ def _fast_alignment(two_atomic, layers):
     """model_alignment of a small random model on 20 games, linear probes."""
     language_set, games = two_atomic
     return model_alignment(small_model(language_set, seed=0), language_set, games[:20],
-                           layers=layers, probe="linear", probe_params=FAST, progress=False)
+                           layers=layers, probe=LinearProbe(**FAST), progress=False)
 
 
 def test_model_alignment_gives_one_matrix_per_distinct_hook(two_atomic):
@@ -183,7 +179,7 @@ def test_test_positions_score_a_probe_trained_on_every_training_position(boards)
     n = len(boards) // 2
     result = alignment_matrix({k: X[:n] for k, X in hidden.items()}, boards[:n],
                               test_hidden={k: X[n:] for k, X in hidden.items()},
-                              test_labels=boards[n:], probe="linear", probe_params=FAST)
+                              test_labels=boards[n:], probe=LinearProbe(**FAST))
     probe = make_probe("linear", **FAST, seed=0).fit(hidden["a"][:n], boards[:n])
     assert result.accuracy[0, 1] == pytest.approx(probe.score(hidden["b"][n:], boards[n:]))
     assert (result.n_train, result.n_test) == (n, len(boards) - n)
@@ -196,7 +192,7 @@ def test_model_alignment_tests_on_the_test_games(two_atomic):
     model = small_model(language_set, seed=0)
     train_games, test_games = games[:20], games[20:30]
     result = model_alignment(model, language_set, train_games, test_games=test_games,
-                             layers=[1], probe="linear", probe_params=FAST, progress=False)[1]
+                             layers=[1], probe=LinearProbe(**FAST), progress=False)[1]
     hook = "blocks.0.hook_resid_post"
     fit = collect_activations(model, language_set, train_games, language="L0", layers=[1],
                               progress=False)
@@ -216,7 +212,7 @@ def test_one_dimensional_labels_are_refused(boards):
 def test_a_test_fraction_outside_0_1_is_a_probe_error(boards, fraction):
     X = linear_code(boards[:100], 16, seed=0)
     with pytest.raises(ProbeError, match=f"test_fraction={fraction}"):
-        alignment_matrix({"a": X}, boards[:100], probe="linear", probe_params=FAST,
+        alignment_matrix({"a": X}, boards[:100], probe=LinearProbe(**FAST),
                          test_fraction=fraction)
 
 
@@ -227,7 +223,7 @@ def test_bad_language_lists_are_refused(two_atomic, languages, match):
     language_set, games = two_atomic
     with pytest.raises(ValueError, match=match):
         model_alignment(small_model(language_set, seed=0), language_set, games[:5],
-                        languages=languages, layers=[1], probe="linear", probe_params=FAST,
+                        languages=languages, layers=[1], probe=LinearProbe(**FAST),
                         progress=False)
 
 
@@ -245,7 +241,7 @@ def test_model_alignment_checks_its_arguments_before_collecting(two_atomic, monk
     language_set, games = two_atomic
     with pytest.raises(ValueError, match=match):
         model_alignment(small_model(language_set, seed=0), language_set, games[:5],
-                        layers=[1], **{"probe": "linear", "probe_params": FAST,
+                        layers=[1], **{"probe": LinearProbe(**FAST),
                                        "progress": False, **bad})
 
 
@@ -266,8 +262,7 @@ def test_bad_test_games_are_named_as_test_games(two_atomic):
     language_set, games = two_atomic
     with pytest.raises(ValueError, match=r"test_games has shape \(5, 59\)"):
         model_alignment(small_model(language_set, seed=0), language_set, games[:5],
-                        test_games=games[:5, :59], layers=[1], probe="linear",
-                        probe_params=FAST, progress=False)
+                        test_games=games[:5, :59], layers=[1], probe=LinearProbe(**FAST), progress=False)
 
 
 @pytest.mark.parametrize("spec, context", [("atomic,atomic", None), ("atomic,split:3", 40)])

@@ -40,8 +40,24 @@ def test_a_list_option_before_the_checkpoint_leaves_the_checkpoint_alone(argv):
     assert args.checkpoint == "CK"
 
 
-def test_the_probe_layer_default_is_layer_six():
-    assert layers_from(build_parser().parse_args(COMMANDS["probe"]).layers) == [6]
+def test_the_probe_layer_default_is_layer_six(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from mothello_fast.checkpoint import save_checkpoint
+    from mothello_fast.cli import main
+    from mothello_fast.languages import LanguageSet
+    from mothello_fast.model import GPT, GPTConfig
+
+    ls = LanguageSet.from_spec("atomic")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=ls.vocab_size, context_length=ls.context_length,
+                          n_layers=6, n_heads=2, d_model=16, d_mlp=32))
+    save_checkpoint(tmp_path / "ckpt", model=model, language_set=ls)
+    assert main(["probe", str(tmp_path / "ckpt"), "--language", "L0", "--games", "4",
+                 "--kind", "linear", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]).keys() == {"6"}
 
 
 def test_a_list_of_no_item_is_refused_naming_the_option(capsys):

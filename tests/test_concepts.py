@@ -6,6 +6,7 @@ import pytest
 from mothello_fast.concepts import (calign, colap, concept_report, dictionary_from_token_square,
                                     dictionary_from_translation_table)
 from mothello_fast.errors import ConceptError
+from mothello_fast.kmeans import KMeans
 
 IDENTITY = np.arange(20)[:, None]
 
@@ -365,8 +366,8 @@ def test_concept_report_gives_full_alignment_for_identical_languages(twin_model,
 
     model, ls = twin_model
     games = generate_games(12, seed=3)
-    out = concept_report(model, ls, games, layers=[1, 2], n_clusters=8, seed=0,
-                         progress=False, out_dir=tmp_path)
+    out = concept_report(model, ls, games, layers=[1, 2], kmeans=_km(8), seed=0,
+                         progress=False, out_dir=tmp_path).to_dict()
     for row in out["per_layer"]:
         assert row["calign_mean"] == 1.0           # identical clusterings, exact dictionary
         pair = row["colap_pairs"]["L0-L1"]
@@ -387,9 +388,10 @@ def test_with_the_default_k_identical_languages_align_almost_fully(twin_model):
     from mothello_fast.othello import generate_games
 
     model, ls = twin_model
-    out = concept_report(model, ls, generate_games(40, seed=3), layers=[2], n_init=2,
-                         progress=False, device="cpu")
+    out = concept_report(model, ls, generate_games(40, seed=3), layers=[2],
+                         progress=False).to_dict()
     assert out["params"]["n_clusters"] == 20 and out["params"]["max_per_type"] == 15
+    assert "n_init=10" in out["params"]["kmeans"]
     assert out["per_layer"][0]["calign_mean"] >= 0.9
     assert max(out["n_clustered_points"].values()) <= 60 * 15
 
@@ -400,9 +402,8 @@ def test_colap_is_reported_per_language_pair_and_pooled_only_on_request():
 
     ls = LanguageSet.from_spec("atomic,atomic,atomic,atomic")
     out = concept_report(_tiny_model(ls), ls, generate_games(6, seed=3), layers=[1],
-                         n_clusters=4, n_init=1, pooled_colap=True, progress=False,
-                         device="cpu")
-    row = out["per_layer"][0]
+                         kmeans=_km(4, n_init=1), pooled_colap=True, progress=False)
+    row = out.to_dict()["per_layer"][0]
     assert sorted(row["colap_pairs"]) == ["L0-L1", "L0-L2", "L0-L3", "L1-L2", "L1-L3",
                                           "L2-L3"]
     assert row["colap"] == pytest.approx(np.mean([p["token"] for p in
@@ -417,7 +418,7 @@ def test_concept_report_writes_json_and_plots(twin_model, tmp_path):
     from mothello_fast.othello import generate_games
 
     model, ls = twin_model
-    concept_report(model, ls, generate_games(6, seed=4), layers=[0, 2], n_clusters=4,
+    concept_report(model, ls, generate_games(6, seed=4), layers=[0, 2], kmeans=_km(4),
                    progress=False, out_dir=tmp_path)
     written = json.loads((tmp_path / "concepts.json").read_text())
     assert [row["layer"] for row in written["per_layer"]] == [0, 2]
@@ -432,8 +433,8 @@ def test_concept_report_gives_one_entry_per_distinct_layer(twin_model):
     games = generate_games(8, seed=5)
 
     def report(layers):
-        return concept_report(model, ls, games, layers=layers, n_clusters=4, seed=0,
-                              progress=False)["per_layer"]
+        return concept_report(model, ls, games, layers=layers, kmeans=_km(4), seed=0,
+                              progress=False).to_dict()["per_layer"]
 
     both = report([1, 1, "blocks.0.hook_resid_post", 2])   # layer 1 is blocks.0.hook_resid_post
     assert [row["layer"] for row in both] == [1, 2]
@@ -458,6 +459,10 @@ def test_concepts_command_writes_the_report(twin_model, tmp_path):
     assert written["per_layer"][0]["calign_mean"] == 1.0
 
 
+def _km(n_clusters: int, n_init: int = 10):
+    return KMeans(n_clusters, n_init=n_init, max_iter=100, seed=0, device="cpu")
+
+
 def _tiny_model(ls):
     import torch
 
@@ -474,9 +479,9 @@ def test_concept_report_skips_embedding_geometry_when_every_square_is_anchored()
 
     ls = LanguageSet.from_spec("atomic,atomic", n_anchors=60)
     out = concept_report(_tiny_model(ls), ls, generate_games(4, seed=3), layers=[1],
-                         n_clusters=6, n_init=1, progress=False, device="cpu")
-    assert [row["layer"] for row in out["per_layer"]] == [1]
-    geometry = out["embedding_geometry"]
+                         kmeans=_km(6, n_init=1), progress=False)
+    assert out.layers == [1]
+    geometry = out.embedding_geometry
     assert geometry["tokens_per_language"] == {"L0": 0, "L1": 0}
     assert "at least 2 tokens of its own" in geometry["skipped"]
 
@@ -484,10 +489,12 @@ def test_concept_report_skips_embedding_geometry_when_every_square_is_anchored()
 @pytest.mark.parametrize("bad, message", [
     (dict(theta_o=30), "theta_o=30"), (dict(theta_a=90), "theta_a=90"),
     (dict(top_n=0), "top_n=0"), (dict(min_types=-1), "min_types=-1"),
-    (dict(k_neighbors=0), "k_neighbors=0"), (dict(n_clusters=0), "n_clusters=0"),
-    (dict(n_init=0), "n_init=0"), (dict(languages=["L0", "L0"]), r"\['L0'\] more than once"),
+    (dict(k_neighbors=0), "k_neighbors=0"), (dict(kmeans="KMeans(0)"), "n_clusters=0"),
+    (dict(kmeans="KMeans(4, n_init=0)"), "n_init=0"),
+    (dict(kmeans="KMeans"), "expected an estimator with get_params and fit_predict"),
+    (dict(languages=["L0", "L0"]), r"\['L0'\] more than once"),
     (dict(languages=["L0", "X"]), r"\['X'\] are not input languages"),
-    (dict(n_clusters=1000), "n_clusters=1000")])
+    (dict(kmeans="KMeans(1000)"), "n_clusters=1000")])
 def test_concept_report_checks_its_parameters_before_collecting_activations(
         twin_model, monkeypatch, bad, message):
     import mothello_fast.activations
@@ -498,10 +505,11 @@ def test_concept_report_checks_its_parameters_before_collecting_activations(
 
     monkeypatch.setattr(mothello_fast.activations, "collect_activations", collect)
     model, ls = twin_model
-
+    if isinstance(bad.get("kmeans"), str):   # an estimator written out, built here
+        bad = {**bad, "kmeans": eval(bad["kmeans"], {"KMeans": KMeans})}
     with pytest.raises(ConceptError, match=message):
         concept_report(model, ls, generate_games(4, seed=0), layers=[1], progress=False,
-                       device="cpu", **{"n_clusters": 4, **bad})
+                       **{"kmeans": _km(4), **bad})
 
 
 def test_concepts_command_checks_its_parameters_before_loading_the_checkpoint(tmp_path, capsys):
@@ -522,8 +530,8 @@ def test_concept_report_angles_of_compositional_squares_count_their_rank():
 
     ls = LanguageSet.from_spec("compositional,compositional")
     model = _tiny_model(ls)
-    out = concept_report(model, ls, generate_games(4, seed=3), layers=[1], n_clusters=4,
-                         n_init=1, progress=False, device="cpu")
+    out = concept_report(model, ls, generate_games(4, seed=3), layers=[1],
+                         kmeans=_km(4, n_init=1), progress=False).to_dict()
     weight = model.embed.weight.detach().double().numpy()
     table = ls.translation_table
     squares = np.nonzero(table[0, :, 0] >= 0)[0]

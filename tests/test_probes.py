@@ -348,24 +348,24 @@ def test_probe_model_gives_one_entry_per_distinct_hook(tiny_model):
 
     def run(layers):
         return probe_model(model, language_set, games, language="L0", layers=layers,
-                           kind="linear", probe_params=TINY, progress=False)
+                           probe=LinearProbe(**TINY), progress=False)
 
     aliased = run([2, "blocks.1.hook_resid_post", 1, 1])
-    assert aliased["layers"] == [2, 1]
-    assert aliased["hooks"] == ["blocks.1.hook_resid_post", "blocks.0.hook_resid_post"]
-    assert aliased["accuracy"] == [run([2])["accuracy"][0], run([1])["accuracy"][0]]
+    assert aliased.layers == (2, 1)
+    assert aliased.hooks == ("blocks.1.hook_resid_post", "blocks.0.hook_resid_post")
+    assert aliased.accuracy.tolist() == [run([2]).accuracy[0], run([1]).accuracy[0]]
 
 
 def test_probe_model_takes_a_single_integer_layer(tiny_model):
     model, language_set, games = tiny_model
     def run(layers):
         return probe_model(model, language_set, games, language="L0", layers=layers,
-                           kind="linear", probe_params=TINY, progress=False)
+                           probe=LinearProbe(**TINY), progress=False)
 
     result, listed = run(2), run([2])
-    assert result["layers"] == [2] and result["hooks"] == ["blocks.1.hook_resid_post"]
-    assert len(result["accuracy"]) == 1
-    assert result == listed   # the same probe, the same scores as the list form
+    assert result.layers == (2,) and result.hooks == ("blocks.1.hook_resid_post",)
+    assert len(result.accuracy) == 1
+    assert result.to_dict() == listed.to_dict()   # the same probe, the same scores
 
 
 def test_probe_model_refuses_an_out_dir_that_is_a_file_before_collecting(tiny_model, tmp_path,
@@ -378,22 +378,23 @@ def test_probe_model_refuses_an_out_dir_that_is_a_file_before_collecting(tiny_mo
 
     monkeypatch.setattr(activations, "collect_activations", collect)
     (tmp_path / "taken").write_text("")
-    with pytest.raises(FileExistsError):
-        probe_model(model, language_set, games, language="L0", layers=[1], kind="linear",
-                    probe_params=TINY, out_dir=tmp_path / "taken", progress=False)
+    with pytest.raises(ProbeError, match="is a file"):
+        probe_model(model, language_set, games, language="L0", layers=[1], probe=LinearProbe(**TINY), out_dir=tmp_path / "taken", progress=False)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.1])
 def test_probe_model_refuses_a_test_fraction_outside_0_1(tiny_model, fraction):
     model, language_set, games = tiny_model
     with pytest.raises(ProbeError, match=f"test_fraction={fraction}"):
-        probe_model(model, language_set, games, language="L0", layers=[1], kind="linear",
-                    test_fraction=fraction, probe_params=TINY, progress=False)
+        probe_model(model, language_set, games, language="L0", layers=[1],
+                    probe=LinearProbe(**TINY), test_fraction=fraction, progress=False)
 
 
-@pytest.mark.parametrize("bad, match", [({"kind": "foo"}, "probe='foo'"),
+@pytest.mark.parametrize("bad, match", [({"probe": "foo"}, "probe='foo'"),
                                         ({"labels": "rel"}, "labels='rel'"),
-                                        ({"probe_params": {"epoch": 1}}, "epoch")])
+                                        ({"probe": LinearProbe(epochs=0)}, "epochs=0"),
+                                        ({"probe": LinearProbe}, "expected 'mlp', 'linear' or"),
+                                        ({"probe": object()}, "expected 'mlp', 'linear' or")])
 def test_probe_model_checks_its_arguments_before_collecting(tiny_model, monkeypatch, bad,
                                                             match):
     import mothello_fast.activations as activations
@@ -405,7 +406,7 @@ def test_probe_model_checks_its_arguments_before_collecting(tiny_model, monkeypa
     model, language_set, games = tiny_model
     with pytest.raises(ProbeError, match=match):
         probe_model(model, language_set, games, language="L0", layers=[1],
-                    **{"kind": "linear", "probe_params": TINY, "progress": False, **bad})
+                    **{"probe": LinearProbe(**TINY), "progress": False, **bad})
 
 
 @pytest.mark.parametrize("params, message", [

@@ -2,33 +2,37 @@
 
 Per layer, CALIGN, COLAP and unification on parallel games; once, the geometry of
 the input embeddings. Writes concepts.json and plots (curves by layer, similarity
-matrices) to --out.
+matrices) to --out. With --activations DIR (mothello collect, or any model's), the
+metrics of that collection (no embedding geometry: there is no model).
 
 Example:
     mothello concepts runs/atomic2/checkpoints/step-020000 --layers 1,4,6,8 --out concepts/
+    mothello concepts --activations acts/ --compare acts-finetuned/ --out concepts/
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .checkpoints import add_checkpoint_argument, checkpoint_from
+from .checkpoints import checkpoint_from
 from .games import add_games_arguments, games_from_args
 from .lists import add_layers_argument, add_list_argument, layers_from
+from .sources import add_source_arguments, collection_from, uses_activations
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_checkpoint_argument(parser)
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="directory for concepts.json and plots")
-    add_layers_argument(parser, help="layers (default: every block)", spaces=False)
+    add_layers_argument(parser, help="layers (default: every block, or with --activations "
+                                     "every layer collected)", spaces=False)
     add_list_argument(parser, "--languages", help="input languages (default: all)", spaces=False)
     add_games_arguments(parser, default_games=500, seed_help="seed of the fresh games and k-means")
-    api = _api_defaults()
-    parser.add_argument("--clusters", type=int, default=api["n_clusters"],
+    api, kmeans = _api_defaults()
+    parser.add_argument("--clusters", type=int, default=kmeans["n_clusters"],
                         help="K of k-means (about three squares a cluster)")
-    parser.add_argument("--n-init", type=int, default=api["n_init"],
+    parser.add_argument("--n-init", type=int, default=kmeans["n_init"],
                         help="k-means++ runs per clustering, the best kept (the authors' 10)")
-    parser.add_argument("--max-iter", type=int, default=api["max_iter"],
+    parser.add_argument("--max-iter", type=int, default=kmeans["max_iter"],
                         help="k-means iterations per run")
     parser.add_argument("--max-per-type", type=int, default=api["max_per_type"],
                         help="occurrences of a square clustered per language (the authors' "
@@ -58,50 +62,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="games per forward pass when collecting activations")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--compare", metavar="CHECKPOINT",
-                        help="a second checkpoint of the run (fine-tuned, or later): its report "
-                             "beside the first's, on the same games (compare/, comparison.png)")
+                        help="a second checkpoint of the run (fine-tuned, or later; with "
+                             "--activations, a second collection): its report beside the "
+                             "first's, on the same games (compare/, comparison.png)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _api_defaults() -> dict:
-    """`concept_report`'s defaults: the command's, never written twice."""
+def _api_defaults() -> tuple[dict, dict]:
+    """`concept_report`'s defaults and its default k-means's parameters: the command's,
+    never written twice."""
     import inspect
 
-    from ..concepts import concept_report
-    return {name: p.default for name, p in inspect.signature(concept_report).parameters.items()}
+    from ..concepts import concept_report, default_kmeans
+    return ({name: p.default for name, p in inspect.signature(concept_report).parameters.items()},
+            default_kmeans().get_params())
 
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
-    from ..concepts import check_report_params, concept_report
+    from ..concepts import check_report_params, concept_metrics, concept_report
     from ..devices import resolve_device
+    from ..kmeans import KMeans
 
-    check_report_params(n_clusters=args.clusters, n_init=args.n_init, max_iter=args.max_iter,
-                        theta_a=args.theta_a, top_n=args.top_n, size_ratio=args.size_ratio,
-                        min_types=args.min_types, theta_o=args.theta_o,
-                        k_neighbors=args.neighbors, seed=args.seed,
-                        max_per_type=args.max_per_type,
-                        size_rule=args.size_rule)   # before loading anything
     device = resolve_device(args.device)
-    games = games_from_args(args)
+    kmeans = KMeans(args.clusters, n_init=args.n_init, max_iter=args.max_iter, seed=args.seed,
+                    device=device)
+    metrics = dict(kmeans=kmeans, max_per_type=args.max_per_type, theta_a=args.theta_a,
+                   top_n=args.top_n, size_ratio=args.size_ratio, size_rule=args.size_rule,
+                   min_types=args.min_types, theta_o=args.theta_o)
+    check_report_params(k_neighbors=args.neighbors, **metrics)   # before loading anything
+    metrics.update(pooled_colap=args.pooled_colap, seed=args.seed, progress=not args.quiet)
+    from_store = uses_activations(args)
+    games = None if from_store else games_from_args(args)
 
-    def report(checkpoint, out_dir):
-        model, language_set = load_model(checkpoint, device=device)
-        return concept_report(
-            model, language_set, games, layers=layers_from(args.layers),
-            languages=args.languages, n_clusters=args.clusters, n_init=args.n_init,
-            max_iter=args.max_iter, max_per_type=args.max_per_type, theta_a=args.theta_a,
-            top_n=args.top_n, size_ratio=args.size_ratio, size_rule=args.size_rule,
-            min_types=args.min_types, theta_o=args.theta_o, pooled_colap=args.pooled_colap,
-            k_neighbors=args.neighbors, include_self=args.include_self, seed=args.seed,
-            device=device, batch_size=args.batch_size, progress=not args.quiet,
-            out_dir=out_dir)
+    def report(source, out_dir):
+        if from_store:
+            return concept_metrics(collection_from(source), layers=layers_from(args.layers),
+                                   languages=args.languages, out_dir=out_dir, **metrics)
+        model, language_set = load_model(source, device=device)
+        return concept_report(model, language_set, games, layers=layers_from(args.layers),
+                              languages=args.languages, k_neighbors=args.neighbors,
+                              include_self=args.include_self, batch_size=args.batch_size,
+                              out_dir=out_dir, **metrics)
 
-    first = checkpoint_from(args)
+    first = args.activations if from_store else checkpoint_from(args)
     results = report(first, args.out)
-    for row in results["per_layer"]:
-        print(f"layer {row['layer']}: CALIGN {row['calign_mean']:.3f}  COLAP {row['colap']:.3f}"
-              f"  unification {row['unification']['score']:+.3f}")
+    for row in results.per_layer:
+        print(f"layer {row.layer}: CALIGN {row.calign_mean:.3f}  COLAP {row.colap_mean:.3f}"
+              f"  unification {row.unification.score:+.3f}")
     if args.compare is not None:
         from ..concepts import compare_reports
         from ..storage import atomic_write_json
