@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
-from .activations import LABEL_FIELDS, PARALLEL_LABEL_FIELDS, Activations, ParallelActivations
+from .activations import (LABEL_FIELDS, PARALLEL_LABEL_FIELDS, Activations, ParallelActivations,
+                          match_layers)
 from .errors import DatasetError
 from .storage import atomic_write_bytes, atomic_write_json, sha256_file
 
@@ -75,27 +76,30 @@ def write_store(out_dir, params: dict, chunks: Sequence[tuple[int, int]],
     params = _json(params)
     if (out_dir / INDEX).exists():
         index = _read_index(out_dir)
-        if {k: index.get(k) for k in params} == params:
+        found = {k: index.get(k) for k in params}
+        if found == params:
             return index
-        raise DatasetError(f"{str(out_dir)!r} already holds another activation collection; "
-                           "expected an empty directory or the same collection")
+        raise DatasetError(f"{str(out_dir)!r} already holds another activation collection "
+                           f"(its {_differing(found, params)} differ); expected an empty "
+                           "directory or the same collection")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / PARAMS).exists() and json.loads((out_dir / PARAMS).read_text()) != params:
-        raise DatasetError(f"{str(out_dir)!r} holds an unfinished collection of other games, "
-                           "model, language set or layers; expected an empty directory or "
-                           "the same collection")
+    if (out_dir / PARAMS).exists():
+        found = json.loads((out_dir / PARAMS).read_text())
+        if found != params:
+            raise DatasetError(f"{str(out_dir)!r} holds an unfinished collection of another "
+                               f"kind (its {_differing(found, params)} differ); expected an "
+                               "empty directory or the same collection")
     atomic_write_json(out_dir / PARAMS, params)
     from safetensors.torch import save
 
     shards = []
-    bar = tqdm(total=chunks[-1][1] - chunks[0][0] if chunks else 0, desc=desc, unit=unit,
-               disable=not progress, leave=False)
+    bar = progress_bar(progress, total=chunks[-1][1] - chunks[0][0] if chunks else 0,
+                       desc=desc, unit=unit, leave=False)
     for number, (start, stop) in enumerate(chunks):
         file = out_dir / f"shard-{number:05d}.safetensors"
         record_file = out_dir / f"shard-{number:05d}.json"
-        if file.exists() and record_file.exists():
-            record = json.loads(record_file.read_text())
-        else:
+        record = json.loads(record_file.read_text()) if record_file.exists() else None
+        if not (file.exists() and record is not None and record.get("range") == [start, stop]):
             tensors, n_positions = part(start, stop)
             data = save(tensors)
             atomic_write_bytes(file, data)
@@ -109,6 +113,11 @@ def write_store(out_dir, params: dict, chunks: Sequence[tuple[int, int]],
              "n_positions": sum(s["n_positions"] for s in shards), "shards": shards}
     atomic_write_json(out_dir / INDEX, index)
     return index
+
+
+def _differing(found: dict, wanted: dict) -> str:
+    """The names of the fields of `wanted` that `found` holds otherwise."""
+    return ", ".join(sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k)))
 
 
 def _read_index(path: Path) -> dict:
@@ -144,6 +153,9 @@ def _load_shard(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     """The arrays of a shard, refusing one that lacks any of `keys`."""
     from safetensors.numpy import load_file
 
+    if path.is_symlink() or not path.is_file():
+        raise DatasetError(f"activation shard {str(path)!r} is missing or not a plain file of "
+                           "the collection")
     data = load_file(str(path))
     missing = sorted(set(keys) - set(data))
     if missing:
@@ -240,28 +252,15 @@ class ParallelStore(_Store):
                                    hidden, **{name: data[name] for name in PARALLEL_LABEL_FIELDS},
                                    language_set=language_set)
 
-    def _layers(self, layers) -> list:
-        if layers is None:
-            return self.layers
-        layers = list(layers) if isinstance(layers, (list, tuple)) else [layers]
-        by_hook = {hook: layer for layer, hook in self.hooks.items()}
-        out = []
-        for layer in layers:
-            if layer not in self.hooks and layer not in by_hook:
-                raise DatasetError(f"layer {layer!r} is not in the collection "
-                                   f"{str(self.path)!r}; it holds {self.layers} "
-                                   f"(hooks {list(by_hook)})")
-            out.append(layer if layer in self.hooks else by_hook[layer])
-        return out
-
     def __iter__(self) -> Iterator[ParallelActivations]:
         language_set = self.language_set
         return (self._read(file, self.layers, language_set) for file in self._files())
 
     def load(self, layers=None) -> ParallelActivations:
         """Every shard in memory, concatenated: optionally only some `layers` (labels as
-        collected, or their hook names)."""
-        layers = self._layers(layers)
+        collected, their hook names, or integers and TransformerLens keys naming the same
+        hooks: `activations.match_layers`)."""
+        layers = self.layers if layers is None else match_layers(layers, self.hooks)
         language_set = self.language_set
         return ParallelActivations.concatenate([self._read(file, layers, language_set)
                                                 for file in self._files()])
@@ -281,7 +280,7 @@ def load_activations(path, *, verify: bool = True) -> ActivationStore | Parallel
     if verify:
         for shard in index["shards"]:
             file = path / shard["file"]
-            if not file.exists() or sha256_file(file) != shard["sha256"]:
+            if file.is_symlink() or not file.is_file() or sha256_file(file) != shard["sha256"]:
                 raise DatasetError(f"activation shard {str(file)!r} is missing or corrupted "
                                    "(sha256 does not match the index)")
     store = ParallelStore if index["format"] == PARALLEL_FORMAT else ActivationStore

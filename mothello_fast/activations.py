@@ -33,20 +33,20 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
-from .errors import DatasetError, LanguageError, MothelloError, ProbeError, check_int
+from .errors import LanguageError, MothelloError, ProbeError, check_int
 from .model import unwrap
 from .othello import replay, validate_games
 
 __all__ = ["Activations", "collect_activations", "ParallelActivations", "collect_parallel",
-           "hook_name", "resolve_layers", "check_games", "check_label_kind",
+           "hook_name", "resolve_layers", "match_layers", "check_games", "check_label_kind",
            "LABEL_KINDS", "LABEL_FIELDS", "PARALLEL_LABEL_FIELDS", "MAX_MOVES"]
 
 LABEL_FIELDS = ("board", "relative", "legal_next", "player", "game", "move")
@@ -87,7 +87,8 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple
 
     gpt = unwrap(model)
     points = [name for name, module in gpt.named_modules() if isinstance(module, HookPoint)]
-    layers = [layers] if isinstance(layers, (int, str, np.integer)) else list(layers)
+    layers = [layers] if isinstance(layers, (int, str, np.integer)) or _is_tl_key(layers) \
+        else list(layers)
     if not layers:
         raise ProbeError("layers is empty: expected at least one layer or hook name")
     pairs: dict[str, int | str] = {}
@@ -113,6 +114,40 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple
                              f"integer 0..{gpt.config.n_layers} or one of {points}")
         pairs.setdefault(name, int(layer) if isinstance(layer, np.integer) else layer)
     return [(layer, name) for name, layer in pairs.items()]
+
+
+def _is_tl_key(layer) -> bool:
+    """Whether `layer` is one TransformerLens key, ``(name, block[, layer_type])``: a tuple
+    whose name is no hook name (hook names hold dots)."""
+    return isinstance(layer, tuple) and 2 <= len(layer) <= 3 and isinstance(layer[0], str) \
+        and "." not in layer[0]
+
+
+def match_layers(layers, hooks: dict) -> list:
+    """The labels of `hooks` (label -> hook name, as a collection holds them) that `layers`
+    names, in order, each once: labels, hook names, integers (the module docstring's
+    convention) or TransformerLens keys naming a collected hook. `ProbeError` for an empty
+    list or a layer not collected."""
+    if isinstance(layers, (int, str, np.integer)) or _is_tl_key(layers):
+        layers = [layers]
+    layers = list(layers)
+    if not layers:
+        raise ProbeError("layers is empty: expected at least one layer or hook name")
+    by_hook = {hook: label for label, hook in hooks.items()}
+    chosen = []
+    for layer in layers:
+        if isinstance(layer, np.integer):
+            layer = int(layer)
+        if not isinstance(layer, tuple) and layer in hooks:
+            chosen.append(layer)
+            continue
+        name = layer if isinstance(layer, str) else _tl_key(layer) if isinstance(layer, tuple) \
+            else hook_name(layer, 1 << 30) if isinstance(layer, int) and layer >= 0 else None
+        if name not in by_hook:
+            raise ProbeError(f"layer {layer!r} not collected; collected: {list(hooks)} (hooks "
+                             f"{list(by_hook)})")
+        chosen.append(by_hook[name])
+    return list(dict.fromkeys(chosen))
 
 
 def _tl_key(key: tuple) -> str:
@@ -293,8 +328,8 @@ def collect_activations(model, language_set, games, *, language: str,
             return Activations.concatenate([
                 _collect_batch(gpt, language_set, games[s:s + batch_size], language, hooks, s,
                                device, max_moves)
-                for s in tqdm(range(0, len(games), batch_size), desc=f"activations {language}",
-                              disable=not progress, leave=False)])
+                for s in progress_bar(progress, range(0, len(games), batch_size),
+                                      desc=f"activations {language}", leave=False)])
         return _collect_to_disk(gpt, language_set, games, language, hooks, batch_size,
                                 shard_games, progress, Path(out_dir), device, max_moves)
     finally:
@@ -420,26 +455,17 @@ class ParallelActivations(_PositionRows):
                      for f in PARALLEL_LABEL_FIELDS), language_set=first.language_set)
 
     def select(self, layers=None, languages=None) -> ParallelActivations:
-        """The same positions at some `layers` (labels or hook names; default all) in some
+        """The same positions at some `layers` (default all; see `match_layers`) in some
         `languages` (default all), sharing this collection's arrays."""
-        by_hook = {hook: layer for layer, hook in self.hooks.items()}
-        if layers is None:
-            chosen = list(self.hidden)
-        else:
-            layers = list(layers) if isinstance(layers, (list, tuple, range)) else [layers]
-            unknown = [l for l in layers if l not in self.hidden and l not in by_hook]
-            if unknown:
-                raise ProbeError(f"layers {unknown} not collected; collected: {self.layers} "
-                                 f"(hooks {list(by_hook)})")
-            chosen = list(dict.fromkeys(l if l in self.hidden else by_hook[l] for l in layers))
+        chosen = list(self.hidden) if layers is None else match_layers(layers, self.hooks)
         if languages is None:
             names = self.languages
         else:
             names = tuple([languages] if isinstance(languages, str) else languages)
             unknown = [n for n in names if n not in self.languages]
-            if unknown or not names:
-                raise ProbeError(f"languages={list(names)}: expected some of "
-                                 f"{list(self.languages)}")
+            if unknown or not names or len(set(names)) < len(names):
+                raise ProbeError(f"languages={list(names)}: expected distinct languages, some "
+                                 f"of {list(self.languages)}")
         return ParallelActivations(
             names, {layer: self.hooks[layer] for layer in chosen},
             {layer: {name: self.hidden[layer][name] for name in names} for layer in chosen},
@@ -466,7 +492,7 @@ class ParallelActivations(_PositionRows):
         shard_positions = check_int("shard_positions", shard_positions, least=1,
                                     error=ProbeError)
         params = {"format": PARALLEL_FORMAT, **self._description(),
-                  "content_sha256": self._digest()}
+                  "shard_positions": shard_positions, "content_sha256": self._digest()}
 
         def part(start: int, stop: int):
             return _parallel_tensors(self, slice(start, stop)), stop - start
@@ -476,9 +502,16 @@ class ParallelActivations(_PositionRows):
         return ParallelStore(Path(path), index)
 
     def _description(self) -> dict:
-        """The JSON fields naming what the collection holds."""
+        """The JSON fields naming what the collection holds; layer labels must be integers
+        or strings (JSON keeps no other kind as it is)."""
+        bad = [layer for layer in self.hooks if not isinstance(layer, (int, str, np.integer))
+               or isinstance(layer, bool)]
+        if bad:
+            raise ProbeError(f"layer labels {bad}: expected integers or strings to write the "
+                             "collection to disk (use hook names)")
         return {"languages": list(self.languages),
-                "layers": [[layer, hook] for layer, hook in self.hooks.items()],
+                "layers": [[int(layer) if isinstance(layer, np.integer) else layer, hook]
+                           for layer, hook in self.hooks.items()],
                 "language_set": None if self.language_set is None else self.language_set.to_dict()}
 
     def _digest(self) -> str:
@@ -555,6 +588,10 @@ def collect_parallel(model, language_set, games, *, languages: Sequence[str] | N
     pairs = resolve_layers(model, layers)
     hooks = [hook for _, hook in pairs]
     shard_games = check_int("shard_games", shard_games, least=1, error=ProbeError)
+    check_int("batch_size", batch_size, least=1, error=ProbeError)
+    if max_moves is not None:
+        check_int("max_moves", max_moves, least=1, error=ProbeError)
+    language_set.check_model(unwrap(model))   # before anything is written
 
     def collect(start: int, stop: int, show: bool) -> ParallelActivations:
         collected = [collect_activations(model, language_set, games[start:stop],

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .errors import ProbeError
 from .probes import check_test_fraction, fresh_probe, split_positions
@@ -164,8 +164,8 @@ def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe="mlp",
         raise ProbeError(f"test labels of dtype {test_y.dtype}: expected integer classes 0..2")
     per_square = np.empty((len(languages), len(languages), labels.shape[1]))
     per_position = np.empty((len(languages), len(languages), len(test_y)))
-    for a, source in enumerate(tqdm(languages, desc="alignment", disable=not progress,
-                                    leave=False)):
+    for a, source in enumerate(progress_bar(progress, languages, desc="alignment",
+                                            leave=False)):
         fitted = fresh_probe(probe, seed=seed).fit(np.asarray(train_x[source]), train_y)
         for b, target in enumerate(languages):
             right = fitted.predict(np.asarray(test_x[target])) == test_y   # bool [M, 64]

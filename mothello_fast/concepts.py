@@ -642,6 +642,9 @@ def _fresh_kmeans(kmeans, seed: int):
         raise ConceptError(f"kmeans={kmeans!r}: expected an estimator with get_params and "
                            "fit_predict, such as KMeans(20, n_init=10)")
     copy = clone(kmeans)
+    if "n_clusters" not in copy.get_params():
+        raise ConceptError(f"kmeans={kmeans!r} has no n_clusters: expected a clusterer into a "
+                           "fixed number of clusters (the metrics count them)")
     if callable(getattr(copy, "check_params", None)):
         copy.check_params()
     return copy
@@ -782,15 +785,16 @@ def concept_metrics(collection, *, layers=None, languages=None, kmeans=None,
     parameter is checked before any clustering.
     """
     import torch
-    from tqdm.auto import tqdm
 
+    from .progress import progress_bar
     from .unification import plot_similarity_matrix, similarity_matrix, unification_score
 
     check_report_params(kmeans=kmeans, theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
                         min_types=min_types, theta_o=theta_o, max_per_type=max_per_type,
                         size_rule=size_rule)
-    if languages is not None and len(languages) < 2 or len(collection.languages) < 2 \
-            and languages is None:
+    if isinstance(languages, str):
+        languages = [languages]
+    if len(collection.languages if languages is None else languages) < 2:
         raise ConceptError(f"languages={list(languages or collection.languages)}: expected "
                            "at least two languages to compare")
     try:
@@ -811,7 +815,10 @@ def concept_metrics(collection, *, layers=None, languages=None, kmeans=None,
                            "clusters, a larger cap or more games")
     kept_types = types[kept]
     identity = np.arange(64)[:, None]
-    params = dict(kmeans=repr(_fresh_kmeans(kmeans, seed)), n_clusters=n_clusters,
+    params = dict(kmeans={"class": type(_fresh_kmeans(kmeans, seed)).__name__,
+                          **{k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+                             for k, v in _fresh_kmeans(kmeans, seed).get_params().items()}},
+                  n_clusters=n_clusters,
                   max_per_type=max_per_type, theta_a=theta_a, top_n=top_n,
                   size_ratio=size_ratio, size_rule=size_rule, min_types=min_types,
                   theta_o=theta_o, pooled_colap=pooled_colap, seed=seed)
@@ -832,7 +839,7 @@ def concept_metrics(collection, *, layers=None, languages=None, kmeans=None,
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
     rows = []
-    for layer in tqdm(collection.layers, desc="concepts", disable=not progress, leave=False):
+    for layer in progress_bar(progress, collection.layers, desc="concepts", leave=False):
         hidden = [collection.hidden[layer][name] for name in names]
         points = [h[kept] for h in hidden]
         labels = [cluster(x) for x in points]

@@ -71,7 +71,7 @@ def language_subsets(language_set: LanguageSet, language_games, n_games: int
         raise LanguageError("language_games: expected a dict language name -> game indices "
                             f"or mask, got {type(language_games).__name__}")
     for name, subset in language_games.items():
-        j = language_set._input_index(name)
+        j = language_set.input_index(name)
         subset = subset.detach().cpu().numpy() if isinstance(subset, torch.Tensor) \
             else np.asarray(subset)
         if subset.shape == (0,) and subset.dtype != np.bool_:   # [] (float64): no games
@@ -147,10 +147,10 @@ class Corpus:
                              rows * (2 * 25 * language_set.context_length + 60), self.device,
                              error=LanguageError)
         if isinstance(games, torch.Tensor):
-            games = language_set._check_games(games.to(self.device))
+            games = language_set.encoding.check_games(games.to(self.device))
             self.games = games.to(torch.int8)
         else:
-            games = language_set._check_games(np.asarray(games))
+            games = language_set.encoding.check_games(np.asarray(games))
             if not games.flags.writeable:   # a memory-mapped dataset: torch wants its own copy
                 games = games.copy()
             self.games = torch.from_numpy(games).to(self.device)
@@ -158,7 +158,7 @@ class Corpus:
         if self.n_games == 0:
             raise LanguageError("a corpus needs at least one game; got 0")
         if self.device.type != "cpu":   # once here: batches are built without host reads
-            language_set._check_fits(self.games, None)
+            language_set.encoding.check_fits(self.games, None)
         n_lang = language_set.n_languages
         allowed = language_subsets(language_set, language_games, self.n_games)
         if mode == "sample":
@@ -199,7 +199,7 @@ class Corpus:
         if isinstance(weights, Mapping):
             values = np.zeros(n_lang)
             for name, w in weights.items():
-                values[self.language_set._input_index(name)] = w
+                values[self.language_set.input_index(name)] = w
         elif isinstance(weights, (Sequence, np.ndarray, torch.Tensor)) \
                 and not isinstance(weights, str):
             values = np.asarray(weights, dtype=np.float64)
@@ -240,7 +240,7 @@ class Corpus:
             games = torch.from_numpy(self.games.numpy().take(game_index.numpy(), axis=0))
         else:
             games = self.games[game_index]
-        encoded = self.language_set._encode(games, languages)
+        encoded = self.language_set.encoding.encode_checked(games, languages)
         targets = self.language_set.make_targets(encoded, self.objective)
         return Batch(tokens=encoded.tokens, targets=targets, language_ids=languages,
                      move_end=encoded.move_end, move_index=encoded.move_index,

@@ -197,9 +197,9 @@ def _write_locked(out: Path, n_games: int, shard_size: int, make_shard, params: 
     partial, done = _prepare_partial(out, params, overwrite)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n_games, initial=sum(s["n_games"] for s in done), unit="game",
-                   desc=f"writing {out.name}")
+        from .progress import progress_bar
+        bar = progress_bar(True, total=n_games, initial=sum(s["n_games"] for s in done),
+                           unit="game", desc=f"writing {out.name}")
     shards = list(done)
     try:
         for index in range(len(done), -(-n_games // shard_size)):

@@ -7,7 +7,8 @@ is legal in the position (the engine's `Replay.legal_next`):
 - standard objective: the prediction is the next move's first token in the game's
   language; for multi-token (split, compositional) languages the predicted tokens
   are fed back greedily until they spell a move of that language (or stop being
-  the start of one, which counts as wrong). Each continuation reuses the keys and
+  the start of one, which counts as wrong), read against the code table `decode` reads
+  (`encoding.MoveCodes`). Each continuation reuses the keys and
   values of its game's prefix (`GPT.prefill`, `GPT.extend`), so a sub-token costs one
   token of compute, not a forward pass over the prefix;
 - unified objective: the prediction is the next move in the output language.
@@ -18,60 +19,16 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .errors import ConfigError, LanguageError, check_int
 from .devices import resolve_device
+from .encoding import MoveCodes
+from .errors import ConfigError, LanguageError, check_int
 from .model import unwrap
 from .othello import replay, validate_games
+from .progress import progress_bar
 
 __all__ = ["legal_move_accuracy", "evaluate_languages", "evaluate_checkpoint",
            "language_confusion"]
-
-
-class _Codes:
-    """A language's codes (square -> token tuple) as sorted integer keys, so that
-    token tuples of a whole batch are looked up at once."""
-
-    def __init__(self, token_ids: np.ndarray, vocab_size: int):
-        token_ids = np.asarray(token_ids, dtype=np.int64)        # [64, K], -1 padded
-        self.max_len = token_ids.shape[1]
-        self.base = vocab_size + 1
-        full, prefix = {}, set()
-        for square, code in enumerate(token_ids):
-            code = code[code >= 0]
-            if len(code) == 0:
-                continue
-            full.setdefault(self._key(code), square)
-            for j in range(1, len(code)):
-                prefix.add(self._key(code[:j]))
-        self.full_keys = np.array(sorted(full), dtype=np.int64)
-        self.full_square = np.array([full[k] for k in sorted(full)], dtype=np.int64)
-        self.prefix_keys = np.array(sorted(prefix), dtype=np.int64)
-
-    def _key(self, tokens) -> int:
-        key = 0
-        for t in tokens:
-            key = key * self.base + int(t) + 1
-        return key
-
-    def extend(self, keys: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        return keys * self.base + tokens + 1
-
-    @staticmethod
-    def _find(table: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(table) == 0:
-            return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
-        at = np.searchsorted(table, keys).clip(max=len(table) - 1)
-        return at, table[at] == keys
-
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """keys: int64 [m] -> (square int64 [m], -1 where not a whole code;
-        is_prefix bool [m], True where the tokens so far start a longer code)."""
-        at, whole = self._find(self.full_keys, keys)
-        square = np.where(whole, self.full_square[at] if len(self.full_square) else -1, -1)
-        _, is_prefix = self._find(self.prefix_keys, keys)
-        return square, is_prefix & ~whole
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -110,7 +67,7 @@ def _inference(gpt, bf16: bool | None):
 
 
 def _count_batch(model, language_set, games: np.ndarray, language, objective: str,
-                 codes: _Codes, batch_size: int) -> tuple[int, int, float, int]:
+                 codes: MoveCodes, batch_size: int) -> tuple[int, int, float, int]:
     """(correct, predictions, summed target loss, targets) for one batch of games."""
     device = _device_of(model)
     encoded = language_set.encode(games, language)
@@ -130,7 +87,7 @@ def _count_batch(model, language_set, games: np.ndarray, language, objective: st
     n_targets = int((targets != -100).sum())
     pred = logits[torch.as_tensor(game, device=device), torch.as_tensor(pos, device=device)] \
         .argmax(-1).cpu().numpy()
-    keys = codes.extend(np.zeros(len(pred), dtype=np.int64), pred)
+    keys = codes.extend(codes.empty(len(pred)), pred, 0)
     square, pending = codes.lookup(keys)
     if multi_token:
         _spell_out(model, cache_keys, cache_values, keys, square, pending, game, pos, codes)
@@ -140,7 +97,8 @@ def _count_batch(model, language_set, games: np.ndarray, language, objective: st
 
 
 def _spell_out(model, cache_keys, cache_values, keys: np.ndarray, square: np.ndarray,
-               pending: np.ndarray, game: np.ndarray, pos: np.ndarray, codes: _Codes) -> None:
+               pending: np.ndarray, game: np.ndarray, pos: np.ndarray, codes: MoveCodes
+               ) -> None:
     """Feed the predictions still `pending` (the start of a longer code) their own predicted
     sub-tokens back, greedily, until they spell a move of the language (or stop being the
     start of one, or reach the context's end: wrong), updating `keys`, `square` and
@@ -161,13 +119,13 @@ def _spell_out(model, cache_keys, cache_values, keys: np.ndarray, square: np.nda
             kept = torch.as_tensor(keep, device=device)
             generated = tuple([g[kept] for g in part] for part in generated)
         alive = alive[keep]
-        last_token = torch.as_tensor(keys[alive] % codes.base - 1, device=device)[:, None]
+        last_token = torch.as_tensor(codes.last_token(keys[alive], j - 1), device=device)[:, None]
         at = torch.as_tensor(pos[alive], device=device)
         logits, generated = model.extend(
             last_token, at[:, None] + j, cache_keys, cache_values,
             rows=torch.as_tensor(game[alive], device=device),
             valid=torch.arange(T, device=device)[None] <= at[:, None], generated=generated)
-        keys[alive] = codes.extend(keys[alive], logits[:, 0].argmax(-1).cpu().numpy())
+        keys[alive] = codes.extend(keys[alive], logits[:, 0].argmax(-1).cpu().numpy(), j)
         square[alive], pending[alive] = codes.lookup(keys[alive])
     square[pending] = -1
 
@@ -185,9 +143,9 @@ def _check_objective(language_set, objective: str | None) -> str:
     return objective
 
 
-def _codes_for(language_set, language, objective: str) -> _Codes:
-    code_language = language_set.output_language if objective == "unified" else language
-    return _Codes(language_set.token_ids(code_language), language_set.vocab_size)
+def _codes_for(language_set, language, objective: str) -> MoveCodes:
+    return language_set.move_codes(language_set.output_language if objective == "unified"
+                                   else language)
 
 
 def _evaluate(model, language_set, games, language, objective: str, batch_size: int,
@@ -200,8 +158,8 @@ def _evaluate(model, language_set, games, language, objective: str, batch_size: 
     language_set.check_model(gpt)
     totals = np.zeros(4)
     with _inference(gpt, bf16):
-        for start in tqdm(range(0, len(games), batch_size), desc=f"evaluating {language}",
-                          unit="batch", disable=not progress, leave=False):
+        for start in progress_bar(progress, range(0, len(games), batch_size),
+                                  desc=f"evaluating {language}", unit="batch", leave=False):
             chunk = np.asarray(games[start:start + batch_size])
             totals += _count_batch(gpt, language_set, chunk, language, objective, codes,
                                    batch_size)

@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .errors import ConceptError, check_float, check_int
 from .devices import resolve_device
@@ -246,7 +246,7 @@ class KMeans:
         gen = torch.Generator(device=device)
         gen.manual_seed(seed)
         best = None
-        for _ in tqdm(range(n_init), desc="k-means", disable=not self.progress, leave=False):
+        for _ in progress_bar(self.progress, range(n_init), desc="k-means", leave=False):
             centers = self._initial_centers(x, x_sq, gen)
             centers, labels, n_iter = self._lloyd(x, x_sq, centers, tol_abs, max_iter)
             inertia = self._inertia(x, centers, labels)

@@ -28,42 +28,27 @@ truncated multi-token move, tokens after padding, or a row that mixes languages.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import _engine
-from .storage import atomic_write_json
+from .encoding import (IGNORE_INDEX, OBJECTIVES, PAD_ID, CodeTables, Encoded, is_int,
+                       is_tensor)
 from .errors import InvalidSquareError, LanguageError, MothelloError, check_int
-from .othello import (GAME_PLIES, PLAYABLE_SQUARES, parse_square, square_name,
-                      validate_games)
-from .othello import PLAYABLE_LOOKUP, check_game_squares, check_games_layout
+from .othello import PLAYABLE_SQUARES, parse_square, square_name
 from .othello import generate_games  # noqa: F401  (the docstring examples use it)
-from .parallel import CHUNK_GAMES, resolve_threads, run_in_chunks
+from .storage import atomic_write_json
 
+# OBJECTIVES, PAD_ID, IGNORE_INDEX and Encoded live in `encoding`; re-exported with the set
 __all__ = ["KINDS", "OBJECTIVES", "PAD_ID", "IGNORE_INDEX", "Language", "LanguageSet", "Encoded"]
 
 KINDS = ("atomic", "split", "compositional", "custom")
-OBJECTIVES = ("standard", "unified")
-PAD_ID = 0
-IGNORE_INDEX = -100   # targets that carry no loss (torch's cross_entropy default)
 FORMAT_VERSION = 1
 
-_ROWS = 65            # lookup-table rows: index square + 1, row 0 for the -1 after a game's end
 _PLAYABLE_INDEX = np.full(64, -1, dtype=np.int64)
 _PLAYABLE_INDEX[list(PLAYABLE_SQUARES)] = np.arange(len(PLAYABLE_SQUARES))
-
-
-def _is_tensor(x) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 def _square(value, what: str) -> int:
@@ -108,7 +93,7 @@ class Language:
         normalised = []
         for square, tokens in zip(PLAYABLE_SQUARES, entries):
             tokens = tuple(tokens) if isinstance(tokens, (tuple, list, np.ndarray)) else (tokens,)
-            if not tokens or not all(_is_int(t) and t >= 0 for t in tokens):
+            if not tokens or not all(is_int(t) and t >= 0 for t in tokens):
                 raise LanguageError(f"language {self.name!r}, square {square_name(square)}: tokens "
                                     f"{tokens!r}; expected a non-empty tuple of integers >= 0")
             normalised.append(tuple(int(t) for t in tokens))
@@ -219,24 +204,6 @@ class Language:
                                 f"'square_tokens' ({exc!r})") from None
 
 
-@dataclass
-class Encoded:
-    """Games written in a language; arrays are numpy or torch like the games encoded.
-
-    Attributes:
-        tokens: ``int64 [n, T]`` token ids, pad (0) after each game's last token.
-        move_index: ``int64 [n, T]``: index 0..59 of the move each token belongs to, -1 on pad.
-        move_end: ``bool [n, T]``: the token is the last sub-token of its move.
-        language: index of the language (an int), or ``int64 [n]`` per-row indices.
-        games: ``int8 [n, 60]`` the games encoded.
-    """
-    tokens: object
-    move_index: object
-    move_end: object
-    language: object
-    games: object = None
-
-
 def _parse_spec_item(item: str, index: int, seed: int) -> Language:
     text = item.strip()
     name, _, kind = text.rpartition("=")
@@ -309,7 +276,7 @@ class LanguageSet:
             return tuple(sorted(int(s) for s in chosen))
         if isinstance(anchors, str):
             anchors = anchors.replace(",", " ").split()
-        elif _is_int(anchors):
+        elif is_int(anchors):
             raise LanguageError(f"anchors={anchors}: expected squares (ints or names); give "
                                 "a number of squares to anchor as n_anchors")
         squares = [_square(a, "anchor") for a in anchors]
@@ -346,54 +313,11 @@ class LanguageSet:
             owner += [n_lang] * out_lang.n_tokens
             next_id += out_lang.n_tokens
         self.vocab_size = next_id
-        self._codes = codes
-        self._k = [max(len(c) for c in code.values()) for code in codes]
-        self.k_max = max(self._k[:n_lang])
-        k = self.k_max
-
-        # lookup tables, row = language * 65 + square + 1; row 0 of each language is the -1
-        slots = np.zeros((len(codes) * _ROWS, k), dtype=np.int64)
-        lengths = np.zeros(len(codes) * _ROWS, dtype=np.int64)
-        for j, code in enumerate(codes):
-            for s, ids in code.items():
-                slots[j * _ROWS + s + 1, :len(ids)] = ids
-                lengths[j * _ROWS + s + 1] = len(ids)
-        self._slots, self._lengths = slots, lengths
-        self.context_length = int(max(lengths[j * _ROWS:(j + 1) * _ROWS].sum() for j in range(n_lang)))
-
         self.token_language = np.asarray(owner, dtype=np.int64)
-        squares_of: list[set[int]] = [set() for _ in range(next_id)]
-        position = np.full(next_id, -1, dtype=np.int64)
-        member = np.zeros((n_lang, next_id), dtype=bool)
-        for j, code in enumerate(codes):
-            for s, ids in code.items():
-                for pos, i in enumerate(ids):
-                    squares_of[i].add(s)
-                    position[i] = pos
-                    if j < n_lang:
-                        member[j, i] = True
-        self.token_square = np.asarray([next(iter(q)) if len(q) == 1 else -1 for q in squares_of],
-                                       dtype=np.int64)
-        self._position, self._member = position, member
-
-        # decoding: key of a move = sum of id * V**position, offset by language * V**K
-        span = next_id ** k
-        if n_lang * span >= 2 ** 62:
-            raise LanguageError(f"{n_lang} languages of up to {k} tokens per square over "
-                                f"{next_id} ids: too many to decode with 64-bit keys")
-        table: dict[int, int] = {}
-        prefixes: dict[int, int] = {}
-        for j, code in enumerate(codes[:n_lang]):
-            for s, ids in code.items():
-                for m in range(1, len(ids) + 1):
-                    key = j * span + sum(i * next_id ** p for p, i in enumerate(ids[:m]))
-                    (table if m == len(ids) else prefixes)[key] = s
-        merged = {**{key: -2 for key in prefixes}, **table}    # -2: a move cut short
-        order = sorted(merged)
-        self._keys = np.asarray(order, dtype=np.int64)
-        self._key_squares = np.asarray([merged[key] for key in order], dtype=np.int64)
-        self._span = span
-        self._torch_cache: dict = {}
+        self.encoding = CodeTables(codes, self.names, self.token_language)
+        self.k_max = self.encoding.k_max
+        self.context_length = self.encoding.context_length
+        self.token_square = self.encoding.token_square
 
     # ----------------------------------------------------------------- naming
     @classmethod
@@ -457,7 +381,7 @@ class LanguageSet:
                     return j
             raise LanguageError(f"language {language.name!r} is not in this set "
                                 f"(languages {list(self.names)})")
-        if _is_int(language):
+        if is_int(language):
             if 0 <= language < self.n_languages:
                 return int(language)
             raise LanguageError(f"language index {language}: expected 0..{self.n_languages - 1}")
@@ -490,7 +414,9 @@ class LanguageSet:
             raise error(f"{given}: expected at least {least} input language(s)")
         return names
 
-    def _input_index(self, language) -> int:
+    def input_index(self, language) -> int:
+        """Index of an input language (name, index or `Language`); the output-only
+        language is refused (`LanguageError`)."""
         j = self.language_index(language)
         if j == self.n_languages:
             raise LanguageError(f"language {language!r} is the output-only language; "
@@ -501,11 +427,12 @@ class LanguageSet:
     def token_ids(self, language: int | str | Language) -> np.ndarray:
         """``int64 [64, K]``: vocab ids of each square's tokens in `language` (input or
         output), -1 padded; K is the language's longest square; centre rows are all -1."""
-        j = self.language_index(language)
-        k = self._k[j]
-        rows = self._slots[j * _ROWS + 1:(j + 1) * _ROWS, :k].copy()
-        rows[np.arange(k) >= self._lengths[j * _ROWS + 1:(j + 1) * _ROWS, None]] = -1
-        return rows
+        return self.encoding.token_ids(self.language_index(language))
+
+    def move_codes(self, language: int | str | Language):
+        """`encoding.MoveCodes` of `language` (input or output): how evaluation reads a
+        model's predictions, against the table `decode` reads."""
+        return self.encoding.move_codes(self.language_index(language))
 
     @property
     def translation_table(self) -> np.ndarray:
@@ -523,58 +450,15 @@ class LanguageSet:
             return None
         return self._first_output_id, self.vocab_size
 
-    def _torch_tables(self, device):
-        import torch
-        key = str(device)
-        if key not in self._torch_cache:
-            self._torch_cache[key] = {
-                name: torch.as_tensor(value, device=device) for name, value in
-                (("slots", self._slots), ("lengths", self._lengths),
-                 ("playable", PLAYABLE_LOOKUP), ("output", self._output_lut()))}
-        return self._torch_cache[key]
-
-    def _output_lut(self) -> np.ndarray:
-        lut = np.full(_ROWS, IGNORE_INDEX, dtype=np.int64)
-        if self.output_language is not None:
-            j = self.n_languages
-            lut[1:] = self._slots[j * _ROWS + 1:(j + 1) * _ROWS, 0]
-        return lut
-
     # --------------------------------------------------------------- encoding
-    def _check_games(self, games, *, squares: bool = True):
-        """Validate `games` (numpy-like or tensor) by `validate_games`' rule and return it
-        (numpy: C-contiguous int8; a tensor as it is).
-
-        Kept apart from `validate_games` only for tensors on a device, whose entries are
-        checked there by the same shared check (reading two flags back, never the games);
-        numpy games and CPU tensors (on a numpy view) go through `validate_games` itself.
-        ``squares=False`` checks only dtype and shape for C-contiguous int8 numpy games
-        (and CPU tensors of them): the compiled encoder checks their squares as it reads
-        them and calls back here with ``squares=True`` to name a bad one."""
-        if _is_tensor(games) and games.device.type == "cpu" and not games.requires_grad:
-            self._check_games(games.numpy(), squares=squares)   # on a view of the tensor
-            return games
-        if _is_tensor(games):
-            import torch
-            integer = not (games.dtype.is_floating_point or games.dtype.is_complex
-                           or games.dtype == torch.bool)
-            check_games_layout(integer, games.dtype, games.shape, "games")
-            check_game_squares(games.long(), self._torch_tables(games.device)["playable"],
-                                "games")
-            return games
-        arr = np.asarray(games)
-        if not squares and arr.dtype == np.int8 and arr.flags.c_contiguous:
-            check_games_layout(True, arr.dtype, arr.shape, "games")
-            return arr
-        return validate_games(arr)
-
-    def _check_rows(self, language, n: int, like):
-        """An int language, or per-row int64 indices (numpy or tensor like `like`)."""
+    def check_rows(self, language, n: int, like):
+        """`language` (a name, an index or a `Language`: one input language) as its index,
+        or per-row indices (``int64 [n]``) checked, numpy or a tensor like `like`."""
         if isinstance(language, np.ndarray) and language.ndim == 0:
             language = language.item()   # a 0-d array is one language, not per-row ones
-        if isinstance(language, (str, Language)) or _is_int(language):
-            return self._input_index(language)
-        if _is_tensor(like):
+        if isinstance(language, (str, Language)) or is_int(language):
+            return self.input_index(language)
+        if is_tensor(like):
             import torch
             rows = torch.as_tensor(language, device=like.device)
             integer = not (rows.dtype == torch.bool or rows.dtype.is_floating_point
@@ -585,7 +469,7 @@ class LanguageSet:
         if not integer:
             raise LanguageError(f"language of dtype {rows.dtype}: expected a name, an index "
                                 "or integer per-row indices")
-        rows = rows.long() if _is_tensor(rows) else rows.astype(np.int64)
+        rows = rows.long() if is_tensor(rows) else rows.astype(np.int64)
         if tuple(rows.shape) != (n,):
             raise LanguageError(f"per-row languages have shape {tuple(rows.shape)}; expected ({n},)")
         if n and (int(rows.min()) < 0 or int(rows.max()) >= self.n_languages):
@@ -614,109 +498,9 @@ class LanguageSet:
         >>> enc.tokens[0, :4].tolist(), enc.move_index[0, :4].tolist(), enc.move_end[0, :4].tolist()
         ([37, 38, 36, 0], [0, 0, 1, -1], [False, True, True, False])
         """
-        games = self._check_games(games, squares=False)
-        rows = self._check_rows(language, games.shape[0], games)
-        if out is not None:
-            shape = (games.shape[0], self.context_length)
-            wanted = (("tokens", np.int64), ("move_index", np.int64), ("move_end", np.bool_))
-            if _is_tensor(games) or not all(
-                    isinstance(getattr(out, f), np.ndarray) and getattr(out, f).shape == shape
-                    and getattr(out, f).dtype == d and getattr(out, f).flags.c_contiguous
-                    and getattr(out, f).flags.writeable
-                    for f, d in wanted):
-                raise LanguageError(f"out: expected an Encoded of writable, C-contiguous numpy "
-                                    f"arrays of shape {shape} (int64, int64, bool) and numpy "
-                                    "games")
-        if _is_tensor(games) and games.device.type != "cpu":
-            self._check_fits(games, rows)   # the compiled encoder checks numpy and CPU games
-        return self._encode(games, rows, threads, out)
-
-    def _check_fits(self, games, rows) -> None:
-        """LanguageError unless each game (a tensor) written in its language (every input
-        language when `rows` is None) fits the context; on a device, this reads a flag back."""
-        lengths = self._torch_tables(games.device)["lengths"]
-        languages = range(self.n_languages) if rows is None else [rows]
-        chunk = CHUNK_GAMES * 64                                     # bounded temporaries
-        for start in range(0, games.shape[0], chunk):
-            table_row = games[start:start + chunk].long() + 1
-            for j in languages:
-                offset = j * _ROWS if _is_int(j) else j[start:start + chunk, None] * _ROWS
-                too_long = lengths[table_row + offset].sum(1) > self.context_length   # [chunk]
-                if bool(too_long.any()):
-                    raise LanguageError(f"game {start + int(too_long.nonzero()[0, 0])} does not "
-                                        f"fit the context length {self.context_length}")
-
-    def _encode(self, games, rows, threads: int | None = None, out: Encoded | None = None
-                ) -> Encoded:
-        """`encode` of validated games and languages."""
-        if not _is_tensor(games):
-            arrays = self._encode_numpy(games, rows, threads, out)
-        elif games.device.type == "cpu":   # numpy views of the tensors, no copies
-            import torch
-            arrays = self._encode_numpy(games.numpy().astype(np.int8, copy=False),
-                                        rows if _is_int(rows) else rows.numpy(), threads)
-            arrays = tuple(torch.from_numpy(a) for a in arrays)
-        else:
-            arrays = self._encode_torch(games, rows)
-        return Encoded(*arrays, rows, games)
-
-    def _encode_numpy(self, games: np.ndarray, rows, threads: int | None = None,
-                      out: Encoded | None = None):
-        """The compiled encoder (csrc/_engine.pyx, `encode_into`): one pass over the
-        moves writing tokens, move indices and move ends, on `threads` threads."""
-        n, T = games.shape[0], self.context_length
-        if out is not None:
-            tokens, move_index, move_end = out.tokens, out.move_index, out.move_end
-        else:
-            tokens = np.empty((n, T), dtype=np.int64)
-            move_index = np.empty((n, T), dtype=np.int64)
-            move_end = np.empty((n, T), dtype=bool)
-        language = (np.full(n, rows, dtype=np.int64) if _is_int(rows)
-                    else np.ascontiguousarray(rows, dtype=np.int64))
-        games = np.ascontiguousarray(games, dtype=np.int8)
-        end_bytes = move_end.view(np.uint8)
-        status = np.empty(n, dtype=np.int64)
-
-        def work(start: int, stop: int) -> None:
-            _engine.encode_into(games[start:stop], language[start:stop], self._slots,
-                                self._lengths, tokens[start:stop], move_index[start:stop],
-                                end_bytes[start:stop], PAD_ID, status[start:stop])
-
-        run_in_chunks(n, resolve_threads(threads), work, False, "encoding games")
-        if n and status.min() < 0:
-            self._check_games(games)   # names the bad square
-            raise LanguageError(f"game {int(np.flatnonzero(status < 0)[0])} does not fit the "
-                                f"context length {T}")
-        return tokens, move_index, move_end
-
-    def _encode_torch(self, games, rows):
-        import torch
-        tables = self._torch_tables(games.device)
-        n, T, k = games.shape[0], self.context_length, self.k_max
-        table_row = games.long() + 1
-        table_row = table_row + (rows * _ROWS if _is_int(rows) else rows[:, None] * _ROWS)
-        lengths = tables["lengths"][table_row]                      # [n, 60]
-        ends = lengths.cumsum(1)                                     # one past each move's tokens
-        starts = ends - lengths
-        base = torch.arange(n, device=games.device)[:, None] * T
-        trash = n * T                                                # writes of unused slots land here
-        slot_ids = tables["slots"][table_row]                        # [n, 60, K]
-        flat_tokens = torch.zeros(n * T + 1, dtype=torch.int64, device=games.device)
-        # a token past the row's T slots (a game too long for the context, which `encode`
-        # and `Corpus` refuse first) goes to the trash slot too, never into the next row
-        for j in range(k):                                           # sub-token slots, not moves
-            dest = torch.where((lengths > j) & (starts + j < T), base + starts + j, trash)
-            flat_tokens[dest.reshape(-1)] = slot_ids[:, :, j].reshape(-1)
-        flat_end = torch.zeros(n * T + 1, dtype=torch.bool, device=games.device)
-        last = torch.where((lengths > 0) & (ends <= T), base + ends - 1, trash)
-        flat_end[last.reshape(-1)] = True
-        tokens = flat_tokens[:n * T].view(n, T)
-        move_end = flat_end[:n * T].view(n, T)
-        ended = move_end.long()
-        before = ended.cumsum(1) - ended                             # moves ended before each token
-        move_index = torch.where(torch.arange(T, device=games.device) < ends[:, -1:], before,
-                                 torch.full_like(before, -1))
-        return tokens, move_index, move_end
+        games = self.encoding.check_games(games, squares=False)
+        rows = self.check_rows(language, games.shape[0], games)
+        return self.encoding.encode(games, rows, threads=threads, out=out)
 
     # --------------------------------------------------------------- decoding
     def decode(self, tokens, language=None):
@@ -727,94 +511,14 @@ class LanguageSet:
         row. Raises `LanguageError` on a token that belongs to no input language, a
         multi-token move cut short, tokens after padding, or a row mixing languages.
         """
-        if _is_tensor(tokens):
-            import torch
-            games = self._decode_numpy(tokens.detach().cpu().numpy(), language)
-            return torch.from_numpy(games).to(tokens.device)
-        return self._decode_numpy(np.asarray(tokens), language)
-
-    def _bad(self, mask: np.ndarray, tokens: np.ndarray, message: str) -> None:
-        if mask.any():
-            r, t = (int(v) for v in np.argwhere(mask)[0])
-            row = " ".join(str(int(v)) for v in tokens[r, max(0, t - 3):t + 4])
-            raise LanguageError(f"row {r}, position {t} (token {int(tokens[r, t])}; around: {row}): "
-                                + message)
-
-    def _decode_numpy(self, tokens: np.ndarray, language) -> np.ndarray:
-        if tokens.dtype.kind not in "iu" or tokens.ndim != 2:
-            raise LanguageError(f"tokens of dtype {tokens.dtype}, shape {tokens.shape}: expected "
-                                "integer token ids [n, T]")
-        tokens = tokens.astype(np.int64)
-        n, T = tokens.shape
-        V = self.vocab_size
-        self._bad((tokens < 0) | (tokens >= V), tokens,
-                  f"belongs to no language; expected ids 0..{V - 1}")
-        present = tokens != PAD_ID
-        owner = self.token_language[tokens]
-        self._bad(present & (owner == self.n_languages), tokens,
-                  "belongs to the output-only language, which is not an input language")
-        after_pad = np.zeros_like(present)
-        after_pad[:, 1:] = present[:, 1:] & ~present[:, :-1]
-        self._bad(after_pad, tokens, "comes after padding; expected padding only at the end")
-        if language is not None:
-            j = self._input_index(language)
-            outside = present & ~self._member[j][tokens]
-            self._bad(outside, tokens, f"is not a token of language {self.names[j]!r} (it is "
-                      "from another language: a mix of languages)")
-            row_language = np.full(n, j, dtype=np.int64)
-        else:
-            fits = (self._member[:, tokens] | ~present).all(axis=2)        # [n_lang, n]
-            mixed = ~fits.any(axis=0)
-            if mixed.any():
-                r = int(np.flatnonzero(mixed)[0])
-                used = sorted({self.names[int(o)] for o in owner[r][present[r]]})
-                raise LanguageError(f"row {r} mixes languages {used}: no single input language "
-                                    "has all of its tokens")
-            row_language = fits.argmax(axis=0)
-
-        position = self._position[tokens]                   # sub-token index within a move
-        start = present & (position == 0)
-        t = np.arange(T)
-        last_start = np.maximum.accumulate(np.where(start, t, -1), axis=1)
-        self._bad(present & ((last_start < 0) | (position != t - last_start)), tokens,
-                  "sub-tokens out of order: a truncated or misordered multi-token move")
-        n_moves = start.sum(1)
-        if n and n_moves.max() > GAME_PLIES:
-            r = int(np.argmax(n_moves))
-            raise LanguageError(f"row {r} holds {int(n_moves[r])} moves; expected at most 60")
-        key = np.zeros((n, T), dtype=np.int64)
-        for j in range(self.k_max):                         # sub-token slots, not moves
-            shifted_tok = np.zeros((n, T), dtype=np.int64)
-            shifted_pos = np.full((n, T), -1, dtype=np.int64)
-            shifted_tok[:, :max(T - j, 0)] = tokens[:, j:]   # nothing when the row is <= j long
-            shifted_pos[:, :max(T - j, 0)] = position[:, j:]
-            key += np.where(shifted_pos == j, shifted_tok * V ** j, 0)
-        key += row_language[:, None] * self._span
-        found = np.searchsorted(self._keys, key).clip(0, len(self._keys) - 1)
-        square = np.where(self._keys[found] == key, self._key_squares[found], -3)
-        self._bad(start & (square == -2), tokens,
-                  "a multi-token move is cut short (truncated): its later sub-tokens are missing")
-        self._bad(start & (square == -3), tokens,
-                  "these tokens spell no square in the row's language")
-        games = np.full((n, GAME_PLIES), -1, dtype=np.int8)
-        move = start.cumsum(1) - 1
-        games[np.nonzero(start)[0], move[start]] = square[start]
-        return games
+        return self.encoding.decode(tokens, None if language is None
+                                    else self.input_index(language))
 
     # ---------------------------------------------------------------- targets
     def output_ids(self, games):
         """``int64 [n, 60]``: each move's id in the output language, -100 after the end
         (numpy or tensor like `games` int8 [n, 60]). Needs an output language."""
-        self._need_output()
-        games = self._check_games(games)
-        if _is_tensor(games):
-            return self._torch_tables(games.device)["output"][games.long() + 1]
-        return self._output_lut()[games.astype(np.intp) + 1]
-
-    def _need_output(self) -> None:
-        if self.output_language is None:
-            raise LanguageError("the unified objective needs an output language; build the set "
-                                "with output_language=... (or from_spec(..., unified=True))")
+        return self.encoding.output_ids(games)
 
     def make_targets(self, encoded: Encoded, objective: str = "standard"):
         """Targets ``int64 [n, T]`` for `encoded` (same kind and device), -100 where ignored.
@@ -823,38 +527,7 @@ class LanguageSet:
         ``"unified"``: at the last sub-token of move i, the output-language id of move
         i+1 (when the game has one); -100 everywhere else.
         """
-        if objective not in OBJECTIVES:
-            raise LanguageError(f"objective={objective!r}: expected one of {OBJECTIVES}")
-        tokens = encoded.tokens
-        if _is_tensor(tokens) and tokens.device.type == "cpu":      # numpy on views, no copies
-            import torch
-            views = Encoded(_to_numpy(tokens), _to_numpy(encoded.move_index),
-                            _to_numpy(encoded.move_end), encoded.language,
-                            None if encoded.games is None else _to_numpy(encoded.games))
-            return torch.from_numpy(self.make_targets(views, objective))
-        if _is_tensor(tokens):
-            import torch
-            xp_where, full_like = torch.where, torch.full_like
-            arange = lambda m: torch.arange(m, device=tokens.device)  # noqa: E731
-        else:
-            xp_where, full_like, arange = np.where, np.full_like, np.arange
-        if objective == "standard":
-            targets = full_like(tokens, IGNORE_INDEX)
-            following = tokens[:, 1:]
-            targets[:, :-1] = xp_where(following != PAD_ID, following,
-                                       full_like(following, IGNORE_INDEX))
-            return targets
-        self._need_output()
-        games = encoded.games
-        if games is None:
-            games = self.decode(tokens)
-        out = self._torch_tables(tokens.device)["output"][games.long() + 1] if _is_tensor(tokens) \
-            else self._output_lut()[np.asarray(games).astype(np.intp) + 1]
-        following = full_like(out, IGNORE_INDEX)
-        following[:, :-1] = out[:, 1:]
-        move = xp_where(encoded.move_index >= 0, encoded.move_index, 0)
-        picked = following[arange(tokens.shape[0])[:, None], move]
-        return xp_where(encoded.move_end, picked, full_like(picked, IGNORE_INDEX))
+        return self.encoding.make_targets(encoded, objective)
 
     # ---------------------------------------------------------- serialisation
     def to_dict(self) -> dict:
@@ -919,7 +592,3 @@ class LanguageSet:
         out = f", output_language={self.output_language.name!r}" if self.output_language else ""
         return (f"LanguageSet({list(self.names)}, kinds={[lang.kind for lang in self.languages]}, "
                 f"anchors={len(self.anchors)}{out}, vocab_size={self.vocab_size})")
-
-
-def _to_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if _is_tensor(x) else np.asarray(x)

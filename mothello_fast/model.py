@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from .errors import CheckpointError, MothelloError, check_float, check_int
 from .kernels.attention import BACKENDS, attention
 
-__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "act_name", "LayerPast", "flops_per_token",
+__all__ = ["GPTConfig", "GPT", "HookPoint", "ActivationCache", "act_name", "LayerPast",
+           "flops_per_token",
            "to_transformer_lens"]
 
 

@@ -65,8 +65,8 @@ def run_in_chunks(n: int, threads: int, work: Callable[[int, int], None], progre
     chunks = [(s, min(s + CHUNK_GAMES, n)) for s in range(0, n, CHUNK_GAMES)]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n, desc=desc, unit="game")
+        from .progress import progress_bar
+        bar = progress_bar(True, total=n, desc=desc, unit="game")
     try:
         if threads == 1 or len(chunks) <= 1:
             for start, stop in chunks:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .storage import atomic_write_bytes
 from .devices import resolve_device
@@ -195,8 +195,8 @@ class _BoardProbe:
         optimizer = torch.optim.Adam(params.values(), lr=self.lr,
                                      weight_decay=self.weight_decay, foreach=True)
         curve = []
-        bar = tqdm(range(self.epochs), desc=f"{self._kind} probe", disable=not self.progress,
-                   leave=False)
+        bar = progress_bar(self.progress, range(self.epochs), desc=f"{self._kind} probe",
+                           leave=False)
         for _ in bar:
             order = torch.randperm(n, generator=generator).to(device)
             total = torch.zeros((), device=device)
@@ -490,7 +490,7 @@ def probe_activations(collection, *, language: str | None = None, layers=None, p
     y = collection.labels(labels)
     train, test = split_positions(len(collection), test_fraction, seed)
     fitted, per_square = [], []
-    for layer in tqdm(collection.layers, desc="probes", disable=not progress, leave=False):
+    for layer in progress_bar(progress, collection.layers, desc="probes", leave=False):
         X = collection.hidden[layer][language]
         estimator = fresh_probe(probe, seed=seed).fit(X[train], y[train])
         per_square.append((estimator.predict(X[test]) == y[test]).mean(0))

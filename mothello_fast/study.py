@@ -210,9 +210,9 @@ def run_study(*, settings: Sequence[str] | str = ("naive",), seeds: Sequence[int
     failures = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(jobs), desc=f"study ({workers} workers x {threads} threads)",
-                   unit="cell")
+        from .progress import progress_bar
+        bar = progress_bar(True, total=len(jobs), unit="cell",
+                           desc=f"study ({workers} workers x {threads} threads)")
     try:
         if workers == 1:
             for job in jobs:

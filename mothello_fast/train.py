@@ -1,10 +1,9 @@
 """Training mOthelloGPT: AdamW, warm-up + cosine schedule, compiled, bf16, resumable, DDP.
 
-``train(config, train_games=..., val_games=..., out_dir=...)`` writes into `out_dir`:
-
-    config.json                 the TrainConfig and the language set
-    metrics.jsonl               one JSON record per logging / evaluation step
-    checkpoints/step-NNNNNN/    checkpoints (see `checkpoint`)
+``train(config, train_games=..., val_games=..., out_dir=...)`` writes a run directory
+(`runs`: config.json, metrics.jsonl, checkpoints/step-NNNNNN/). The loop reads top to
+bottom, as nanoGPT's: at each step, evaluate and save as due, then train on one batch
+and log its loss.
 
 Determinism: batch ``s`` is a pure function of ``(seed, s)`` (`corpus.Corpus`) and
 dropout is reseeded from ``(seed, s, rank)`` before every step, so a run resumed
@@ -19,7 +18,6 @@ so the update equals single-process training on the global batch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -30,13 +28,12 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (find_latest_checkpoint, load_checkpoint, load_weights,
-                         prune_checkpoints, restore_rng_state, save_checkpoint)
-from .storage import atomic_write_bytes, atomic_write_json, writer_lock
+from .checkpoint import load_checkpoint, load_weights, restore_rng_state, save_checkpoint
+from .progress import progress_bar
+from .runs import RUN_CONFIG, MetricsLog, Run, check_resume, data_digests
 from .errors import CheckpointError, ConfigError, check_float, check_int
 from .devices import resolve_device
 from .evaluate import evaluate_languages
@@ -45,14 +42,10 @@ from .othello import validate_games
 from .parallel import torch_threads
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_on_dataset", "load_train_config",
-           "run_source", "legal_move_curves", "process_group",
+           "legal_move_curves", "process_group",
            "learning_rate", "make_optimizer", "train_step"]
 
-METRICS = "metrics.jsonl"
-RUN_CONFIG = "config.json"   # a run's TrainConfig, model config, language set and source
 DEFAULT_WARMUP_STEPS = 500   # mOthello's, for 20,000 steps
-RUN_LOCK = "train.lock"   # held while a run trains (see _run_lock)
-CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -345,66 +338,6 @@ def _resolve_device(config: TrainConfig, ddp: _Dist) -> torch.device:
     return device
 
 
-def _read_metrics(path: Path, up_to_step: int) -> list[dict]:
-    """The records of metrics.jsonl up to step `up_to_step` (the step resumed from).
-
-    A line that is not a record is skipped when no record up to that step follows it
-    (an append cut short by the interruption); anywhere else it is a `CheckpointError`."""
-    if not path.exists():
-        return []
-    lines = [(number, line) for number, line in enumerate(path.read_text().splitlines(), 1)
-             if line.strip()]
-    records, bad = [], None
-    for number, line in lines:
-        try:
-            record = json.loads(line)
-            step = record["step"]
-            if isinstance(step, bool) or not isinstance(step, int):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            bad = bad or number
-            continue
-        if step > up_to_step:
-            continue
-        if bad is not None:
-            raise CheckpointError(f"cannot resume: line {bad} of {str(path)!r} is not a metrics "
-                                  f"record (a JSON object with an integer 'step'), and records "
-                                  f"up to the resumed step {up_to_step} follow it")
-        records.append(record)
-    return records
-
-
-class _Log:
-    """Appends metric records to metrics.jsonl (and wandb), on the main process only."""
-
-    def __init__(self, out_dir: Path, config: TrainConfig, enabled: bool, records: list[dict]):
-        self.path = out_dir / METRICS
-        self.enabled = enabled
-        self.records = records
-        self.wandb = None
-        if enabled and config.wandb:
-            try:
-                import wandb
-            except ImportError:
-                raise ConfigError("wandb=True needs the wandb package (pip install "
-                                  "'mothello-fast[wandb]')") from None
-            self.wandb = wandb.init(project=config.wandb_project, config=config.to_dict(),
-                                    dir=str(out_dir), name=out_dir.name)
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        self.records.append(record)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.wandb is not None:
-            self.wandb.log(record, step=record["step"])
-
-    def close(self) -> None:
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
 _LANGUAGE_FIELDS = ("languages", "n_anchors", "objective", "language_seed")
 
 
@@ -415,63 +348,6 @@ def _languages_of(run) -> str:
         return f"the language set {run.language_set!r}"
     return (f"languages {fields.get('languages')!r}, {fields.get('n_anchors')} anchors, the "
             f"{fields.get('objective')} objective, language_seed {fields.get('language_seed')}")
-
-
-def _prepare_out_dir(out_dir: Path, resume: bool):
-    """The checkpoint to resume from (None for a fresh run); refuses to mix runs."""
-    latest = find_latest_checkpoint(out_dir / CHECKPOINTS)
-    if resume:
-        return latest
-    if latest is not None or (out_dir / METRICS).exists():
-        raise CheckpointError(f"{str(out_dir)!r} already holds a training run; pass resume=True "
-                              "(--resume) to continue it, or choose another out_dir")
-    return None
-
-
-def _data_digests(train_games, val_games, language_games, language_set) -> dict[str, str]:
-    """sha256 of what a run reads: its training games with the `language_games` subsets
-    that draw from them (they decide the batches), and its held-out games. The subsets
-    count as `corpus.Corpus` reads them (`corpus.language_subsets`), so that a mask and
-    its indices, any integer dtype or order, a name and its index agree."""
-    from .corpus import language_subsets
-
-    train = hashlib.sha256(np.ascontiguousarray(train_games))   # the buffer itself, no copy
-    subsets = language_subsets(language_set, language_games, len(train_games))
-    for j, subset in enumerate(subsets):
-        if subset is not None:
-            train.update(f"{j}:{subset.dtype}:".encode() + subset.tobytes())
-    return {"train_data_sha256": train.hexdigest(),
-            "val_games_sha256": hashlib.sha256(np.ascontiguousarray(val_games)).hexdigest()}
-
-
-def _check_resume_config(ckpt, config: TrainConfig, device: torch.device, ddp: _Dist,
-                         digests: dict[str, str]) -> None:
-    saved = dict(ckpt.train_config or {})
-    current = config.to_dict()
-    diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in current
-             if k not in TrainConfig.RUNTIME_FIELDS and saved.get(k) != current[k]]
-    if diffs:
-        raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: its training config "
-                              f"differs ({'; '.join(diffs)})")
-    run = ckpt.extra.get("run") or {}
-    if run.get("train_data_sha256", digests["train_data_sha256"]) != digests["train_data_sha256"]:
-        raise CheckpointError(f"cannot resume from {str(ckpt.path)!r}: it was trained on other "
-                              "games (train_games, or language_games, differ from its run's); "
-                              "pass the same games, or start a new run (init_from= starts one "
-                              "from its weights)")
-    # allowed, but the rest of the run then differs from the uninterrupted one
-    if ddp.main and run.get("val_games_sha256", digests["val_games_sha256"]) \
-            != digests["val_games_sha256"]:
-        warnings.warn(f"resuming {str(ckpt.path)!r} with other val_games than its run's: the "
-                      "evaluations from here on are of other games", stacklevel=4)
-    for what, old, new, why in (
-            ("device type", run.get("device_type"), device.type, "the batches differ"),
-            ("number of processes", run.get("world_size"), ddp.world,
-             "dropout is seeded per rank")):
-        if ddp.main and old is not None and old != new:
-            warnings.warn(f"resuming {str(ckpt.path)!r}: it was trained with {what} {old!r}, "
-                          f"this run uses {new!r}; {why}, so the rest of the run will not "
-                          "repeat the uninterrupted one", stacklevel=4)
 
 
 def _wrap_ddp(model: GPT, device_ids):
@@ -525,18 +401,6 @@ def _tf32(enabled: bool):
         restore()
 
 
-def _run_lock(out_dir: Path, ddp: _Dist):
-    """On the main process, `storage.writer_lock` on ``out_dir/train.lock`` for the run:
-    a second training run into it at the same time is refused (under torchrun, the
-    failing process stops the others). The lock is inside the run's directory, which
-    the run writes anyway (beside it, it would need the parent to be writable)."""
-    if not ddp.main:
-        return nullcontext()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return writer_lock(out_dir, lock=out_dir / RUN_LOCK, error=CheckpointError,
-                       what="training run")
-
-
 def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=None,
           language_games=None, init_from=None, init_languages: bool = False,
           resume: bool = False, source: dict | None = None,
@@ -551,9 +415,10 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
     init_from: a checkpoint whose weights start the run (fine-tuning); the optimizer
     and the step start afresh. Its language set must be this run's (`CheckpointError`
     otherwise), unless `init_languages`: then the run takes the checkpoint's languages
-    (its language fields of the config too, so that config.json records them). resume: continue from the newest checkpoint in
-    `out_dir` (a fresh start if there is none), with its config and training games
-    (`CheckpointError` otherwise). While it trains, the run holds ``out_dir/train.lock``
+    (its language fields of the config too, so that config.json records them).
+    resume: continue from the newest checkpoint in `out_dir` (a fresh start if there is
+    none), with its config and training games (`CheckpointError` otherwise). The run's
+    directory is a `runs.Run`; while it trains, the run holds ``out_dir/train.lock``
     (`storage.writer_lock`): a second run into it is refused. source: JSON-ready facts
     of where the games came from, recorded in ``config.json`` (`train_on_dataset`: the
     dataset and its split), so that a resumed run can find them again.
@@ -562,7 +427,7 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
     val_games = validate_games(val_games, name="val_games")
     out_dir = Path(out_dir)
     with process_group(str(config.device)) as ddp, _tf32(config.tf32), \
-            torch_threads(config.threads), _run_lock(out_dir, ddp):
+            torch_threads(config.threads), Run(out_dir).lock(ddp.main):
         return _train(config, ddp, train_games=train_games, val_games=val_games,
                       out_dir=out_dir, language_set=language_set,
                       language_games=language_games, init_from=init_from,
@@ -576,18 +441,20 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     from .corpus import Corpus
     from .languages import LanguageSet
 
+    # -- where: the device, the run directory, the checkpoints to start from ---------------
     device = _resolve_device(config, ddp)
     cuda = device.type == "cuda"
     if config.batch_size % ddp.world:
         raise ConfigError(f"batch_size={config.batch_size} is not divisible by the "
                           f"{ddp.world} processes")
-
-    resume_from = _prepare_out_dir(out_dir, resume)
+    run = Run(out_dir)
+    resume_from = run.start(resume)
     if ddp.world > 1:
         dist.barrier()  # every process has looked at out_dir before rank 0 writes into it
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     init = load_checkpoint(init_from) if init_from is not None else None
-    records = []
+
+    # -- what: the language set, checked against both checkpoints --------------------------
     if init is not None and init_languages:
         # the checkpoint's languages, recorded as this run's own in its config
         config = dataclasses.replace(config, **{k: v for k, v in (init.train_config or {}).items()
@@ -608,13 +475,16 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
             f"has {_languages_of(config)}: expected the same language set (the token ids "
             "must mean the same squares), or init_languages=True (--init-languages) to take "
             "the checkpoint's")
-    digests = _data_digests(train_games, val_games, language_games, language_set)
+    digests = data_digests(train_games, val_games, language_games, language_set)
+    records = []
     if ckpt is not None:
-        _check_resume_config(ckpt, config, device, ddp, digests)
+        check_resume(ckpt, config.to_dict(), ignored=TrainConfig.RUNTIME_FIELDS, device=device,
+                     world=ddp.world, main=ddp.main, digests=digests)
         # the records up to the checkpoint we resume from (read by every process, so that
         # a bad log stops them all)
-        records = _read_metrics(out_dir / METRICS, up_to_step=ckpt.step)
+        records = run.read_metrics(up_to_step=ckpt.step)
 
+    # -- the model and its optimizer, fresh, resumed or initialised from a checkpoint ------
     torch.manual_seed(config.seed)
     model_config = config.model_config(language_set.vocab_size, language_set.context_length)
     model = GPT(model_config).to(device)
@@ -637,7 +507,6 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
             raise CheckpointError(f"init_from={str(init.path)!r} has model config "
                                   f"{init.model_config}; this run builds {model_config}")
         load_weights(model, init.model_state, source=str(init.path))
-
     ddp_model = model
     if ddp.world > 1:
         ddp_model = _wrap_ddp(model, device_ids=[device.index] if cuda else None)
@@ -646,6 +515,7 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     bf16 = config.bf16 if config.bf16 is not None else cuda
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext())
 
+    # -- the data -----------------------------------------------------------------------------
     corpus = Corpus(train_games, language_set, batch_size=config.batch_size,
                     objective=config.objective, weights=config.language_weights,
                     language_games=language_games, seed=config.seed, device=str(device))
@@ -653,62 +523,70 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
     if ddp.main and not len(eval_games):
         warnings.warn("val_games is empty: this run measures no legal-move accuracy or held-out "
                       "loss (give held-out games, e.g. a larger val_fraction)", stacklevel=3)
-    if ddp.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / RUN_CONFIG, {"train_config": config.to_dict(),
-                                                 "model_config": model_config.to_dict(),
-                                                 "language_set": language_set.to_dict(),
-                                                 "world_size": ddp.world,
-                                                 **({"source": source} if source else {})})
-        atomic_write_bytes(out_dir / METRICS,
-                           "".join(json.dumps(r) + "\n" for r in records).encode())
-    log = _Log(out_dir, config, ddp.main, records if ddp.main else [])
-    checkpoint_path = ckpt.path if ckpt is not None else None
     per_rank = config.batch_size // ddp.world
-    T = language_set.context_length
+    rows = slice(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)   # this process's games
 
-    def evaluate(step: int) -> None:
-        if ddp.main and len(eval_games):
-            record = {"step": step, **evaluate_languages(model, language_set, eval_games,
-                                                         objective=config.objective, bf16=bf16)}
-            log.write(record)
-            if bar is not None:
-                postfix.update({k.replace("legal_acc/", "acc/"): f"{v:.3f}"
-                                for k, v in record.items() if k.startswith("legal_acc")})
-                bar.set_postfix(postfix, refresh=False)
+    # -- the run's record: config.json, the metrics so far, the progress bar ------------------
+    if ddp.main:
+        run.record(train_config=config.to_dict(), model_config=model_config.to_dict(),
+                   language_set=language_set.to_dict(), world_size=ddp.world, source=source,
+                   metrics=records)
+    log = MetricsLog(run, records, enabled=ddp.main,
+                     wandb_project=config.wandb_project if config.wandb else None,
+                     wandb_config=config.to_dict())
+    bar = progress_bar(progress and ddp.main, total=config.max_steps, initial=start_step,
+                       unit="step", desc="training")
+    shown: dict[str, str] = {}   # the bar's latest loss and accuracies
+    checkpoint_path = ckpt.path if ckpt is not None else None
+    tokens_per_step = config.batch_size * language_set.context_length
 
-    def save(step: int) -> Path:
-        path = out_dir / CHECKPOINTS / f"step-{step:06d}"
-        # the loss window not logged yet, each process's own sum, so that a resumed run
-        # logs the same mean loss as the uninterrupted one
-        sums = [loss_sum]
-        if ddp.world > 1 and window:
-            sums = [torch.zeros_like(loss_sum) for _ in range(ddp.world)]
-            dist.all_gather(sums, loss_sum)
-        extra = {"run": {"device_type": device.type, "world_size": ddp.world, **digests},
-                 "loss_window": {"steps": window, "sums": [float(x) for x in sums]}}
-        if ddp.main:
-            save_checkpoint(path, model=model, language_set=language_set, step=step,
-                            optimizer=optimizer, train_config=config.to_dict(), extra=extra)
-            prune_checkpoints(out_dir / CHECKPOINTS, config.keep_checkpoints)
-        return path
-
-    bar, postfix = None, {}
-    if progress and ddp.main:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=config.max_steps, initial=start_step, unit="step", desc="training")
-    if start_step == 0 and config.eval_every:
-        evaluate(0)
-    model.train()
-    loss_sum, window = _restore_loss_window(ckpt, ddp, device)
+    # -- the loop: at each step, evaluate and save as due, then train on one batch ----------
+    loss_sum, window = _restore_loss_window(ckpt, ddp, device)   # the window not logged yet
     timed, window_start = 0, time.perf_counter()   # steps since window_start
+    step = start_step
+    model.train()
     try:
-        for step in range(start_step, config.max_steps):
+        while True:
+            last = step == config.max_steps
+            # a resumed run evaluated and saved its first step before it stopped
+            if (step > start_step or step == 0) and ddp.main and len(eval_games) and (
+                    last or (config.eval_every and step % config.eval_every == 0)):
+                record = {"step": step, **evaluate_languages(model, language_set, eval_games,
+                                                             objective=config.objective,
+                                                             bf16=bf16)}
+                log.write(record)
+                shown.update({k.replace("legal_acc/", "acc/"): f"{v:.3f}"
+                              for k, v in record.items() if k.startswith("legal_acc")})
+                bar.set_postfix(shown, refresh=False)
+            if step > start_step and (last or (config.checkpoint_every
+                                               and step % config.checkpoint_every == 0)):
+                # the loss window not logged yet, each process's own sum, so that a resumed
+                # run logs the same mean loss as the uninterrupted one
+                sums = [loss_sum]
+                if ddp.world > 1 and window:
+                    sums = [torch.zeros_like(loss_sum) for _ in range(ddp.world)]
+                    dist.all_gather(sums, loss_sum)
+                checkpoint_path = run.checkpoint_path(step)
+                if ddp.main:
+                    save_checkpoint(checkpoint_path, model=model, language_set=language_set,
+                                    step=step, optimizer=optimizer,
+                                    train_config=config.to_dict(), extra={
+                                        "run": {"device_type": device.type,
+                                                "world_size": ddp.world, **digests},
+                                        "loss_window": {"steps": window,
+                                                        "sums": [float(x) for x in sums]}})
+                    run.prune(config.keep_checkpoints)
+                if ddp.world > 1:
+                    dist.barrier()
+            if last:
+                break
+            if step % config.log_every == 0:
+                window_start = time.perf_counter()  # exclude evaluation and checkpoint time
+
             lr = learning_rate(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = corpus.batch(step)
-            rows = slice(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
             tokens = torch.as_tensor(batch.tokens[rows], device=device)
             targets = torch.as_tensor(batch.targets[rows], device=device)
             torch.manual_seed(_step_seed(config.seed, step, ddp.rank))
@@ -722,36 +600,25 @@ def _train(config: TrainConfig, ddp: _Dist, *, train_games, val_games, out_dir: 
             loss_sum += loss
             window += 1
             timed += 1
-            done = step + 1
-            if bar is not None:
-                bar.update(1)
-            if done % config.log_every == 0 or done == config.max_steps:
+            step += 1
+            bar.update(1)
+
+            if step % config.log_every == 0 or step == config.max_steps:
                 if ddp.world > 1:
                     dist.all_reduce(loss_sum)
                     loss_sum /= ddp.world
                 loss_value = loss_sum.item()  # waits for the device: the clock reads work done
                 elapsed = time.perf_counter() - window_start
-                record = {"step": done, "loss": loss_value / window, "lr": lr,
+                record = {"step": step, "loss": loss_value / window, "lr": lr,
                           "grad_norm": float(grad_norm),
-                          "tokens_per_s": timed * config.batch_size * T / elapsed}
+                          "tokens_per_s": timed * tokens_per_step / elapsed}
                 log.write(record)
-                if bar is not None:
-                    postfix["loss"] = f"{record['loss']:.4f}"
-                    bar.set_postfix(postfix, refresh=False)
+                shown["loss"] = f"{record['loss']:.4f}"
+                bar.set_postfix(shown, refresh=False)
                 loss_sum.zero_()
-                window, timed, window_start = 0, 0, time.perf_counter()
-            if (config.eval_every and done % config.eval_every == 0) or done == config.max_steps:
-                evaluate(done)
-            if (config.checkpoint_every and done % config.checkpoint_every == 0) \
-                    or done == config.max_steps:
-                checkpoint_path = save(done)
-                if ddp.world > 1:
-                    dist.barrier()
-            if done % config.log_every == 0:
-                window_start = time.perf_counter()  # exclude evaluation and checkpoint time
+                window, timed = 0, 0
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         log.close()
     return TrainResult(model=model.eval(), language_set=language_set, metrics=log.records,
                        checkpoint=checkpoint_path, rank=ddp.rank)
@@ -761,7 +628,7 @@ def train_on_dataset(config: TrainConfig, data, *, out_dir, val_fraction: float 
                      split_seed: int = 0, **kwargs) -> TrainResult:
     """`train` on a games dataset directory `data`, split at random (`split_games`) into
     training and held-out games (the run's ``config.json`` records the dataset and the
-    split, for `run_source`); other keyword arguments go to `train`."""
+    split, for `runs.run_source`); other keyword arguments go to `train`."""
     from .datasets import load_games
 
     train_games, val_games = load_games(data).split(val_fraction=val_fraction, seed=split_seed)
@@ -769,20 +636,6 @@ def train_on_dataset(config: TrainConfig, data, *, out_dir, val_fraction: float 
               "split_seed": split_seed}
     return train(config, train_games=train_games, val_games=val_games, out_dir=out_dir,
                  source=source, **kwargs)
-
-
-def run_source(out_dir) -> dict:
-    """What a training run in `out_dir` records of its games (``config.json``'s "source":
-    the dataset and split of `train_on_dataset`); {} when it records nothing or there is
-    no run there."""
-    path = Path(out_dir) / RUN_CONFIG
-    if not path.exists():
-        return {}
-    try:
-        source = json.loads(path.read_text()).get("source") or {}
-    except (ValueError, AttributeError):
-        raise ConfigError(f"{str(path)!r} is not a run's config (a JSON object)") from None
-    return source if isinstance(source, dict) else {}
 
 
 def legal_move_curves(metrics: list[dict]) -> tuple[list[int], dict[str, list[float]]]:

@@ -1,5 +1,4 @@
-"""The list options of the subcommands: items separated by commas everywhere, and by spaces
-too where no positional argument follows the options."""
+"""The list options of the subcommands: items separated by commas or spaces everywhere."""
 import pytest
 
 from mothello_fast.cli import build_parser
@@ -10,14 +9,13 @@ SPACES = (["4", "6", "blocks.1.hook_resid_mid"], ["4,", "6", ",blocks.1.hook_res
           ["4, 6", "blocks.1.hook_resid_mid"])
 COMMANDS = {"probe": ["probe", "--checkpoint", "CK", "--language", "L0"],
             "align": ["align", "--checkpoint", "CK", "--out", "a.json"],
-            "concepts": ["concepts", "CK", "--out", "d"], "eval": ["eval", "CK"]}
-WITH_POSITIONAL = ("concepts", "eval")
+            "concepts": ["concepts", "CK", "--out", "d"], "eval": ["eval", "CK"],
+            "collect": ["collect", "CK", "--out", "d"]}
 
 
-@pytest.mark.parametrize("command", ["probe", "align", "concepts"])
+@pytest.mark.parametrize("command", ["probe", "align", "concepts", "collect"])
 def test_layers_are_the_same_list_however_separated(command):
-    spellings = COMMAS + (() if command in WITH_POSITIONAL else SPACES)
-    for spelling in spellings:
+    for spelling in COMMAS + SPACES:
         args = build_parser().parse_args(COMMANDS[command] + ["--layers", *spelling])
         assert layers_from(args.layers) == [4, 6, "blocks.1.hook_resid_mid"], spelling
 
@@ -25,8 +23,7 @@ def test_layers_are_the_same_list_however_separated(command):
 @pytest.mark.parametrize("command", ["align", "concepts", "eval"])
 def test_languages_are_the_same_list_however_separated(command):
     parser = build_parser()
-    spellings = [["L0,L2"], ["L0, L2"]] + ([] if command in WITH_POSITIONAL else
-                                           [["L0", "L2"], ["L0,", "L2"]])
+    spellings = [["L0,L2"], ["L0, L2"], ["L0", "L2"], ["L0,", "L2"]]
     for spelling in spellings:
         assert parser.parse_args(COMMANDS[command] + ["--languages", *spelling]).languages \
             == ["L0", "L2"]
@@ -34,10 +31,16 @@ def test_languages_are_the_same_list_however_separated(command):
 
 
 @pytest.mark.parametrize("argv", [["eval", "--languages", "L0,L1", "CK"],
+                                  ["eval", "--languages", "L0", "L1", "CK"],
+                                  ["concepts", "--layers", "1", "4", "CK", "--out", "d"],
                                   ["concepts", "--layers", "1,4", "CK", "--out", "d"]])
-def test_a_list_option_before_the_checkpoint_leaves_the_checkpoint_alone(argv):
-    args = build_parser().parse_args(argv)
-    assert args.checkpoint == "CK"
+def test_a_checkpoint_after_a_list_option_is_the_checkpoint(argv, tmp_path):
+    from mothello_fast.cli.checkpoints import checkpoint_from
+
+    checkpoint = str(tmp_path)   # an existing path
+    args = build_parser().parse_args([checkpoint if a == "CK" else a for a in argv])
+    assert checkpoint_from(args) == checkpoint
+    assert (args.languages or args.layers) in (["L0", "L1"], ["1", "4"])
 
 
 def test_the_probe_layer_default_is_layer_six(tmp_path, capsys):
@@ -85,3 +88,15 @@ def test_no_checkpoint_or_two_of_them_are_named(capsys):
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["eval", "A", "--checkpoint", "B", "--games", "1"]) == 2
     assert "two checkpoints, 'A' and --checkpoint 'B'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["concepts", "CK", "--clusters", "0", "--out", "o"], "--clusters 0"),
+    (["concepts", "CK", "--neighbors", "0", "--out", "o"], "--neighbors 0"),
+    (["probe", "CK", "--language", "L0", "--epochs", "0"], "--epochs 0"),
+    (["probe", "CK", "--language", "L0", "--test-fraction", "2"], "--test-fraction 2")])
+def test_errors_name_the_flags_not_the_python_arguments(argv, flag, tmp_path, capsys):
+    from mothello_fast.cli import main
+
+    assert main([str(tmp_path / a) if a == "CK" else a for a in argv]) == 2
+    assert flag in capsys.readouterr().err

@@ -59,7 +59,9 @@ def test_a_saved_collection_reads_back_the_same(collection, tmp_path):
     # some layers, by label or hook name
     assert_same_collection(loaded.load([2, "blocks.0.hook_resid_post"]),
                            collection.select([2, 1]))
-    assert collection.save(tmp_path / "acts").index == store.index   # already written
+    assert collection.save(tmp_path / "acts", shard_positions=100).index == store.index
+    with pytest.raises(DatasetError, match="its shard_positions differ"):
+        collection.save(tmp_path / "acts", shard_positions=50)
 
 
 def test_a_directory_holding_another_collection_is_refused(collection, tmp_path):
@@ -130,10 +132,14 @@ def test_any_model_s_collection_saves_without_a_language_set(tmp_path):
 
 
 def test_select_and_concatenate_name_what_does_not_fit(collection):
-    with pytest.raises(ProbeError, match=r"layers \[7\] not collected"):
+    with pytest.raises(ProbeError, match=r"layer 7 not collected"):
         collection.select([7])
+    with pytest.raises(ProbeError, match="layers is empty"):
+        collection.select([])
     with pytest.raises(ProbeError, match=r"languages=\['X'\]"):
         collection.select(languages=["X"])
+    with pytest.raises(ProbeError, match="expected distinct languages"):
+        collection.select(languages=["L0", "L0"])
     with pytest.raises(ProbeError, match="expected"):
         ParallelActivations.concatenate([collection, collection.select([1])])
 
@@ -311,3 +317,83 @@ def test_the_commands_name_a_source_that_does_not_fit(saved, model, language_set
     paths = {"CKPT": str(saved), "ACTS": str(tmp_path), "SINGLE": str(tmp_path / "single")}
     assert main([paths.get(a, a) for a in argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_collection_s_layers_are_named_by_the_one_convention(collection, tmp_path):
+    """Labels, hook names, integers and TransformerLens keys all name a collected hook, in
+    a collection and in its store, whatever the labels it was collected under."""
+    by_hooks = collection.select([1, 2])
+    by_hooks.hooks = {hook: hook for hook in by_hooks.hooks.values()}   # labelled by hook name
+    by_hooks.hidden = dict(zip(by_hooks.hooks, collection.select([1, 2]).hidden.values()))
+    store = by_hooks.save(tmp_path / "acts")
+    for spelling in (2, ("resid_post", 1), "blocks.1.hook_resid_post", [np.int64(2)],
+                     np.array([2]), range(2, 3)):
+        assert by_hooks.select(spelling).layers == ["blocks.1.hook_resid_post"], spelling
+        assert store.load(spelling).layers == ["blocks.1.hook_resid_post"], spelling
+    assert collection.select(("resid_pre", 0)).layers == [0]
+
+
+def test_a_label_json_cannot_keep_is_refused_before_writing(collection, tmp_path):
+    odd = collection.select([1])
+    odd.hooks = {("a", 1): odd.hooks[1]}
+    odd.hidden = {("a", 1): odd.hidden[1]}
+    with pytest.raises(ProbeError, match="expected integers or strings"):
+        odd.save(tmp_path / "acts")
+    assert not (tmp_path / "acts").exists()
+
+
+def test_an_interrupted_save_resumed_with_another_shard_size_is_refused(collection, tmp_path):
+    collection.save(tmp_path / "acts", shard_positions=300)
+    (tmp_path / "acts" / "index.json").unlink()   # as if interrupted after its shards
+    with pytest.raises(DatasetError, match="its shard_positions differ"):
+        collection.save(tmp_path / "acts", shard_positions=100)
+
+
+def test_a_shard_record_of_another_range_is_written_again(collection, tmp_path):
+    store = collection.save(tmp_path / "acts", shard_positions=200)
+    record = tmp_path / "acts" / "shard-00001.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "range": [0, 1]}))   # a stale record
+    (tmp_path / "acts" / "index.json").unlink()
+    again = collection.save(tmp_path / "acts", shard_positions=200)
+    assert again.index["shards"][1]["range"] == store.index["shards"][1]["range"]
+    assert_same_collection(again.load(), collection)
+
+
+def test_collecting_to_disk_checks_its_arguments_before_writing(model, language_set, games,
+                                                                 tmp_path):
+    with pytest.raises(ProbeError, match="max_moves=0"):
+        collect_parallel(model, language_set, games, layers=[1], max_moves=0, progress=False,
+                         out_dir=tmp_path / "acts")
+    other = LanguageSet.from_spec("atomic")
+    with pytest.raises(Exception, match="vocabulary"):
+        collect_parallel(model, other, games, layers=[1], progress=False,
+                         out_dir=tmp_path / "acts")
+    assert not (tmp_path / "acts").exists()
+    collect_parallel(model, language_set, games, layers=[1], progress=False,
+                     out_dir=tmp_path / "acts")   # the directory is still free
+
+
+def test_a_missing_or_linked_shard_is_named_even_unverified(collection, tmp_path):
+    store = collection.save(tmp_path / "acts", shard_positions=200)
+    shard = tmp_path / "acts" / store.index["shards"][0]["file"]
+    moved = tmp_path / "elsewhere.safetensors"
+    shard.rename(moved)
+    with pytest.raises(DatasetError, match="missing or not a plain file"):
+        load_activations(tmp_path / "acts", verify=False).load()
+    shard.symlink_to(moved)
+    with pytest.raises(DatasetError, match="missing or corrupted"):
+        load_activations(tmp_path / "acts")
+    with pytest.raises(DatasetError, match="missing or not a plain file"):
+        load_activations(tmp_path / "acts", verify=False).load()
+
+
+def test_concept_metrics_refuse_one_language_and_a_clusterer_without_k(collection):
+    from sklearn.cluster import DBSCAN
+
+    from mothello_fast.concepts import concept_metrics
+
+    with pytest.raises(ConceptError, match="at least two languages"):
+        concept_metrics(collection, languages="L0")
+    with pytest.raises(ConceptError, match="has no n_clusters"):
+        concept_metrics(collection, kmeans=DBSCAN())

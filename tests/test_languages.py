@@ -287,7 +287,7 @@ def test_torch_device_encoder_matches_the_reference_on_cpu_tensors(mixed_set):
     games = sample_games(120)
     rows = np.random.default_rng(2).integers(0, 4, size=len(games))
     codes, _, _ = oracle_for(mixed_set)
-    tokens, move_index, move_end = mixed_set._encode_torch(torch.from_numpy(games),
+    tokens, move_index, move_end = mixed_set.encoding.encode_torch(torch.from_numpy(games),
                                                            torch.from_numpy(rows))
     for g, game in enumerate(games.tolist()):
         expected = encode_game(game, codes[rows[g]], mixed_set.context_length)
@@ -594,7 +594,7 @@ def test_device_encoding_of_a_game_too_long_never_writes_into_the_next_row():
     import torch
     ls = LanguageSet.from_spec("split", seed=0)
     games = _overlong_and_short_game(ls)
-    tokens, move_index, move_end = ls._encode_torch(torch.from_numpy(games), 0)   # the CUDA path
+    tokens, move_index, move_end = ls.encoding.encode_torch(torch.from_numpy(games), 0)   # the CUDA path
     alone = ls.encode(games[1:], 0)
     assert np.array_equal(tokens[1].numpy(), alone.tokens[0])
     assert np.array_equal(move_end[1].numpy(), alone.move_end[0])
@@ -607,8 +607,8 @@ def test_games_too_long_for_the_context_are_refused_on_every_path():
     with pytest.raises(LanguageError, match="game 0 does not fit the context length"):
         ls.encode(games, "L1")                                  # the compiled encoder
     with pytest.raises(LanguageError, match="game 0 does not fit the context length"):
-        ls._check_fits(torch.from_numpy(games), None)           # what devices and Corpus use
-    ls._check_fits(torch.from_numpy(games[1:]), None)           # a real game fits
+        ls.encoding.check_fits(torch.from_numpy(games), None)           # what devices and Corpus use
+    ls.encoding.check_fits(torch.from_numpy(games[1:]), None)           # a real game fits
 
 
 def test_a_zero_dimensional_array_is_one_language():

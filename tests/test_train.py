@@ -381,7 +381,7 @@ def test_fresh_run_into_an_existing_run_is_refused(tmp_path, games):
 def test_a_run_into_a_directory_another_run_is_writing_is_refused(tmp_path, games, monkeypatch,
                                                                    out):
     from mothello_fast.storage import writer_lock
-    from mothello_fast.train import RUN_LOCK
+    from mothello_fast.runs import RUN_LOCK
     run = tmp_path / "runs" / "a"
     (run / "sub").mkdir(parents=True)
     monkeypatch.chdir(run if out == "." else tmp_path)

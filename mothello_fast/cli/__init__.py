@@ -54,13 +54,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def in_flags(message: str, parser: argparse.ArgumentParser, aliases=None) -> str:
+    """`message` (an error of the Python API) as the command's user reads it: each
+    ``name=value`` whose name is one of the command's options (its dest, or an API
+    name in `aliases`: name -> flag) written ``--flag value``; a message that already
+    names the flag is left as it is."""
+    import re
+
+    flags = {action.dest: action.option_strings[-1] for action in parser._actions
+             if action.option_strings and action.option_strings[-1].startswith("--")}
+    flags.update(aliases or {})
+    for name, flag in flags.items():
+        if flag in message:
+            continue
+        message = re.sub(rf"(?<![\w.-]){re.escape(name)}=(?=\S)", f"{flag} ", message)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     module = import_module(f".{COMMANDS[args.command]}", __name__)
     try:
         return module.run(args) or 0
     except (MothelloError, OSError) as exc:   # OSError: a path that cannot be read or written
-        print(f"mothello {args.command}: error: {exc}", file=sys.stderr)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        message = in_flags(str(exc), sub.choices[args.command],
+                           getattr(module, "API_NAMES", None))
+        print(f"mothello {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:   # what was written is complete: every write is atomic
         print(f"mothello {args.command}: interrupted; run the same command again to resume "

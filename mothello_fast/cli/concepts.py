@@ -19,13 +19,15 @@ from .games import add_games_arguments, games_from_args
 from .lists import add_layers_argument, add_list_argument, layers_from
 from .sources import add_source_arguments, collection_from, uses_activations
 
+API_NAMES = {"n_clusters": "--clusters", "k_neighbors": "--neighbors"}   # errors name the flags
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="directory for concepts.json and plots")
     add_layers_argument(parser, help="layers (default: every block, or with --activations "
-                                     "every layer collected)", spaces=False)
-    add_list_argument(parser, "--languages", help="input languages (default: all)", spaces=False)
+                                     "every layer collected)")
+    add_list_argument(parser, "--languages", help="input languages (default: all)")
     add_games_arguments(parser, default_games=500, seed_help="seed of the fresh games and k-means")
     api, kmeans = _api_defaults()
     parser.add_argument("--clusters", type=int, default=kmeans["n_clusters"],

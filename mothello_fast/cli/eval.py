@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_games_arguments(parser, default_games=1000)
     parser.add_argument("--objective", choices=["standard", "unified"], default=None,
                         help="default: the one the checkpoint was trained with")
-    add_list_argument(parser, "--languages", help="input languages (default: all)", spaces=False)
+    add_list_argument(parser, "--languages", help="input languages (default: all)")
     parser.add_argument("--batch-size", type=positive_int, default=256,
                         help="games per forward pass")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..checkpoint import resolve_checkpoint
+    from ..devices import resolve_device
     from ..evaluate import evaluate_checkpoint
     from ..storage import atomic_write_json
 
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     games = games_from_args(args)
     results = evaluate_checkpoint(checkpoint, games, objective=args.objective,
                                   languages=args.languages,
-                                  device=args.device, batch_size=args.batch_size,
+                                  device=resolve_device(args.device),
+                                  batch_size=args.batch_size,
                                   progress=not args.quiet)
     results = {"checkpoint": str(resolve_checkpoint(checkpoint)), "n_games": int(len(games)),
                **results}

@@ -1,8 +1,8 @@
 """List options of the subcommands (``--layers``, ``--languages``): items separated by
-commas, and where no positional argument follows, by spaces too: ``--layers 4 6``,
-``--layers 4,6`` and ``--layers 4, 6`` are the same list. A command with a positional
-argument (``eval CKPT``, ``concepts CKPT``) takes one comma-separated value: a
-space-separated list would swallow the positional (``eval --languages L0 L1 CKPT``)."""
+commas or spaces, everywhere: ``--layers 4 6``, ``--layers 4,6`` and ``--layers 4, 6`` are
+the same list. A checkpoint given after a list (``eval --languages L0 L1 CKPT``) is read
+as the checkpoint when it is an existing path and no other is given
+(`checkpoints.checkpoint_from`)."""
 from __future__ import annotations
 
 import argparse
@@ -21,18 +21,19 @@ class _ListAction(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
+LIST_OPTIONS = ("layers", "languages")   # the dests of the list options
+
+
 def add_list_argument(parser: argparse.ArgumentParser, flag: str, *, default=None,
-                      help: str, spaces: bool = True) -> None:
-    """`flag` taking a list; `spaces`: also as separate arguments (not for a command with
-    a positional argument, see the module docstring)."""
-    parser.add_argument(flag, nargs="+" if spaces else None, action=_ListAction,
-                        default=default, metavar=flag.lstrip("-").upper(),
-                        help=f"{help}; separated by {'spaces or ' if spaces else ''}commas")
+                      help: str) -> None:
+    """`flag` taking a list, its items separated by spaces or commas."""
+    parser.add_argument(flag, nargs="+", action=_ListAction, default=default,
+                        metavar=flag.lstrip("-").upper(),
+                        help=f"{help}; separated by spaces or commas")
 
 
-def add_layers_argument(parser: argparse.ArgumentParser, *, default=None, help: str,
-                        spaces: bool = True) -> None:
-    add_list_argument(parser, "--layers", default=default, spaces=spaces,
+def add_layers_argument(parser: argparse.ArgumentParser, *, default=None, help: str) -> None:
+    add_list_argument(parser, "--layers", default=default,
                       help=f"{help}: integers (0 the embeddings, l the output of block l) or "
                            "hook names")
 

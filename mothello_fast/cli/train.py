@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
-    from ..train import RUN_CONFIG, load_train_config, run_source, train_on_dataset
+    from ..runs import RUN_CONFIG, run_source
+    from ..train import load_train_config, train_on_dataset
 
     overrides = list(args.set) + (["wandb=true"] if args.wandb else []) \
         + ([f"threads={args.threads}"] if args.threads is not None else [])
