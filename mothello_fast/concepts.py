@@ -598,7 +598,8 @@ def compare_reports(reports: Mapping[str, ConceptReport | dict], path=None) -> d
     return out
 
 
-def default_kmeans(seed: int = 0):
+def default_kmeans(seed: int = 0, *, n_clusters: int = 20, n_init: int = 10,
+                   max_iter: int = 100):
     """The report's k-means: K 20 (about three of the 60 squares a cluster, so that
     clusters can hold the more than `min_types` types an alignment needs; at K=100 most
     clusters hold one square and two identical languages scored 0.5-0.6; the paper's
@@ -606,7 +607,7 @@ def default_kmeans(seed: int = 0):
     100 Lloyd iterations each."""
     from .kmeans import KMeans
 
-    return KMeans(20, n_init=10, max_iter=100, seed=seed)
+    return KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed)
 
 
 def check_report_params(*, kmeans=None, theta_a=0.9, top_n=1, size_ratio=0.6, min_types=1,

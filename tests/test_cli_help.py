@@ -41,3 +41,45 @@ def test_every_option_with_a_default_shows_it(command):
                 else str(action.default)
             assert "default" in action.help or f"(default: {shown})" in " ".join(page.split()), \
                 (command, action.option_strings[0])
+
+
+def test_building_the_command_imports_no_torch():
+    """`mothello gen` stays light: the parser reads the API's defaults from its source."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mothello_fast.cli import build_parser; "
+            "build_parser().parse_args(['gen', '--games', '5', '--seed', '0', '--out', 'x']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("command, flag, function, name", [
+    ("probe", "--hidden", "mothello_fast.probes.MLPProbe", "hidden"),
+    ("probe", "--epochs", "mothello_fast.probes.MLPProbe", "epochs"),
+    ("probe", "--lr", "mothello_fast.probes.MLPProbe", "lr"),
+    ("probe", "--batch-size", "mothello_fast.probes.MLPProbe", "batch_size"),
+    ("probe", "--test-fraction", "mothello_fast.probes.probe_activations", "test_fraction"),
+    ("collect", "--shard-games", "mothello_fast.activations.collect_parallel", "shard_games"),
+    ("collect", "--batch-size", "mothello_fast.activations.collect_parallel", "batch_size"),
+    ("eval", "--batch-size", "mothello_fast.evaluate.evaluate_checkpoint", "batch_size"),
+    ("gen", "--shard-size", "mothello_fast.datasets.generate_dataset", "shard_size"),
+    ("transfer", "--evaluations", "mothello_fast.transfer.run_transfer", "n_evaluations"),
+    ("concepts", "--clusters", "mothello_fast.concepts.default_kmeans", "n_clusters"),
+    ("concepts", "--n-init", "mothello_fast.concepts.default_kmeans", "n_init"),
+    ("concepts", "--theta-o", "mothello_fast.concepts.concept_report", "theta_o"),
+    ("concepts", "--batch-size", "mothello_fast.concepts.concept_report", "batch_size")])
+def test_an_option_s_default_is_the_api_s(command, flag, function, name):
+    """The defaults read from the source are those the imported API has."""
+    import argparse
+    import importlib
+    import inspect
+
+    module, _, attribute = function.rpartition(".")
+    api = getattr(importlib.import_module(module), attribute)
+    expected = api().get_params()[name] if inspect.isclass(api) \
+        else inspect.signature(api).parameters[name].default
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices[command]._actions if flag in a.option_strings)
+    assert action.default == expected

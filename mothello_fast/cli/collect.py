@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from .checkpoints import add_checkpoint_argument, checkpoint_from
+from .defaults import api_defaults
 from .games import add_games_arguments, games_from_args, positive_int
 from .lists import add_layers_argument, add_list_argument, layers_from
 
@@ -22,9 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_layers_argument(parser, help="layers (default: every layer, 0 to the last block)")
     add_list_argument(parser, "--languages", help="input languages (default: all)")
     add_games_arguments(parser, default_games=1000)
-    parser.add_argument("--shard-games", type=positive_int, default=4096,
+    api = api_defaults("mothello_fast.activations", "collect_parallel")
+    parser.add_argument("--shard-games", type=positive_int, default=api["shard_games"],
                         help="games per shard on disk")
-    parser.add_argument("--batch-size", type=positive_int, default=256,
+    parser.add_argument("--batch-size", type=positive_int, default=api["batch_size"],
                         help="games per forward pass")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from .checkpoints import checkpoint_from
+from .defaults import api_defaults
 from .games import add_games_arguments, games_from_args
 from .lists import add_layers_argument, add_list_argument, layers_from
 from .sources import add_source_arguments, collection_from, uses_activations
@@ -60,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="k of the cross-lingual neighbours of embeddings (the paper's 50)")
     parser.add_argument("--include-self", action="store_true",
                         help="count a token among its own neighbours, as the authors' code does")
-    parser.add_argument("--batch-size", type=int, default=256,
+    parser.add_argument("--batch-size", type=int, default=api["batch_size"],
                         help="games per forward pass when collecting activations")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--compare", metavar="CHECKPOINT",
@@ -71,13 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _api_defaults() -> tuple[dict, dict]:
-    """`concept_report`'s defaults and its default k-means's parameters: the command's,
-    never written twice."""
-    import inspect
-
-    from ..concepts import concept_report, default_kmeans
-    return ({name: p.default for name, p in inspect.signature(concept_report).parameters.items()},
-            default_kmeans().get_params())
+    """`concept_report`'s defaults and its default k-means's: the command's, never
+    written twice."""
+    return (api_defaults("mothello_fast.concepts", "concept_report"),
+            api_defaults("mothello_fast.concepts", "default_kmeans"))
 
 
 def run(args: argparse.Namespace) -> int:

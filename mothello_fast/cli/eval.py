@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .checkpoints import add_checkpoint_argument, checkpoint_from
+from .defaults import api_defaults
 from .games import add_games_arguments, games_from_args, positive_int
 from .lists import add_list_argument
 
@@ -19,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=["standard", "unified"], default=None,
                         help="default: the one the checkpoint was trained with")
     add_list_argument(parser, "--languages", help="input languages (default: all)")
-    parser.add_argument("--batch-size", type=positive_int, default=256,
+    parser.add_argument("--batch-size", type=positive_int, default=api_defaults(
+        "mothello_fast.evaluate", "evaluate_checkpoint")["batch_size"],
                         help="games per forward pass")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from .defaults import api_defaults
 from .games import non_negative_int, positive_int
 
 
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="dataset directory to create")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="threads (default: all cores)")
-    parser.add_argument("--shard-size", type=positive_int, default=1_000_000,
+    parser.add_argument("--shard-size", type=positive_int, default=api_defaults(
+        "mothello_fast.datasets", "generate_dataset")["shard_size"],
                         help="games per shard")
     parser.add_argument("--prefix", default=None,
                         help="forced opening, e.g. c4,c3,c2 (every game starts with it)")

@@ -15,6 +15,7 @@ import argparse
 import json
 
 from .checkpoints import checkpoint_from
+from .defaults import api_defaults
 from .games import add_games_arguments, games_from_args
 from .lists import add_layers_argument, layers_from
 from .sources import add_source_arguments, collection_from, uses_activations
@@ -33,11 +34,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", choices=["absolute", "relative"], default="absolute",
                         help="board labels: absolute (empty, black, white) or relative "
                              "(empty, mine, theirs)")
-    parser.add_argument("--hidden", type=int, default=512, help="MLP probe hidden units")
-    parser.add_argument("--epochs", type=int, default=16, help="probe training epochs")
-    parser.add_argument("--lr", type=float, default=1e-3, help="probe learning rate (Adam)")
-    parser.add_argument("--batch-size", type=int, default=1024, help="probe batch size")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
+    probe = api_defaults("mothello_fast.probes", "MLPProbe.__init__")
+    parser.add_argument("--hidden", type=int, default=probe["hidden"],
+                        help="MLP probe hidden units")
+    parser.add_argument("--epochs", type=int, default=probe["epochs"],
+                        help="probe training epochs")
+    parser.add_argument("--lr", type=float, default=probe["lr"],
+                        help="probe learning rate (Adam)")
+    parser.add_argument("--batch-size", type=int, default=probe["batch_size"],
+                        help="probe batch size")
+    parser.add_argument("--test-fraction", type=float, default=api_defaults(
+        "mothello_fast.probes", "probe_activations")["test_fraction"],
                         help="positions held out to score the probes")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .defaults import api_defaults
 from .games import non_negative_int
 
 
@@ -29,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fine-tuning steps")
     parser.add_argument("--finetune-lr", type=float, default=None,
                         help="fine-tuning learning rate (default: the config's lr)")
-    parser.add_argument("--evaluations", type=int, default=10,
+    parser.add_argument("--evaluations", type=int, default=api_defaults(
+        "mothello_fast.transfer", "run_transfer")["n_evaluations"],
                         help="fine-tuning checkpoints measured")
     parser.add_argument("--language", default=None, help="fine-tuning language (default: first)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
