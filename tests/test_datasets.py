@@ -417,7 +417,7 @@ def test_split_at_the_edges_is_still_disjoint_and_complete(val_fraction, n_val):
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--val-fraction", "2", r"val_fraction=2\.0: expected a number in \[0, 1\]"),
+    ("--val-fraction", "2", r"--val-fraction 2\.0: expected a number in \[0, 1\]"),
     ("--split-seed", "-1", r"argument --split-seed: '-1' is not an integer >= 0")])
 def test_cli_train_bad_split_is_an_error_message_not_a_traceback(dataset, tmp_path, capsys,
                                                                  flag, value, message):

@@ -58,14 +58,14 @@ def in_flags(message: str, parser: argparse.ArgumentParser, aliases=None) -> str
     """`message` (an error of the Python API) as the command's user reads it: each
     ``name=value`` whose name is one of the command's options (its dest, or an API
     name in `aliases`: name -> flag) written ``--flag value``; a message that already
-    names the flag is left as it is."""
+    names the flag is left as it is, as is a name that `aliases` maps to None."""
     import re
 
     flags = {action.dest: action.option_strings[-1] for action in parser._actions
              if action.option_strings and action.option_strings[-1].startswith("--")}
     flags.update(aliases or {})
     for name, flag in flags.items():
-        if flag in message:
+        if flag is None or flag in message:   # None: a name the command leaves as it is
             continue
         message = re.sub(rf"(?<![\w.-]){re.escape(name)}=(?=\S)", f"{flag} ", message)
     return message

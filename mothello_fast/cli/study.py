@@ -20,6 +20,9 @@ from .lists import add_list_argument
 SCALE_NAMES = ("tiny", "cpu", "small", "paper")
 
 
+# an error naming one setting of --settings is not about --setting
+API_NAMES = {"setting": None}
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_list_argument(parser, "--settings", help="training settings: naive, anchors:K (K "
                       "anchored squares), unified (default: naive)")
