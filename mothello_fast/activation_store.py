@@ -33,7 +33,8 @@ from .progress import progress_bar
 from .activations import (LABEL_FIELDS, PARALLEL_LABEL_FIELDS, Activations, ParallelActivations,
                           match_layers)
 from .errors import DatasetError
-from .storage import atomic_write_bytes, atomic_write_json, sha256_file
+from .storage import (as_path, atomic_write_bytes, atomic_write_json, check_replaceable,
+                      sha256_file)
 
 __all__ = ["ActivationStore", "ParallelStore", "load_activations", "write_store",
            "shard_tensors", "INDEX", "PARAMS", "SINGLE_FORMAT", "PARALLEL_FORMAT"]
@@ -72,8 +73,10 @@ def write_store(out_dir, params: dict, chunks: Sequence[tuple[int, int]],
     ``(start, stop)`` ranges of the shards; part(start, stop) gives a shard's tensors
     and its number of positions. extra: fields added to the index.
     """
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir, "out_dir", error=DatasetError)
     params = _json(params)
+    if not (out_dir / PARAMS).exists():   # not a collection (finished or not): must be free
+        check_replaceable(out_dir, INDEX, "activation collection", error=DatasetError)
     if (out_dir / INDEX).exists():
         index = _read_index(out_dir)
         found = {k: index.get(k) for k in params}
@@ -84,7 +87,10 @@ def write_store(out_dir, params: dict, chunks: Sequence[tuple[int, int]],
                            "directory or the same collection")
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / PARAMS).exists():
-        found = json.loads((out_dir / PARAMS).read_text())
+        try:
+            found = json.loads((out_dir / PARAMS).read_text())
+        except ValueError:
+            found = {}
         if found != params:
             raise DatasetError(f"{str(out_dir)!r} holds an unfinished collection of another "
                                f"kind (its {_differing(found, params)} differ); expected an "
@@ -98,8 +104,12 @@ def write_store(out_dir, params: dict, chunks: Sequence[tuple[int, int]],
     for number, (start, stop) in enumerate(chunks):
         file = out_dir / f"shard-{number:05d}.safetensors"
         record_file = out_dir / f"shard-{number:05d}.json"
-        record = json.loads(record_file.read_text()) if record_file.exists() else None
-        if not (file.exists() and record is not None and record.get("range") == [start, stop]):
+        try:
+            record = json.loads(record_file.read_text()) if record_file.exists() else None
+        except ValueError:   # a record cut short: the shard is written again
+            record = None
+        if not (file.exists() and isinstance(record, dict)
+                and record.get("range") == [start, stop]):
             tensors, n_positions = part(start, stop)
             data = save(tensors)
             atomic_write_bytes(file, data)
@@ -137,6 +147,17 @@ def _read_index(path: Path) -> dict:
     shards = index.get("shards")
     if not isinstance(shards, list):
         raise DatasetError(f"{str(path / INDEX)!r} has no list of shards")
+    fields = {"n_positions": int, "layers": list} | (
+        {"languages": list} if index["format"] == PARALLEL_FORMAT else {"language": str})
+    for field, kind in fields.items():
+        if not isinstance(index.get(field), kind) or isinstance(index.get(field), bool):
+            raise DatasetError(f"{str(path / INDEX)!r} has {field}={index.get(field)!r}: "
+                               f"expected a {kind.__name__}; not a finished collection")
+    if index["format"] == PARALLEL_FORMAT and not all(
+            isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (int, str))
+            and isinstance(pair[1], str) for pair in index["layers"]):
+        raise DatasetError(f"{str(path / INDEX)!r} has layers {index['layers']!r}: expected "
+                           "[label, hook name] pairs")
     for number, shard in enumerate(shards):
         name = shard.get("file") if isinstance(shard, dict) else None
         # a plain file name: the store reads and hashes nothing outside its own directory
@@ -156,7 +177,12 @@ def _load_shard(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     if path.is_symlink() or not path.is_file():
         raise DatasetError(f"activation shard {str(path)!r} is missing or not a plain file of "
                            "the collection")
-    data = load_file(str(path))
+    from safetensors import SafetensorError
+
+    try:
+        data = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DatasetError(f"activation shard {str(path)!r} is not readable ({exc})") from None
     missing = sorted(set(keys) - set(data))
     if missing:
         raise DatasetError(f"activation shard {str(path)!r} has no {missing}; it holds "
@@ -275,7 +301,7 @@ def load_activations(path, *, verify: bool = True) -> ActivationStore | Parallel
     ``out_dir`` or by `ParallelActivations.save`: an `ActivationStore` (one language) or
     a `ParallelStore`. With `verify`, every shard's sha256 is checked against the index
     (`DatasetError` naming the shard)."""
-    path = Path(path)
+    path = as_path(path, "path", error=DatasetError)
     index = _read_index(path)
     if verify:
         for shard in index["shards"]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +42,13 @@ import torch
 from .progress import progress_bar
 
 from .errors import LanguageError, MothelloError, ProbeError, check_int
+from .languages import check_language_set
 from .model import unwrap
 from .othello import replay, validate_games
 
 __all__ = ["Activations", "collect_activations", "ParallelActivations", "collect_parallel",
-           "hook_name", "resolve_layers", "match_layers", "check_games", "check_label_kind",
+           "hook_name", "resolve_layers", "match_layers", "check_games", "check_collection",
+           "check_label_kind",
            "LABEL_KINDS", "LABEL_FIELDS", "PARALLEL_LABEL_FIELDS", "MAX_MOVES"]
 
 LABEL_FIELDS = ("board", "relative", "legal_next", "player", "game", "move")
@@ -87,12 +89,19 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple
 
     gpt = unwrap(model)
     points = [name for name, module in gpt.named_modules() if isinstance(module, HookPoint)]
-    layers = [layers] if isinstance(layers, (int, str, np.integer)) or _is_tl_key(layers) \
-        else list(layers)
+    if isinstance(layers, (int, str, np.integer)) or _is_tl_key(layers):
+        layers = [layers]
+    elif isinstance(layers, (bytes, bool)) or not isinstance(layers, (Sequence, range, np.ndarray)):
+        raise ProbeError(f"layers={layers!r}: expected a layer (an integer, a hook name, a "
+                         "TransformerLens key) or a list of them")
+    layers = list(layers)
     if not layers:
         raise ProbeError("layers is empty: expected at least one layer or hook name")
     pairs: dict[str, int | str] = {}
     for layer in layers:
+        if not isinstance(layer, (int, str, tuple, np.integer)) or isinstance(layer, bool):
+            raise ProbeError(f"layer {layer!r}: expected an integer, a hook name or a "
+                             "TransformerLens key")
         if isinstance(layer, tuple):   # TransformerLens's ("resid_post", 5): blocks from 0
             name = _tl_key(layer)
             if name not in points:
@@ -162,6 +171,15 @@ def _tl_key(key: tuple) -> str:
         return act_name(key[0], int(key[1]), *key[2:])
     except MothelloError as exc:
         raise ProbeError(f"layer={key!r}: {exc}") from None
+
+
+def check_collection(value, name: str = "collection") -> ParallelActivations:
+    """`value` if it is a `ParallelActivations`, else a `ProbeError` naming `name`."""
+    if not isinstance(value, ParallelActivations):
+        raise ProbeError(f"{name}={type(value).__name__}: expected a ParallelActivations "
+                         "(collect_parallel, ParallelActivations.from_sequences, or a "
+                         "ParallelStore's load())")
+    return value
 
 
 def check_games(games, name: str = "games", *, error: type[MothelloError] = ProbeError
@@ -311,6 +329,7 @@ def collect_activations(model, language_set, games, *, language: str,
     collection into the same directory skips finished shards).
     """
     games = check_games(games)
+    check_language_set(language_set)
     batch_size = check_int("batch_size", batch_size, least=1, error=ProbeError)
     if max_moves is not None:
         max_moves = check_int("max_moves", max_moves, least=1, error=ProbeError)
@@ -410,8 +429,12 @@ class ParallelActivations(_PositionRows):
         (the first `max_moves`), at the positions every language has, with the engine's
         labels."""
         games = check_games(games)
-        if not hidden:
-            raise ProbeError("hidden is empty: expected layer -> language -> [n, T, d]")
+        check_language_set(language_set)
+        if max_moves is not None:
+            max_moves = check_int("max_moves", max_moves, least=1, error=ProbeError)
+        if not isinstance(hidden, Mapping) or not hidden or not all(
+                isinstance(v, Mapping) and v for v in hidden.values()):
+            raise ProbeError("hidden: expected a non-empty dict layer -> language -> [n, T, d]")
         languages = list(next(iter(hidden.values())))
         language_set.select_languages(languages)
         labels = replay(games)
@@ -424,11 +447,14 @@ class ParallelActivations(_PositionRows):
                     raise ProbeError(f"hidden[{layer!r}] has languages {list(by_language)}: "
                                      f"expected {languages} in every layer")
                 array = _numpy(by_language[language]).astype(np.float32, copy=False)
-                if array.ndim != 3 or array.shape[0] != len(games) \
+                if array.ndim != 3 or array.shape[0] != len(games) or 0 in array.shape \
                         or array.shape[1] > encoded.tokens.shape[1]:
                     raise ProbeError(f"hidden[{layer!r}][{language!r}] has shape "
                                      f"{array.shape}: expected [{len(games)}, T <= "
                                      f"{encoded.tokens.shape[1]}, d], a row per game")
+                if not np.isfinite(array).all():
+                    raise ProbeError(f"hidden[{layer!r}][{language!r}] holds NaN or infinity: "
+                                     "expected finite hidden states")
                 arrays[layer] = array
             rows, cols, moves = _move_end_positions(
                 encoded, min(a.shape[1] for a in arrays.values()), max_moves)
@@ -584,7 +610,7 @@ def collect_parallel(model, language_set, games, *, languages: Sequence[str] | N
     `shard_games` games a shard as they are collected (an interrupted collection resumes;
     ``.load()`` reads it back)."""
     games = check_games(games)
-    languages = language_set.select_languages(languages)
+    languages = check_language_set(language_set).select_languages(languages)
     pairs = resolve_layers(model, layers)
     hooks = [hook for _, hook in pairs]
     shard_games = check_int("shard_games", shard_games, least=1, error=ProbeError)

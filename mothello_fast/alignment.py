@@ -198,10 +198,12 @@ def align(train, test=None, *, labels: str = "absolute", layers=None, languages=
     "absolute" or "relative" board labels. With `test` (a collection of other games: the
     same languages and layers), probes train on every position of `train` and are tested
     on `test`'s (mOthello's protocol); without, on a `test_fraction` split of `train`."""
-    from .activations import check_label_kind
+    from .activations import check_collection, check_label_kind
 
     check_label_kind(labels)
-    train = train.select(layers, languages)
+    train = check_collection(train, "train").select(layers, languages)
+    if test is not None:
+        check_collection(test, "test")
     if test is not None:
         test = test.select(list(train.hooks.values()), train.languages)
     else:
@@ -229,7 +231,9 @@ def model_alignment(model, language_set, games, *, languages: Sequence[str] | No
     games = check_games(games)
     if test_games is not None:
         test_games = check_games(test_games, "test_games")
-    languages = language_set.select_languages(languages)
+    from .languages import check_language_set
+
+    languages = check_language_set(language_set).select_languages(languages)
     check_label_kind(labels)
     fresh_probe(probe, seed=seed)
     if test_games is None:

@@ -29,7 +29,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .storage import atomic_write_json, manifest_digest, replace_directory
+from .storage import (as_path, atomic_write_json, check_replaceable, manifest_digest,
+                      replace_directory)
 from .devices import resolve_device
 from .errors import CheckpointError, MothelloError, check_int
 from .model import GPT, GPTConfig, unwrap
@@ -128,9 +129,21 @@ def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0
     optimizer: saved with torch's RNG states when given (a training checkpoint);
     train_config: the trainer's config as a dict; extra: any JSON-able metadata.
     """
-    path = Path(path)
+    path = as_path(path, "path", error=CheckpointError)
     gpt = unwrap(model)
+    if not isinstance(getattr(gpt, "config", None), GPTConfig):
+        raise CheckpointError(f"model={model!r}: expected a GPT")
+    if not callable(getattr(language_set, "to_dict", None)) \
+            or not hasattr(language_set, "vocab_size"):
+        raise CheckpointError(f"language_set={language_set!r}: expected a LanguageSet")
+    language_set.check_model(gpt)
+    for name, value in (("train_config", train_config), ("extra", extra)):
+        if value is not None and not isinstance(value, dict):
+            raise CheckpointError(f"{name}={value!r}: expected a dict or None")
+    if optimizer is not None and not callable(getattr(optimizer, "state_dict", None)):
+        raise CheckpointError(f"optimizer={optimizer!r}: expected a torch optimizer or None")
     step = check_int("step", step, least=0, error=CheckpointError)
+    check_replaceable(path, MANIFEST, "checkpoint", error=CheckpointError)
     partial = path.with_name(path.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
@@ -146,7 +159,12 @@ def save_checkpoint(path, *, model: torch.nn.Module, language_set, step: int = 0
                 "step": step, "model_config": gpt.config.to_dict(),
                 "language_set": language_set.to_dict(), "train_config": train_config,
                 "optimizer": optimizer_meta, "extra": extra or {}, "files": files}
-    manifest = json.loads(json.dumps(manifest))   # as it will read back (int keys -> str)
+    try:
+        manifest = json.loads(json.dumps(manifest))   # as it will read back (int keys -> str)
+    except (TypeError, ValueError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise CheckpointError(f"the checkpoint's metadata is not JSON ({exc}): expected "
+                              "train_config and extra of JSON values") from None
     manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
     atomic_write_json(partial / MANIFEST, manifest)
     replace_directory(partial, path)
@@ -249,7 +267,7 @@ def resolve_checkpoint(path) -> Path:
     """The checkpoint directory that `path` names: a checkpoint directory (or a file in
     it); ``RUN/checkpoints/latest``, a run directory ``RUN`` or its ``RUN/checkpoints``:
     the newest complete checkpoint there."""
-    path = Path(path)
+    path = as_path(path, "checkpoint", error=CheckpointError)
     if path.is_file():   # a file of a checkpoint, or a run's config.json: their directory
         path = path.parent
     if (path / MANIFEST).exists():
@@ -312,9 +330,13 @@ def load_checkpoint(path, *, model: torch.nn.Module | None = None,
     if OPTIMIZER_FILE in files:
         tensors = _read_file(path, OPTIMIZER_FILE, files[OPTIMIZER_FILE], verify)
         ckpt.rng_state = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-        ckpt.optimizer_state = _optimizer_state_dict(
-            {k: v.to(location) for k, v in tensors.items() if k.startswith("state.")},
-            manifest["optimizer"])
+        try:
+            ckpt.optimizer_state = _optimizer_state_dict(
+                {k: v.to(location) for k, v in tensors.items() if k.startswith("state.")},
+                manifest["optimizer"])
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"checkpoint {str(path)!r} has an optimizer state that does "
+                                  f"not read back ({type(exc).__name__}: {exc})") from None
     if model is not None:
         load_weights(model, weights, source=str(path))
     if optimizer is not None:
@@ -349,7 +371,7 @@ def load_model(path, *, device: str | torch.device = "cpu", verify: bool = True)
 def _step_directories(directory) -> list[Path]:
     """The directories named exactly ``step-N`` (N digits) in `directory`, by ascending N;
     other names (``step-N.partial``, ``step-N-copy``, ...) are not checkpoints of the run."""
-    directory = Path(directory)
+    directory = as_path(directory, "directory", error=CheckpointError)
     if not directory.is_dir():
         return []
     steps = [(int(m.group(1)), p) for p in directory.iterdir()
@@ -374,5 +396,6 @@ def prune_checkpoints(directory, keep: int | None) -> None:
     ``checkpoints/``), unfinished ones included; None keeps all."""
     if keep is None:
         return
+    keep = check_int("keep", keep, least=0, error=CheckpointError)
     for old in _step_directories(directory)[:-keep] if keep else _step_directories(directory):
         shutil.rmtree(old)

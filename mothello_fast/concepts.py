@@ -790,9 +790,13 @@ def concept_metrics(collection, *, layers=None, languages=None, kmeans=None,
     from .progress import progress_bar
     from .unification import plot_similarity_matrix, similarity_matrix, unification_score
 
+    from .activations import check_collection
+
+    check_collection(collection)
     check_report_params(kmeans=kmeans, theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
                         min_types=min_types, theta_o=theta_o, max_per_type=max_per_type,
                         size_rule=size_rule)
+    check_int("seed", seed, least=0, error=ConceptError)
     if isinstance(languages, str):
         languages = [languages]
     if len(collection.languages if languages is None else languages) < 2:
@@ -889,7 +893,10 @@ def concept_report(model, language_set, games, *, layers=None, languages=None, k
 
     gpt = unwrap(model)
     pairs = resolve_layers(model, range(1, gpt.config.n_layers + 1) if layers is None else layers)
-    names = language_set.select_languages(languages, least=2, error=ConceptError)
+    from .languages import check_language_set
+
+    names = check_language_set(language_set).select_languages(languages, least=2,
+                                                              error=ConceptError)
     check_report_params(kmeans=kmeans, theta_a=theta_a, top_n=top_n, size_ratio=size_ratio,
                         min_types=min_types, theta_o=theta_o, k_neighbors=k_neighbors,
                         max_per_type=max_per_type, size_rule=size_rule)

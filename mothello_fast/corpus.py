@@ -196,14 +196,19 @@ class Corpus:
         n_lang = self.language_set.n_languages
         if weights is None:
             return np.full(n_lang, 1.0 / n_lang)
-        if isinstance(weights, Mapping):
-            values = np.zeros(n_lang)
-            for name, w in weights.items():
-                values[self.language_set.input_index(name)] = w
-        elif isinstance(weights, (Sequence, np.ndarray, torch.Tensor)) \
-                and not isinstance(weights, str):
-            values = np.asarray(weights, dtype=np.float64)
-        else:
+        try:   # anything that is not numbers is refused below, as NaN
+            if isinstance(weights, Mapping):
+                values = np.zeros(n_lang)
+                for name, w in weights.items():
+                    values[self.language_set.input_index(name)] = w
+            elif isinstance(weights, (Sequence, np.ndarray, torch.Tensor)) \
+                    and not isinstance(weights, str):
+                values = np.asarray(weights, dtype=np.float64)
+            else:
+                values = np.array([np.nan])
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, LanguageError):   # a language name the set lacks
+                raise
             values = np.array([np.nan])
         if values.shape != (n_lang,) or not np.isfinite(values).all() or (values < 0).any() \
                 or values.sum() <= 0:

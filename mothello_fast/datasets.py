@@ -30,8 +30,8 @@ import numpy as np
 from . import _engine
 from .errors import DatasetError, check_float, check_int
 from .othello import GAME_PLIES, Board, check_seed, generate_games, validate_games
-from .parallel import resolve_threads
-from .storage import (atomic_write_bytes, atomic_write_json, manifest_digest,
+from .parallel import check_fits_in_memory, resolve_threads
+from .storage import (as_path, atomic_write_bytes, atomic_write_json, manifest_digest,
                       replace_directory, sha256_file, writer_lock)
 
 __all__ = ["FORMAT_VERSION", "GameDataset", "generate_dataset", "write_games", "load_games",
@@ -181,11 +181,15 @@ def _manifest(n_games: int, shards: list[dict], shard_size: int, extra: dict) ->
 
 def _write_sharded(out, n_games: int, shard_size: int, make_shard, params: dict,
                    overwrite: bool, progress: bool) -> Path:
-    out = Path(out)
+    out = as_path(out, "out", error=DatasetError)
     if out.name in ("", ".."):   # its .partial and .lock go beside it, under its name
         raise DatasetError(f"out={str(out)!r}: expected a path that names the dataset directory "
                            "(such as 'games'), not '.', '..' or '/'")
     out.parent.mkdir(parents=True, exist_ok=True)   # where the lock file goes
+    free = shutil.disk_usage(out.parent).free
+    if n_games * GAME_PLIES > free:   # 60 bytes a game (int8 moves)
+        raise DatasetError(f"{n_games:,} games need about {n_games * GAME_PLIES / 2**30:,.1f} "
+                           f"GiB; {str(out.parent)!r} has {free / 2**30:,.1f} GiB free")
     with writer_lock(out, error=DatasetError, what="dataset"):
         _write_locked(out, n_games, shard_size, make_shard, params, overwrite, progress)
     return out
@@ -453,6 +457,7 @@ def split_games(n_games: int, *, val_fraction: float = 0.1, seed: int = 0
     n_games = check_int("n_games", n_games, least=0, error=DatasetError)
     val_fraction = check_float("val_fraction", val_fraction, low=0, high=1, error=DatasetError)
     seed = check_int("seed", seed, least=0, error=DatasetError)   # None would not be seeded
+    check_fits_in_memory(f"a split of n_games={n_games:,}", 24 * n_games, error=DatasetError)
     order = np.random.default_rng(seed).permutation(n_games)
     n_val = int(round(val_fraction * n_games))
     return np.sort(order[n_val:]), np.sort(order[:n_val])

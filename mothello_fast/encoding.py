@@ -27,7 +27,7 @@ from . import _engine
 from .errors import LanguageError
 from .othello import GAME_PLIES, PLAYABLE_LOOKUP, check_game_squares, check_games_layout
 from .othello import validate_games
-from .parallel import CHUNK_GAMES, resolve_threads, run_in_chunks
+from .parallel import CHUNK_GAMES, check_fits_in_memory, resolve_threads, run_in_chunks
 
 __all__ = ["Encoded", "CodeTables", "MoveCodes", "PAD_ID", "IGNORE_INDEX", "OBJECTIVES",
            "ROWS", "is_tensor", "is_int"]
@@ -83,6 +83,10 @@ class CodeTables:
     def __init__(self, codes: list[dict[int, tuple[int, ...]]], names: tuple[str, ...],
                  token_language: np.ndarray):
         n_inputs = len(names)
+        V = len(token_language)
+        check_fits_in_memory(f"the lookup tables of {n_inputs} languages over {V:,} ids",
+                             n_inputs * V + 64 * V + len(codes) * ROWS * 8 * 64,
+                             error=LanguageError)
         self.names = names
         self.n_inputs = n_inputs
         self.has_output = len(codes) > n_inputs
@@ -229,7 +233,7 @@ class CodeTables:
             shape = (games.shape[0], self.context_length)
             wanted = (("tokens", np.int64), ("move_index", np.int64), ("move_end", np.bool_))
             if is_tensor(games) or not all(
-                    isinstance(getattr(out, f), np.ndarray) and getattr(out, f).shape == shape
+                    isinstance(getattr(out, f, None), np.ndarray) and getattr(out, f).shape == shape
                     and getattr(out, f).dtype == d and getattr(out, f).flags.c_contiguous
                     and getattr(out, f).flags.writeable
                     for f, d in wanted):
@@ -425,7 +429,16 @@ class CodeTables:
         """
         if objective not in OBJECTIVES:
             raise LanguageError(f"objective={objective!r}: expected one of {OBJECTIVES}")
+        if not isinstance(encoded, Encoded):
+            raise LanguageError(f"encoded={type(encoded).__name__}: expected the Encoded that "
+                                "encode returns")
         tokens = encoded.tokens
+        shapes = [tuple(getattr(a, "shape", ())) for a in
+                  (tokens, encoded.move_index, encoded.move_end)]
+        if len(shapes[0]) != 2 or len(set(shapes)) != 1 or not (
+                is_tensor(tokens) or isinstance(tokens, np.ndarray)):
+            raise LanguageError(f"encoded arrays of shapes {shapes}: expected tokens, "
+                                "move_index and move_end of one shape [n, T], as encode gives")
         if is_tensor(tokens) and tokens.device.type == "cpu":      # numpy on views, no copies
             import torch
             views = Encoded(_to_numpy(tokens), _to_numpy(encoded.move_index),

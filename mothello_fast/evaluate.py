@@ -133,6 +133,9 @@ def _spell_out(model, cache_keys, cache_values, keys: np.ndarray, square: np.nda
 def _check_objective(language_set, objective: str | None) -> str:
     """`objective`, checked; None: "unified" for a language set with an output language
     (what such a set is built for), else "standard"."""
+    from .languages import check_language_set
+
+    check_language_set(language_set)
     if objective is None:
         return "unified" if language_set.output_language is not None else "standard"
     if objective not in ("standard", "unified"):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -39,12 +38,14 @@ from .encoding import (IGNORE_INDEX, OBJECTIVES, PAD_ID, CodeTables, Encoded, is
 from .errors import InvalidSquareError, LanguageError, MothelloError, check_int
 from .othello import PLAYABLE_SQUARES, parse_square, square_name
 from .othello import generate_games  # noqa: F401  (the docstring examples use it)
-from .storage import atomic_write_json
+from .storage import as_path, atomic_write_json
 
 # OBJECTIVES, PAD_ID, IGNORE_INDEX and Encoded live in `encoding`; re-exported with the set
-__all__ = ["KINDS", "OBJECTIVES", "PAD_ID", "IGNORE_INDEX", "Language", "LanguageSet", "Encoded"]
+__all__ = ["KINDS", "OBJECTIVES", "PAD_ID", "IGNORE_INDEX", "Language", "LanguageSet", "Encoded",
+           "check_language_set", "MAX_TOKENS_PER_SQUARE"]
 
 KINDS = ("atomic", "split", "compositional", "custom")
+MAX_TOKENS_PER_SQUARE = 60   # a game of 60 such moves is a context of 3,600 tokens
 FORMAT_VERSION = 1
 
 _PLAYABLE_INDEX = np.full(64, -1, dtype=np.int64)
@@ -112,10 +113,11 @@ class Language:
                         f"language {self.name!r}: token {token} is sub-token {first[0]} of square "
                         f"{square_name(first[1])} but sub-token {k} of {square_name(square)}; "
                         "expected each token at one position within its moves")
-        unused = sorted(set(range(max(position) + 1)) - set(position))
-        if unused:
-            raise LanguageError(f"language {self.name!r}: local tokens {unused} are unused; "
-                                f"expected the tokens to be exactly 0..{max(position)}")
+        if max(position) + 1 != len(position):   # never build the range of a huge token id
+            unused = [t for t in range(len(position) + 1) if t not in position][:10]
+            raise LanguageError(f"language {self.name!r}: local tokens {unused} (and perhaps "
+                                f"more) are unused; expected the tokens to be exactly "
+                                f"0..{len(position) - 1}, each used")
 
     @property
     def n_tokens(self) -> int:
@@ -151,7 +153,8 @@ class Language:
         >>> set(lengths) == {1, 2, 3}, lang.n_tokens == sum(lengths)
         (True, True)
         """
-        max_tokens = check_int("max_tokens", max_tokens, least=1, error=LanguageError)
+        max_tokens = check_int("max_tokens", max_tokens, least=1, most=MAX_TOKENS_PER_SQUARE,
+                               error=LanguageError)
         seed = check_int("seed", seed, least=0, error=LanguageError)
         lengths = np.random.default_rng(seed).integers(1, max_tokens + 1,
                                                        size=len(PLAYABLE_SQUARES))
@@ -245,7 +248,8 @@ class LanguageSet:
 
     def __init__(self, languages: Sequence[Language], *, anchors: Iterable[int | str] | None = None,
                  n_anchors: int = 0, seed: int = 0, output_language: Language | None = None):
-        languages = tuple(languages)
+        languages = tuple(languages) if isinstance(languages, Iterable) \
+            and not isinstance(languages, (str, bytes)) else ()
         if not languages or not all(isinstance(lang, Language) for lang in languages):
             raise LanguageError(f"languages={languages!r}: expected a non-empty sequence of Language")
         if output_language is not None:
@@ -400,6 +404,9 @@ class LanguageSet:
         One name alone (a string) is a list of one."""
         if isinstance(languages, str):
             languages = [languages]
+        if languages is not None and (isinstance(languages, bytes)
+                                      or not isinstance(languages, Iterable)):
+            raise error(f"languages={languages!r}: expected a language name or a list of them")
         names = list(self.names) if languages is None else list(languages)
         unknown = [name for name in names if name not in self.names]
         if unknown:
@@ -561,22 +568,24 @@ class LanguageSet:
 
     @classmethod
     def from_json(cls, text: str) -> LanguageSet:
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise LanguageError(f"language set JSON {text!r}: expected a str")
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise LanguageError(f"language set JSON is not valid JSON: {exc}") from None
         return cls.from_dict(d)
 
     def save(self, path) -> None:
         """Write the set as JSON to `path` atomically."""
-        atomic_write_json(Path(path), self.to_dict())
+        atomic_write_json(as_path(path, "path", error=LanguageError), self.to_dict())
 
     @classmethod
     def load(cls, path) -> LanguageSet:
-        path = Path(path)
+        path = as_path(path, "path", error=LanguageError)
         try:
             text = path.read_text()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise LanguageError(f"cannot read language set {str(path)!r}: {exc}") from None
         try:
             return cls.from_json(text)
@@ -592,3 +601,11 @@ class LanguageSet:
         out = f", output_language={self.output_language.name!r}" if self.output_language else ""
         return (f"LanguageSet({list(self.names)}, kinds={[lang.kind for lang in self.languages]}, "
                 f"anchors={len(self.anchors)}{out}, vocab_size={self.vocab_size})")
+
+
+def check_language_set(value, name: str = "language_set") -> LanguageSet:
+    """`value` if it is a `LanguageSet`, else a `LanguageError` naming `name`."""
+    if not isinstance(value, LanguageSet):
+        raise LanguageError(f"{name}={value!r}: expected a LanguageSet (LanguageSet.from_spec, "
+                            "or the one load_model returns)")
+    return value

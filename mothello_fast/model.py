@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .devices import check_fits_in_memory
 from .errors import CheckpointError, MothelloError, check_float, check_int
 from .kernels.attention import BACKENDS, attention
 
@@ -89,6 +90,8 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> GPTConfig:
+        if not isinstance(data, Mapping):
+            raise MothelloError(f"GPTConfig fields {data!r}: expected a mapping field -> value")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -356,11 +359,28 @@ class ActivationCache(dict):
 NamesFilter = None | str | Iterable[str] | Callable[[str], bool]
 
 
+def _check_token_tensor(name: str, values, dtypes=(torch.int64, torch.int32)) -> None:
+    """`MothelloError` unless `values` is a tensor of one of the integer `dtypes`."""
+    if not isinstance(values, torch.Tensor):
+        raise MothelloError(f"{name}={type(values).__name__}: expected an integer torch tensor "
+                            "[batch, positions] (torch.as_tensor(...) converts an array)")
+    if values.dtype not in dtypes:
+        raise MothelloError(f"{name} of dtype {values.dtype}: expected torch.int64 token ids")
+
+
 class GPT(nn.Module):
     """GPT-2-style decoder. ``model(tokens, targets=None) -> (logits, loss | None)``."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise MothelloError(f"config={config!r}: expected a GPTConfig (GPTConfig.from_dict "
+                                "reads a dict)")
+        d, L = config.d_model, config.n_layers   # float32 weights, before any is made
+        n_weights = L * (4 * d * d + 2 * d * config.d_mlp) \
+            + d * (2 * config.vocab_size + config.context_length)
+        check_fits_in_memory(f"a GPT of {n_weights:,} float32 weights", 4 * n_weights,
+                             error=MothelloError)
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.hook_embed = HookPoint()
@@ -401,17 +421,20 @@ class GPT(nn.Module):
         Returns logits float [B, T, vocab_size] and the mean cross-entropy over the
         targets that are not -100 (None without targets).
         """
-        if tokens.ndim != 2:
+        _check_token_tensor("tokens", tokens)
+        if tokens.ndim != 2 or 0 in tokens.shape:
             raise MothelloError(f"tokens have shape {tuple(tokens.shape)}; expected [batch, "
-                                "positions] (a single sequence is tokens[None])")
+                                "positions], neither empty (a single sequence is tokens[None])")
         T = tokens.shape[-1]
         if T > self.config.context_length:
             raise MothelloError(f"tokens have length {T}; this model's context_length is "
                                 f"{self.config.context_length}")
-        if targets is not None and targets.shape != tokens.shape:
-            raise MothelloError(f"targets have shape {tuple(targets.shape)}; expected the tokens' "
-                                f"shape {tuple(tokens.shape)}")
-        self._check_tokens(tokens)
+        if targets is not None:
+            _check_token_tensor("targets", targets, (torch.int64,))
+            if targets.shape != tokens.shape:
+                raise MothelloError(f"targets have shape {tuple(targets.shape)}; expected the "
+                                    f"tokens' shape {tuple(tokens.shape)}")
+        self._check_tokens(tokens, targets)
         x = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(
             self.positions[:T]).expand(tokens.shape[0], T, -1))   # [B, T, d], as in TL
         x = self.dropout(x)
@@ -478,19 +501,27 @@ class GPT(nn.Module):
         `to_transformer_lens`)."""
         return to_transformer_lens(self)
 
-    def _check_tokens(self, tokens: torch.Tensor) -> None:
-        """`MothelloError` naming a token outside the vocabulary, where reading two numbers
-        back costs nothing that matters: on the CPU, or out of training (a GPU training
-        step would wait for it; the corpus writes only tokens of the language set), and
-        never under torch.compile."""
+    def _check_tokens(self, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> None:
+        """`MothelloError` naming a token (or target: -100 or a token) outside the
+        vocabulary, where reading numbers back costs nothing that matters: on the CPU, or
+        out of training (a GPU training step would wait for it; the corpus writes only
+        tokens of the language set), and never under torch.compile."""
         if torch.compiler.is_compiling() or not tokens.numel() \
                 or (self.training and tokens.device.type != "cpu"):
             return
-        low, high = int(tokens.min()), int(tokens.max())
-        if low < 0 or high >= self.config.vocab_size:
-            bad = low if low < 0 else high
-            raise MothelloError(f"token {bad} is outside this model's vocabulary "
-                                f"0..{self.config.vocab_size - 1}")
+        for name, values in (("token", tokens), ("target", targets)):
+            if values is None:
+                continue
+            if name == "target":
+                values = values[values != -100]
+                if not values.numel():
+                    continue
+            low, high = int(values.min()), int(values.max())
+            if low < 0 or high >= self.config.vocab_size:
+                bad = low if low < 0 else high
+                raise MothelloError(f"{name} {bad} is outside this model's vocabulary "
+                                    f"0..{self.config.vocab_size - 1}"
+                                    + (" (or -100, ignored)" if name == "target" else ""))
 
     def _hook_points(self, names_filter: NamesFilter) -> dict[str, HookPoint]:
         points = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
@@ -498,9 +529,15 @@ class GPT(nn.Module):
             return points
         if callable(names_filter):
             return {n: m for n, m in points.items() if names_filter(n)}
+        if not isinstance(names_filter, (str, Iterable)) or isinstance(names_filter, bytes):
+            raise MothelloError(f"names_filter={names_filter!r}: expected a hook name, a glob "
+                                "pattern, a list of them or a predicate on names")
         patterns = [names_filter] if isinstance(names_filter, str) else list(names_filter)
         chosen = {}
         for pattern in patterns:
+            if not isinstance(pattern, str):
+                raise MothelloError(f"names_filter item {pattern!r}: expected a hook name or "
+                                    "glob pattern (a str)")
             matched = {n: m for n, m in points.items() if fnmatch.fnmatchcase(n, pattern)}
             if not matched:
                 raise MothelloError(f"names_filter {pattern!r} matches no hook point; "
@@ -513,6 +550,13 @@ class GPT(nn.Module):
         """Forward pass with ``(name, fn)`` hooks attached; ``fn(activation, hook)`` (hook:
         the `HookPoint`, with ``hook.name``, as in TransformerLens) may return a
         replacement tensor. ``name`` may be a glob pattern."""
+        if isinstance(fwd_hooks, (str, bytes)) or not isinstance(fwd_hooks, Iterable):
+            raise MothelloError(f"fwd_hooks={fwd_hooks!r}: expected a list of (name, function)")
+        fwd_hooks = list(fwd_hooks)
+        for hook in fwd_hooks:
+            if not (isinstance(hook, tuple) and len(hook) == 2 and callable(hook[1])):
+                raise MothelloError(f"hook {hook!r}: expected a (name, function) pair, the "
+                                    "function taking (activation, hook)")
         handles = []
         try:
             for pattern, fn in fwd_hooks:

@@ -171,7 +171,7 @@ class Board:
     def pop(self) -> int:
         """Take back the last move and return its square."""
         if not self._stack:
-            raise IndexError("pop from a board with no moves")
+            raise IllegalMoveError("pop: no move to take back (the board is at its start)")
         square, self._black, self._white, self._turn = self._stack.pop()
         return square
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from .progress import progress_bar
 
-from .storage import atomic_write_bytes
+from .storage import as_path, atomic_write_bytes
 from .devices import resolve_device
 from .errors import ProbeError, check_float, check_int
 from .kernels.probe import probe_loss
@@ -275,7 +275,7 @@ class _BoardProbe:
                                       for k, v in self.get_params().items()
                                       if k not in ("device", "progress")}),  # numpy: as Python
                 "loss_curve": json.dumps(self.loss_curve_)}
-        path = Path(path)
+        path = as_path(path, "path", error=ProbeError)
         atomic_write_bytes(path, save(tensors, metadata=meta))
         return path
 
@@ -392,23 +392,34 @@ def load_probe(path, *, device: str | None = None) -> LinearProbe | MLPProbe:
     """Read a probe written by ``probe.save(path)``, whichever its class."""
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
+    path = as_path(path, "path", error=ProbeError)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as exc:
-        raise ProbeError(f"{str(path)!r} is not a readable probe file: {exc}") from exc
+    except (SafetensorError, OSError) as exc:
+        raise ProbeError(f"{str(path)!r} is not a readable probe file: {exc}") from None
     cls = _PROBE_CLASSES.get(meta.get("class", ""))
     if meta.get("format") != _FORMAT or cls is None:
         raise ProbeError(f"{str(path)!r} has format {meta.get('format')!r} and class "
                          f"{meta.get('class')!r}: expected {_FORMAT!r} and one of "
                          f"{sorted(_PROBE_CLASSES)}")
-    probe = cls(**json.loads(meta["params"]), device=device)
-    probe.params_ = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
-    probe.mean_, probe.scale_ = tensors["mean"], tensors["scale"]
-    probe.n_features_in_ = int(probe.mean_.shape[0])
-    probe.loss_curve_ = json.loads(meta.get("loss_curve", "[]"))
+    try:
+        params = json.loads(meta["params"])
+        probe = cls(**params, device=device)
+        probe._check_hyperparameters()
+        probe.params_ = {k[len("param."):]: v for k, v in tensors.items()
+                         if k.startswith("param.")}
+        probe.mean_, probe.scale_ = tensors["mean"], tensors["scale"]
+        probe.n_features_in_ = int(probe.mean_.shape[0])
+        probe.loss_curve_ = json.loads(meta.get("loss_curve", "[]"))
+        names = {"weight", "bias"} | ({"hidden_weight", "hidden_bias"}
+                                      if cls is MLPProbe else set())
+        if not names <= set(probe.params_) or probe.scale_.shape != probe.mean_.shape:
+            raise KeyError(f"parameters {sorted(probe.params_)}")
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ProbeError(f"{str(path)!r} is not a complete {cls.__name__} file "
+                         f"({type(exc).__name__}: {exc})") from None
     return probe
 
 
@@ -469,9 +480,10 @@ def probe_activations(collection, *, language: str | None = None, layers=None, p
     (`test_fraction` held out). probe: a kind name or an estimator, see `fresh_probe`;
     labels: "absolute" or "relative". With `out_dir`, writes each of our probes
     (``probe-<hook name>.safetensors``) and the result (``probes.json``) there."""
-    from .activations import check_label_kind
+    from .activations import check_collection, check_label_kind
     from .storage import atomic_write_json
 
+    check_collection(collection)
     fresh_probe(probe, seed=seed)
     check_label_kind(labels)
     check_test_fraction(test_fraction)
@@ -514,7 +526,10 @@ def probe_model(model, language_set, games, *, language: str, layers=(6,), probe
     hook): collect, then probe. Every argument is checked before anything is collected."""
     from .activations import check_games, check_label_kind, collect_parallel, resolve_layers
 
+    from .languages import check_language_set
+
     games = check_games(games)
+    check_language_set(language_set)
     fresh_probe(probe, seed=seed)
     check_label_kind(labels)
     check_test_fraction(test_fraction)

@@ -25,7 +25,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "sha256_file", "fsync_dir",
-           "replace_directory", "writer_lock", "manifest_digest"]
+           "replace_directory", "writer_lock", "manifest_digest", "as_path",
+           "check_replaceable"]
+
+
+def as_path(value, name: str, *, error: type[Exception] = ValueError) -> Path:
+    """`value` (a non-empty str or os.PathLike) as a `Path`, else `error` naming `name`."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise error(f"{name}={value!r}: expected a path (a non-empty str or os.PathLike)")
+    return Path(value)
+
+
+def check_replaceable(path: Path, marker: str, what: str, *,
+                      error: type[Exception] = ValueError) -> None:
+    """`error` unless `path` is free to be replaced by a new `what`: absent, an empty
+    directory, or a directory holding `marker` (a `what` already). Anything else (a
+    file, another kind of directory) is kept: nothing is replaced that is not ours."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_dir() and not path.is_symlink() and ((path / marker).exists()
+                                                    or not any(path.iterdir())):
+        return
+    kind = "a file" if path.is_file() else "a directory that holds no " + marker
+    raise error(f"{str(path)!r} is {kind}, not a {what}: refusing to replace it; remove it "
+                "or choose another path")
 
 
 def fsync_dir(path: Path) -> None:

@@ -33,6 +33,7 @@ import torch.distributed as dist
 
 from .checkpoint import load_checkpoint, load_weights, restore_rng_state, save_checkpoint
 from .progress import progress_bar
+from .storage import as_path
 from .runs import RUN_CONFIG, MetricsLog, Run, check_resume, data_digests
 from .errors import CheckpointError, ConfigError, check_float, check_int
 from .devices import resolve_device
@@ -100,12 +101,24 @@ class TrainConfig:
     def __post_init__(self):
         if self.objective not in ("standard", "unified"):
             raise ConfigError(f"objective={self.objective!r}: expected 'standard' or 'unified'")
+        if not isinstance(self.languages, str) or not self.languages.strip():
+            raise ConfigError(f"TrainConfig.languages={self.languages!r}: expected kinds such "
+                              "as 'atomic,split:3' (see LanguageSet.from_spec)")
+        for name, kinds, expected in self._CHOICES:
+            value = getattr(self, name)
+            if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+                raise ConfigError(f"TrainConfig.{name}={value!r}: expected {expected}")
+        from .kernels.attention import BACKENDS
+        if self.attention_backend not in BACKENDS:
+            raise ConfigError(f"TrainConfig.attention_backend={self.attention_backend!r}: "
+                              f"expected one of {list(BACKENDS)}")
         for name, least in self._INTEGERS:
             value = getattr(self, name)
             if name in self._OPTIONAL and value is None:
                 continue
             try:
-                value = check_int(f"TrainConfig.{name}", value, least=least, error=ConfigError)
+                value = check_int(f"TrainConfig.{name}", value, least=least,
+                                  most=2**63 - 1 if "seed" in name else None, error=ConfigError)
             except ConfigError as exc:
                 if name not in self._OPTIONAL:
                     raise
@@ -154,11 +167,20 @@ class TrainConfig:
         # was given, so that it compares equal to the checkpoint's JSON on resume
         self.language_weights = floats if isinstance(weights, Mapping) else list(floats.values())
 
-    # integer fields and their least value
+    # integer fields and their least value (seeds: as torch.manual_seed takes them)
     _INTEGERS = tuple((name, 1) for name in ("batch_size", "max_steps", "n_layers", "n_heads",
                                              "d_model", "d_mlp", "log_every", "eval_games",
                                              "keep_checkpoints", "threads")) \
-        + tuple((name, 0) for name in ("warmup_steps", "eval_every", "checkpoint_every"))
+        + tuple((name, 0) for name in ("warmup_steps", "eval_every", "checkpoint_every",
+                                       "n_anchors", "seed", "language_seed"))
+    # fields of a kind: (name, accepted types, what is expected)
+    _CHOICES = (("device", (str,), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+                ("compile", (bool, type(None)), "True, False or None (on for CUDA)"),
+                ("bf16", (bool, type(None)), "True, False or None (on for CUDA)"),
+                ("tf32", (bool,), "True or False"), ("wandb", (bool,), "True or False"),
+                ("compile_mode", (str, type(None)), "a torch.compile mode or None"),
+                ("wandb_project", (str,), "a project name"),
+                ("attention_backend", (str,), "an attention backend name"))
     # integer fields that may be None, and what None means
     _OPTIONAL = {"keep_checkpoints": "keep all", "threads": "torch's default",
                  "warmup_steps": "min(500, max_steps // 10)"}
@@ -177,6 +199,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"TrainConfig fields {data!r}: expected a mapping field -> value")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(map(str, set(data) - known))   # YAML keys may be numbers
         if unknown:
@@ -208,6 +232,8 @@ def load_train_config(path=None, overrides=()) -> TrainConfig:
     import yaml
 
     data: dict = {}
+    if path is not None:
+        path = as_path(path, "config path", error=ConfigError)
     if path is not None and Path(path).is_dir():
         if not (Path(path) / RUN_CONFIG).exists():
             raise ConfigError(f"{str(path)!r} is a directory without {RUN_CONFIG}: expected a "
@@ -217,20 +243,26 @@ def load_train_config(path=None, overrides=()) -> TrainConfig:
         try:   # UnicodeDecodeError is a ValueError: a file that is not text
             text = Path(path).read_text(encoding="utf-8")
             data = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
-        except (ValueError, yaml.YAMLError) as exc:
+        except (ValueError, yaml.YAMLError, RecursionError) as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid JSON/YAML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(path)!r} holds {type(data).__name__}; expected a "
                               "mapping of TrainConfig fields")
         if isinstance(data.get("train_config"), dict) and "model_config" in data:
             data = dict(data["train_config"])   # a run's config.json
+    if isinstance(overrides, (str, bytes)) or not hasattr(overrides, "__iter__"):
+        raise ConfigError(f"overrides={overrides!r}: expected a list of 'key=value' strings")
     for item in overrides:
+        if not isinstance(item, str):
+            raise ConfigError(f"override {item!r}: expected a 'key=value' string")
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected key=value")
         try:
             data[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RecursionError) as exc:
             raise ConfigError(f"override {item!r}: the value is not valid YAML "
                               f"({' '.join(str(exc).split())})") from None
     return TrainConfig.from_dict(data)
@@ -425,7 +457,7 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
     """
     train_games = validate_games(train_games, name="train_games")
     val_games = validate_games(val_games, name="val_games")
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir, "out_dir", error=ConfigError)
     with process_group(str(config.device)) as ddp, _tf32(config.tf32), \
             torch_threads(config.threads), Run(out_dir).lock(ddp.main):
         return _train(config, ddp, train_games=train_games, val_games=val_games,

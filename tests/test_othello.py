@@ -332,7 +332,7 @@ def test_push_pop_restore_the_position():
     assert board != snapshot
     assert board.pop() == mf.parse_square("f4")
     assert board == snapshot and board.moves == snapshot.moves
-    with pytest.raises(IndexError):
+    with pytest.raises(mf.IllegalMoveError, match="no move to take back"):
         Board().pop()
 
 
