@@ -145,7 +145,7 @@ def parse_setting(setting: str) -> tuple[int, str]:
     if setting == "unified":
         return 0, "unified"
     match = _SETTING.fullmatch(setting) if isinstance(setting, str) else None
-    if match:
+    if match and 0 < int(match.group(1)) <= 60:   # at most every playable square
         return int(match.group(1)), "standard"
     raise ConfigError(f"setting={setting!r}: expected 'naive', 'anchors:K' (K > 0) or 'unified'")
 

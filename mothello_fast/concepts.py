@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConceptError, MothelloError, check_float, check_int
+from .errors import ConceptError, MothelloError, check_float, check_int, number_array
 from .plots import new_figure, save_figure
 
 __all__ = ["AlignedPair", "CalignResult", "ColapResult", "calign", "colap",
@@ -77,7 +77,8 @@ def _check_top_n(top_n) -> int | None:
 
 
 def _int_array(name: str, values, ndim: int = 1) -> np.ndarray:
-    array = np.asarray(values.cpu() if hasattr(values, "cpu") else values)
+    array = values.cpu().numpy() if hasattr(values, "cpu") else values
+    array = number_array(name, array, dtype=None, error=ConceptError)
     if array.ndim != ndim or (array.size and not np.issubdtype(array.dtype, np.integer)):
         raise ConceptError(f"{name} of dtype {array.dtype} and shape {array.shape}: "
                            f"expected a {ndim}-d integer array")
@@ -339,6 +340,7 @@ def colap(labels, languages, *, theta_o: float = 0.3, level: str = "token", type
     if theta_o <= 0:   # every cluster, a single-language one too, would count as shared
         raise ConceptError(f"theta_o={theta_o!r}: expected a share above 0, such as the "
                            "paper's 0.3")
+    check_int("min_cluster_size", min_cluster_size, least=0, error=ConceptError)
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
     if k <= labels.max():
         raise ConceptError(f"n_clusters={n_clusters}: expected more than the largest label "
@@ -659,6 +661,8 @@ def cap_per_type(types, max_per_type: int | None, seed: int = 0) -> np.ndarray:
     types = _int_array("types", types)
     if max_per_type is None:
         return np.arange(len(types))
+    max_per_type = check_int("max_per_type", max_per_type, least=1, error=ConceptError)
+    seed = check_int("seed", seed, least=0, error=ConceptError)
     order = np.random.default_rng(seed).permutation(len(types))
     by_type = order[np.argsort(types[order], kind="stable")]     # random order within a type
     sorted_types = types[by_type]

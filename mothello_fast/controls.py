@@ -111,6 +111,9 @@ def random_init_model(model_config, seed: int, device=None):
 
     from .model import GPT
 
+    from .errors import ConfigError, check_int
+
+    seed = check_int("seed", seed, least=0, most=2**63 - 1, error=ConfigError)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT(model_config)

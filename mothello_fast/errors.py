@@ -53,6 +53,22 @@ class ConceptError(MothelloError):
     k-means, embedding geometry or unification do not accept."""
 
 
+def number_array(name: str, values, *, dtype=np.float64,
+                 error: type[MothelloError] = MothelloError) -> np.ndarray:
+    """`values` (an array-like of numbers) as a numpy array of `dtype` (None: as it is),
+    else `error` naming `name` (strings, objects, ragged lists)."""
+    if isinstance(values, (str, bytes)) or values is None:
+        raise error(f"{name}={values!r}: expected an array of numbers")
+    try:
+        array = np.asarray(values)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"dtype {array.dtype}")
+        return array if dtype is None else array.astype(dtype, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise error(f"{name} of {type(values).__name__}: expected an array of numbers "
+                    f"({exc})") from None
+
+
 def check_int(name: str, value, *, least: int | None = None, most: int | None = None,
               error: type[MothelloError] = MothelloError) -> int:
     """`value` as a Python int when it is an integer (numpy integers included, bools

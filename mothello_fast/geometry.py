@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ConceptError, check_int
+from .errors import ConceptError, check_int, number_array
 
 __all__ = ["normalize_rows", "nearest_neighbors", "LanguageIdentification",
            "language_identification", "cross_lingual_neighbors", "translation_retrieval",
@@ -46,7 +46,7 @@ __all__ = ["normalize_rows", "nearest_neighbors", "LanguageIdentification",
 
 def _matrix(name: str, values, dtype=torch.float32) -> torch.Tensor:
     x = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(
-        np.ascontiguousarray(values, dtype=np.float64))
+        np.ascontiguousarray(number_array(name, values, error=ConceptError)))
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ConceptError(f"{name} of shape {tuple(x.shape)}: expected a non-empty float "
                            "array [n_rows, n_features]")
@@ -249,7 +249,8 @@ def random_canonical_cosines(n_rows: int, d_a: int, d_b: int, *, seed: int = 0,
     n_rows, d_a, d_b, n_trials = (check_int(name, value, least=1, error=ConceptError)
                                   for name, value in (("n_rows", n_rows), ("d_a", d_a),
                                                       ("d_b", d_b), ("n_trials", n_trials)))
-    gen = torch.Generator().manual_seed(check_int("seed", seed, error=ConceptError))
+    gen = torch.Generator().manual_seed(check_int("seed", seed, least=0, most=2**63 - 1,
+                                                  error=ConceptError))
     runs = [_principal_cosines(
                 _orthonormal_basis(torch.randn(n_rows, d_a, generator=gen, dtype=torch.float64)),
                 _orthonormal_basis(torch.randn(n_rows, d_b, generator=gen, dtype=torch.float64)))

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from .progress import progress_bar
 
-from .errors import ConceptError, check_float, check_int
+from .errors import ConceptError, check_float, check_int, number_array
 from .devices import resolve_device
 
 __all__ = ["KMeans"]
@@ -109,7 +109,8 @@ class KMeans:
     def _points(self, points, device: torch.device, name: str = "points") -> torch.Tensor:
         """points: float [n, d] (numpy or torch) -> float32 contiguous tensor on `device`."""
         x = points.detach() if isinstance(points, torch.Tensor) else torch.from_numpy(
-            np.ascontiguousarray(points, dtype=np.float32))
+            np.ascontiguousarray(number_array(name, points, dtype=np.float32,
+                                              error=ConceptError)))
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
             raise ConceptError(f"{name} of shape {tuple(x.shape)}: expected a non-empty "
                                "float array [n_points, n_features]")

@@ -108,7 +108,8 @@ def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> float:
     """Training FLOPs (forward + backward) per token: ``6 N + 12 L T d`` (PaLM's count),
     N the weights in matrix multiplies (unembedding included, embeddings not), T the
     sequence length (the context length by default)."""
-    T = config.context_length if seq_len is None else seq_len
+    T = config.context_length if seq_len is None else check_int(
+        "seq_len", seq_len, least=0, error=MothelloError)
     d, L = config.d_model, config.n_layers
     n_matmul = L * (4 * d * d + 2 * d * config.d_mlp) + d * config.vocab_size
     return 6.0 * n_matmul + 12.0 * L * T * d
@@ -318,6 +319,12 @@ def act_name(name: str, layer: int | None = None, layer_type: str | None = None)
     >>> act_name("scale", 2, "ln1"), act_name("embed"), act_name("normalized", None, "ln_final")
     ('blocks.2.ln1.hook_scale', 'hook_embed', 'ln_final.hook_normalized')
     """
+    if not isinstance(name, str) or not name:
+        raise MothelloError(f"act_name({name!r}): expected a hook name such as 'resid_post'")
+    if layer is not None:
+        layer = check_int("layer", layer, least=0, error=MothelloError)
+    if layer_type is not None and not isinstance(layer_type, str):
+        raise MothelloError(f"layer_type={layer_type!r}: expected 'ln1', 'ln2' or None")
     name = _TL_ALIASES.get(name, name)
     if layer is None:
         return f"{layer_type}.hook_{name}" if layer_type else f"hook_{name}"
@@ -604,11 +611,23 @@ class GPT(nn.Module):
         as 1..60) is this toolkit's ``LanguageSet.from_spec("atomic")``; that set
         encodes 60 tokens a game, of which the model reads the first 59.
         """
-        sd = {k: torch.as_tensor(v).detach().float() for k, v in state_dict.items()}
+        if not isinstance(state_dict, Mapping):
+            raise CheckpointError(f"state_dict={type(state_dict).__name__}: expected a "
+                                  "TransformerLens state dict (name -> tensor)")
+        try:
+            sd = {k: torch.as_tensor(v).detach().float() for k, v in state_dict.items()}
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"TransformerLens state dict holds a value that is not a "
+                                  f"tensor of numbers ({exc})") from None
+        ndims = {"embed.W_E": 2, "pos_embed.W_pos": 2, "unembed.W_U": 2,
+                 "blocks.0.attn.W_Q": 3, "blocks.0.mlp.W_in": 2}
 
         def get(key: str) -> torch.Tensor:
             if key not in sd:
                 raise CheckpointError(f"TransformerLens state dict has no key {key!r}")
+            if key in ndims and sd[key].ndim != ndims[key]:
+                raise CheckpointError(f"{key} has shape {tuple(sd[key].shape)}: expected "
+                                      f"{ndims[key]} dimensions")
             return sd[key]
 
         W_E, W_pos, W_U = get("embed.W_E"), get("pos_embed.W_pos"), get("unembed.W_U")
@@ -650,8 +669,12 @@ class GPT(nn.Module):
             ours[f"{me}.attn.qkv.weight"] = torch.cat(
                 [attn_weight(f"{tl}.attn.W_{x}", (heads, d, d // heads)).permute(0, 2, 1)
                  .reshape(d, d) for x in "QKV"])
-            ours[f"{me}.attn.qkv.bias"] = torch.cat(
-                [sd.get(f"{tl}.attn.b_{x}", torch.zeros(d)).reshape(d) for x in "QKV"])
+            try:
+                ours[f"{me}.attn.qkv.bias"] = torch.cat(
+                    [sd.get(f"{tl}.attn.b_{x}", torch.zeros(d)).reshape(d) for x in "QKV"])
+            except RuntimeError:
+                raise CheckpointError(f"{tl}.attn.b_Q/b_K/b_V: expected [n_heads, d_head] = "
+                                      f"{d} values each") from None
             ours[f"{me}.attn.proj.weight"] = attn_weight(  # [d, h*dh]
                 f"{tl}.attn.W_O", (heads, d // heads, d)).reshape(d, d).T
             ours[f"{me}.attn.proj.bias"] = sd.get(f"{tl}.attn.b_O", torch.zeros(d))

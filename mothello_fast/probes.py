@@ -34,7 +34,7 @@ from .progress import progress_bar
 
 from .storage import as_path, atomic_write_bytes
 from .devices import resolve_device
-from .errors import ProbeError, check_float, check_int
+from .errors import ProbeError, check_float, check_int, number_array
 from .kernels.probe import probe_loss
 
 __all__ = ["N_SQUARES", "N_CLASSES", "PROBE_KINDS", "LinearProbe", "MLPProbe", "make_probe",
@@ -50,6 +50,8 @@ _FORMAT = "mothello-probe/1"
 def _features(X, device) -> tuple[torch.Tensor, bool]:
     """X: float ``[N, d]`` (numpy or torch), finite -> (float32 tensor on `device`, whether
     it is a copy of X's memory, so that `fit` may overwrite it)."""
+    if not isinstance(X, torch.Tensor):
+        X = number_array("X", X, dtype=None, error=ProbeError)
     if isinstance(X, np.ndarray) and any(stride < 0 for stride in X.strides):
         X = np.ascontiguousarray(X)   # a reversed view: torch takes no negative strides
     source = torch.as_tensor(X).detach()   # hidden states may come from a graph: train on values
@@ -74,7 +76,11 @@ def _features(X, device) -> tuple[torch.Tensor, bool]:
 
 def _labels(y, n: int, device) -> torch.Tensor:
     """y: int ``[N, 64]`` with classes 0..2 -> int64 tensor on `device`."""
-    y = torch.as_tensor(np.ascontiguousarray(y) if not isinstance(y, torch.Tensor) else y)
+    if not isinstance(y, torch.Tensor):
+        y = np.ascontiguousarray(number_array("y", y, dtype=None, error=ProbeError))
+        if y.dtype == np.uint64:
+            y = y.astype(np.int64)   # torch has no uint64; classes 0..2 are checked below
+    y = torch.as_tensor(y)
     if y.ndim != 2 or y.shape[1] != N_SQUARES:
         raise ProbeError(f"y has shape {tuple(y.shape)}: expected [n_positions, 64]")
     if y.shape[0] != n:

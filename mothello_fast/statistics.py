@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, check_float, check_int
+from .errors import ConfigError, check_float, check_int, number_array
 
 __all__ = ["Interval", "t_interval", "welch_interval", "bootstrap_ratio",
            "bootstrap_ratio_difference", "CONFIDENCE"]
@@ -83,7 +83,7 @@ class Interval:
 
 
 def _values(values, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64).ravel()
+    array = number_array(name, values, error=ConfigError).ravel()
     if not np.isfinite(array).all():
         raise ConfigError(f"{name} holds {array[~np.isfinite(array)][:3].tolist()}: expected "
                           "finite numbers")

@@ -108,6 +108,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
                 raise ConfigError(f"TrainConfig.{name}={value!r}: expected {expected}")
+        try:
+            torch.device(self.device) if self.device != "auto" else None
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"TrainConfig.device={self.device!r}: expected 'auto', 'cpu', "
+                              "'cuda' or 'cuda:N'") from None
         from .kernels.attention import BACKENDS
         if self.attention_backend not in BACKENDS:
             raise ConfigError(f"TrainConfig.attention_backend={self.attention_backend!r}: "
@@ -124,6 +129,9 @@ class TrainConfig:
                     raise
                 raise ConfigError(f"{exc} or None ({self._OPTIONAL[name]})") from None
             setattr(self, name, value)   # numpy integers too, as Python ints (as JSON writes them)
+        if self.n_anchors > 60:
+            raise ConfigError(f"TrainConfig.n_anchors={self.n_anchors!r}: expected 0..60 (the "
+                              "playable squares)")
         for name, bounds in self._NUMBERS:
             value = getattr(self, name)
             if name == "grad_clip" and value is None:

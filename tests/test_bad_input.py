@@ -195,3 +195,39 @@ def test_concept_metrics_name_a_bad_seed(small):
     ls, model, games, _ = small
     collection = mf.collect_parallel(model, ls, games, layers=[1], progress=False)
     _raises(ConceptError, "seed=-1", lambda: mf.concept_metrics(collection, seed=-1))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: mf.act_name(None), MothelloError, "expected a hook name"),
+    (lambda: mf.act_name("resid_post", -1), MothelloError, "layer=-1"),
+    (lambda: mf.TrainConfig(n_anchors=61), ConfigError, "n_anchors=61"),
+    (lambda: mf.TrainConfig(device="bogus"), ConfigError, "device='bogus'"),
+    (lambda: mf.random_init_model(GPTConfig(vocab_size=8, context_length=8, n_layers=1,
+                                            n_heads=2, d_model=8), -1), ConfigError, "seed=-1"),
+    (lambda: mf.random_canonical_cosines(3, 3, 3, seed=-1), ConceptError, "seed=-1"),
+    (lambda: mf.colap([0, 0, 1], [0, 1, 0], min_cluster_size=-5), ConceptError,
+     "min_cluster_size=-5"),
+    (lambda: mf.t_interval("abc"), ConfigError, "expected an array of numbers"),
+    (lambda: mf.KMeans(2).fit([["a", "b"]] * 3), ConceptError, "expected an array of numbers"),
+    (lambda: mf.LinearProbe().fit(None, np.zeros((3, 64), int)), ProbeError,
+     "expected an array of numbers"),
+    (lambda: GPT.from_transformer_lens(None), CheckpointError, "expected a TransformerLens"),
+    (lambda: GPT.from_transformer_lens({"embed.W_E": torch.tensor(1.0)}), CheckpointError,
+     "expected 2 dimensions")])
+def test_more_bad_values_are_named(call, error, match):
+    _raises(error, match, call)
+
+
+def test_cap_per_type_refuses_a_cap_below_one():
+    from mothello_fast.concepts import cap_per_type
+
+    for cap in (-1, 0, 1.5):
+        _raises(ConceptError, "max_per_type=", lambda: cap_per_type([0, 1], cap))
+
+
+def test_a_study_setting_anchors_more_squares_than_there_are_is_refused(tmp_path, capsys):
+    from mothello_fast.cli import main
+
+    assert main(["study", "--out", str(tmp_path / "s"), "--settings", "anchors:999",
+                 "--list-cells"]) == 2
+    assert "anchors:999" in capsys.readouterr().err
