@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from .progress import progress_bar
 
-from .errors import LanguageError, MothelloError, ProbeError, check_int
+from .errors import LanguageError, MothelloError, ProbeError, check_int, number_array
 from .languages import check_language_set
 from .model import unwrap
 from .othello import replay, validate_games
@@ -139,6 +139,9 @@ def match_layers(layers, hooks: dict) -> list:
     list or a layer not collected."""
     if isinstance(layers, (int, str, np.integer)) or _is_tl_key(layers):
         layers = [layers]
+    elif isinstance(layers, (bytes, bool)) or not isinstance(layers, (Sequence, range,
+                                                                      np.ndarray)):
+        raise ProbeError(f"layers={layers!r}: expected a layer or a list of them")
     layers = list(layers)
     if not layers:
         raise ProbeError("layers is empty: expected at least one layer or hook name")
@@ -147,6 +150,9 @@ def match_layers(layers, hooks: dict) -> list:
     for layer in layers:
         if isinstance(layer, np.integer):
             layer = int(layer)
+        if not isinstance(layer, (int, str, tuple)) or isinstance(layer, bool):
+            raise ProbeError(f"layer {layer!r}: expected a label, a hook name, an integer or "
+                             "a TransformerLens key")
         if not isinstance(layer, tuple) and layer in hooks:
             chosen.append(layer)
             continue
@@ -234,8 +240,8 @@ class Activations(_PositionRows):
 
     @classmethod
     def concatenate(cls, parts: Sequence[Activations]) -> Activations:
-        if not parts:
-            raise ProbeError("no activations to concatenate")
+        if not parts or not all(isinstance(p, Activations) for p in parts):
+            raise ProbeError("parts: expected a non-empty list of Activations")
         hidden = {k: np.concatenate([p.hidden[k] for p in parts]) for k in parts[0].hidden}
         return cls(parts[0].language, hidden,
                    *(np.concatenate([getattr(p, f) for p in parts]) for f in LABEL_FIELDS))
@@ -446,7 +452,10 @@ class ParallelActivations(_PositionRows):
                 if list(by_language) != languages:
                     raise ProbeError(f"hidden[{layer!r}] has languages {list(by_language)}: "
                                      f"expected {languages} in every layer")
-                array = _numpy(by_language[language]).astype(np.float32, copy=False)
+                array = by_language[language]
+                array = _numpy(array) if isinstance(array, torch.Tensor) else number_array(
+                    f"hidden[{layer!r}][{language!r}]", array, dtype=None, error=ProbeError)
+                array = array.astype(np.float32, copy=False)
                 if array.ndim != 3 or array.shape[0] != len(games) or 0 in array.shape \
                         or array.shape[1] > encoded.tokens.shape[1]:
                     raise ProbeError(f"hidden[{layer!r}][{language!r}] has shape "
@@ -466,8 +475,8 @@ class ParallelActivations(_PositionRows):
     @classmethod
     def concatenate(cls, parts: Sequence[ParallelActivations]) -> ParallelActivations:
         """The positions of `parts` (the same languages and layers) one after another."""
-        if not parts:
-            raise ProbeError("no activations to concatenate")
+        if not parts or not all(isinstance(p, ParallelActivations) for p in parts):
+            raise ProbeError("parts: expected a non-empty list of ParallelActivations")
         first = parts[0]
         for part in parts[1:]:
             if part.languages != first.languages or part.hooks != first.hooks:
@@ -487,6 +496,9 @@ class ParallelActivations(_PositionRows):
         if languages is None:
             names = self.languages
         else:
+            if not isinstance(languages, (str, Sequence)):
+                raise ProbeError(f"languages={languages!r}: expected a language name or a "
+                                 "list of them")
             names = tuple([languages] if isinstance(languages, str) else languages)
             unknown = [n for n in names if n not in self.languages]
             if unknown or not names or len(set(names)) < len(names):
@@ -501,7 +513,7 @@ class ParallelActivations(_PositionRows):
         """Every language's rows of `layer` one after another: (``float32 [L*P, d]``,
         item ids ``int64 [L*P]`` (the position's row, the same in every language),
         language ids ``int64 [L*P]``), as `unification.unification_score` takes them."""
-        if layer not in self.hidden:
+        if not isinstance(layer, (int, str, np.integer)) or layer not in self.hidden:
             raise ProbeError(f"layer {layer!r} not collected; collected: {self.layers}")
         x = np.concatenate([self.hidden[layer][name] for name in self.languages])
         n = len(self)

@@ -137,6 +137,10 @@ def alignment_matrix(hidden: Mapping[str, np.ndarray], labels, *, probe="mlp",
     probe: an estimator cloned for every fit, or a kind name ("mlp", "linear") seeded
     with `seed` (`probes.fresh_probe`).
     """
+    for name, value in (("hidden", hidden), ("test_hidden", test_hidden)):
+        if (value is not None or name == "hidden") and not isinstance(value, Mapping):
+            raise ProbeError(f"{name}={type(value).__name__}: expected a dict language -> "
+                             "float [N, d]")
     languages = tuple(hidden)   # a mapping's keys: each once
     if not languages:
         raise ProbeError("hidden is empty: expected the activations of at least one language")
@@ -179,6 +183,10 @@ def alignment_by_layer(hidden: Mapping[object, Mapping[str, np.ndarray]], labels
                        test_labels=None, **kwargs) -> LayerAlignment:
     """`alignment_matrix` at every layer: hidden (and `test_hidden`, if given) map
     layer -> language -> float ``[N, d]``; keyword arguments as `alignment_matrix`."""
+    for name, value in (("hidden", hidden), ("test_hidden", test_hidden)):
+        if (value is not None or name == "hidden") and not isinstance(value, Mapping):
+            raise ProbeError(f"{name}={type(value).__name__}: expected a dict layer -> "
+                             "language -> float [N, d]")
     layers = tuple(hidden)
     if test_hidden is not None and set(test_hidden) != set(layers):
         raise ProbeError(f"test_hidden has layers {list(test_hidden)}: expected the layers "

@@ -85,6 +85,16 @@ def _int_array(name: str, values, ndim: int = 1) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
+def _check_cluster_count(k: int, n_points: int) -> None:
+    """A `ConceptError` when `k` cluster ids (the largest label + 1) would need tables past
+    memory: labels are ids 0..K-1 of a clustering, not arbitrary numbers."""
+    from .parallel import check_fits_in_memory
+
+    check_fits_in_memory(f"{k:,} cluster ids for {n_points:,} points", 64 * k,
+                         error=ConceptError,
+                         hint=": expected cluster labels 0..K-1 (relabel with np.unique)")
+
+
 def _labels_types(labels, types, side: str) -> tuple[np.ndarray, np.ndarray]:
     labels = _int_array(f"{side}_labels", labels)
     types = _int_array(f"{side}_types", types)
@@ -93,6 +103,7 @@ def _labels_types(labels, types, side: str) -> tuple[np.ndarray, np.ndarray]:
                            "expected two non-empty arrays of the same length")
     if labels.min() < 0 or types.min() < 0:
         raise ConceptError(f"{side} labels or types contain a negative id: expected ids >= 0")
+    _check_cluster_count(int(labels.max()) + 1, len(labels))
     return labels, types
 
 
@@ -124,12 +135,24 @@ def _group_starts(*keys: np.ndarray) -> np.ndarray:
     return starts
 
 
+def _type_id(value) -> int:
+    """An integer type id of a dictionary, else a `ConceptError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ConceptError(f"dictionary entry {value!r}: expected an integer type id")
+    return int(value)
+
+
 def _dictionary_edges(dictionary, top_n: int | None) -> tuple[np.ndarray, ...]:
     """(source type, target type, rank) int64 arrays of the top-`top_n` translations,
     sorted by source type then rank."""
     top_n = _check_top_n(top_n)
     if isinstance(dictionary, Mapping):
-        rows = [(int(w), int(t), r) for w, ts in dictionary.items() for r, t in enumerate(ts)]
+        try:
+            rows = [(_type_id(w), _type_id(t), r) for w, ts in dictionary.items()
+                    for r, t in enumerate(ts)]
+        except TypeError:
+            raise ConceptError(f"dictionary {dictionary!r}: expected type -> a list of "
+                               "integer types") from None
         edges = np.array(rows, dtype=np.int64).reshape(-1, 3)
     else:
         array = _int_array("dictionary", dictionary, ndim=2)
@@ -341,7 +364,10 @@ def colap(labels, languages, *, theta_o: float = 0.3, level: str = "token", type
         raise ConceptError(f"theta_o={theta_o!r}: expected a share above 0, such as the "
                            "paper's 0.3")
     check_int("min_cluster_size", min_cluster_size, least=0, error=ConceptError)
+    if n_clusters is not None:
+        check_int("n_clusters", n_clusters, least=1, error=ConceptError)
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
+    _check_cluster_count(k, len(labels))
     if k <= labels.max():
         raise ConceptError(f"n_clusters={n_clusters}: expected more than the largest label "
                            f"{labels.max()}")
@@ -408,8 +434,7 @@ def dictionary_from_translation_table(translation_table, source: int, target: in
     table = _int_array("translation_table", translation_table, ndim=3)
     n_lang = table.shape[0]
     for name, lang in (("source", source), ("target", target)):
-        if not 0 <= int(lang) < n_lang:
-            raise ConceptError(f"{name}={lang!r}: expected a language index 0..{n_lang - 1}")
+        check_int(name, lang, least=0, most=n_lang - 1, error=ConceptError)
     vocab = int(table.max()) + 1
     out: dict[int, list[int]] = {}
     for square in range(table.shape[1]):
@@ -437,9 +462,7 @@ def dictionary_from_token_square(token_square, token_language, source: int, targ
     squares = _int_array("token_square", token_square)
     written = _written_by(token_language, len(squares))
     for name, lang in (("source", source), ("target", target)):
-        if not 0 <= int(lang) < len(written):
-            raise ConceptError(f"{name}={lang!r}: expected a language index "
-                               f"0..{len(written) - 1}")
+        check_int(name, lang, least=0, most=len(written) - 1, error=ConceptError)
     out = {}
     for tok in np.nonzero(written[source] & (squares >= 0))[0]:
         out[int(tok)] = np.nonzero(written[target] & (squares == squares[tok]))[0].tolist()
@@ -479,7 +502,16 @@ def _padded(rows: Mapping[int, list[int]], n: int) -> np.ndarray:
 
 def embedding_geometry(weight: np.ndarray, language_set, names: list[str], *,
                        k_neighbors: int = 50, seed: int = 0, include_self: bool = False) -> dict:
-    """Geometry of the input embeddings (weight float [vocab_size, d_model]) of the input
+    """
+    from .languages import check_language_set
+
+    weight = number_array("weight", weight, error=ConceptError)
+    check_language_set(language_set)
+    if weight.ndim != 2 or weight.shape[0] != language_set.vocab_size:
+        raise ConceptError(f"weight of shape {weight.shape}: expected [vocab_size="
+                           f"{language_set.vocab_size}, d_model], the model's input embeddings")
+    names = language_set.select_languages(names, least=2, error=ConceptError)
+    check_int("k_neighbors", k_neighbors, least=1, error=ConceptError)Geometry of the input embeddings (weight float [vocab_size, d_model]) of the input
     languages `names`; anchored squares' tokens (shared by every language) are left out.
     When a language has fewer than 2 tokens of its own (e.g. every square anchored),
     returns only the token counts and, under "skipped", why.
@@ -568,6 +600,10 @@ def compare_reports(reports: Mapping[str, ConceptReport | dict], path=None) -> d
     early and late), by layer: {"layers", "metrics": {metric: {report name: [value per
     layer]}}, "embedding_geometry": {name: ...}}; with `path`, a figure of one panel per
     metric, a line per report. The reports must cover the same layers and languages."""
+    if not isinstance(reports, Mapping) or not all(
+            isinstance(r, (ConceptReport, Mapping)) for r in reports.values()):
+        raise ConceptError(f"reports={reports!r}: expected a dict name -> ConceptReport (or "
+                           "its to_dict())")
     reports = {name: r.to_dict() if isinstance(r, ConceptReport) else r
                for name, r in reports.items()}
     if len(reports) < 2:

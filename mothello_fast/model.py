@@ -108,6 +108,8 @@ def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> float:
     """Training FLOPs (forward + backward) per token: ``6 N + 12 L T d`` (PaLM's count),
     N the weights in matrix multiplies (unembedding included, embeddings not), T the
     sequence length (the context length by default)."""
+    if not isinstance(config, GPTConfig):
+        raise MothelloError(f"config={config!r}: expected a GPTConfig")
     T = config.context_length if seq_len is None else check_int(
         "seq_len", seq_len, least=0, error=MothelloError)
     d, L = config.d_model, config.n_layers
@@ -366,6 +368,16 @@ class ActivationCache(dict):
 NamesFilter = None | str | Iterable[str] | Callable[[str], bool]
 
 
+def _hooked(fn, activation: torch.Tensor, hook) -> torch.Tensor | None:
+    """A hook function's result: None (the activation unchanged) or a replacement tensor."""
+    out = fn(activation, hook)
+    if out is not None and not isinstance(out, torch.Tensor):
+        raise MothelloError(f"the hook function on {hook.name!r} returned "
+                            f"{type(out).__name__}: expected None or a tensor of the "
+                            "activation's shape")
+    return out
+
+
 def _check_token_tensor(name: str, values, dtypes=(torch.int64, torch.int32)) -> None:
     """`MothelloError` unless `values` is a tensor of one of the integer `dtypes`."""
     if not isinstance(values, torch.Tensor):
@@ -428,14 +440,8 @@ class GPT(nn.Module):
         Returns logits float [B, T, vocab_size] and the mean cross-entropy over the
         targets that are not -100 (None without targets).
         """
-        _check_token_tensor("tokens", tokens)
-        if tokens.ndim != 2 or 0 in tokens.shape:
-            raise MothelloError(f"tokens have shape {tuple(tokens.shape)}; expected [batch, "
-                                "positions], neither empty (a single sequence is tokens[None])")
+        self._check_input(tokens)
         T = tokens.shape[-1]
-        if T > self.config.context_length:
-            raise MothelloError(f"tokens have length {T}; this model's context_length is "
-                                f"{self.config.context_length}")
         if targets is not None:
             _check_token_tensor("targets", targets, (torch.int64,))
             if targets.shape != tokens.shape:
@@ -459,6 +465,8 @@ class GPT(nn.Module):
         """The forward pass over tokens int64 ``[B, T]`` (eval mode: no dropout), keeping
         every layer's keys and values for `extend`: (logits ``[B, T, vocab]``, keys and
         values, a ``[B, nh, T, hs]`` tensor per layer)."""
+        self._check_input(tokens)
+        self._check_tokens(tokens)
         positions = self.positions[:tokens.shape[1]].expand(tokens.shape[0], -1)
         logits, keys, values = self._forward_cached(tokens, positions, [None] * len(self.blocks))
         return logits, keys, values
@@ -507,6 +515,17 @@ class GPT(nn.Module):
         """(state dict, config) for TransformerLens's HookedTransformer (see
         `to_transformer_lens`)."""
         return to_transformer_lens(self)
+
+    def _check_input(self, tokens) -> None:
+        """`MothelloError` unless `tokens` is an integer tensor [batch, positions], neither
+        empty, that fits the context and the vocabulary."""
+        _check_token_tensor("tokens", tokens)
+        if tokens.ndim != 2 or 0 in tokens.shape:
+            raise MothelloError(f"tokens have shape {tuple(tokens.shape)}; expected [batch, "
+                                "positions], neither empty (a single sequence is tokens[None])")
+        if tokens.shape[-1] > self.config.context_length:
+            raise MothelloError(f"tokens have length {tokens.shape[-1]}; this model's "
+                                f"context_length is {self.config.context_length}")
 
     def _check_tokens(self, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> None:
         """`MothelloError` naming a token (or target: -100 or a token) outside the
@@ -569,7 +588,7 @@ class GPT(nn.Module):
             for pattern, fn in fwd_hooks:
                 for point in self._hook_points(pattern).values():
                     handles.append(point.register_forward_hook(
-                        lambda module, _inp, out, fn=fn: fn(out, module)))
+                        lambda module, _inp, out, fn=fn: _hooked(fn, out, module)))
             # _call_impl, not self(): after `model.compile()` the compiled call would skip
             # hooks added later (dynamo does not guard on them)
             return self._call_impl(tokens, targets)

@@ -74,13 +74,19 @@ class Interval:
     def from_dict(cls, data: dict) -> Interval:
         def number(v):
             return math.nan if v is None else float(v)
-        return cls(number(data["mean"]), number(data["low"]), number(data["high"]),
-                   int(data["n"]), data["method"])
+        try:
+            return cls(number(data["mean"]), number(data["low"]), number(data["high"]),
+                       int(data["n"]), str(data["method"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"interval {data!r}: expected {{'mean', 'low', 'high', 'n', "
+                              f"'method'}} of numbers and a name ({exc})") from None
 
     @classmethod
     def missing(cls) -> Interval:
         return cls(math.nan, math.nan, math.nan, 0, "missing")
 
+
+MAX_RESAMPLES = 10**7   # past this a bootstrap's [resamples, games] arrays outgrow memory
 
 def _values(values, name: str) -> np.ndarray:
     array = number_array(name, values, error=ConfigError).ravel()
@@ -158,7 +164,9 @@ def bootstrap_ratio(hits, counts, *, confidence: float = CONFIDENCE, n_resamples
 
     hits, counts = _check_counts(hits, counts, "")
     confidence = _confidence(confidence)
-    n_resamples = check_int("n_resamples", n_resamples, least=1, error=ConfigError)
+    n_resamples = check_int("n_resamples", n_resamples, least=1, most=MAX_RESAMPLES,
+                            error=ConfigError)
+    check_int("seed", seed, least=0, most=2**63 - 1, error=ConfigError)
     mean = float(hits.sum() / counts.sum())
     if len(hits) < 2:
         return Interval(mean, math.nan, math.nan, len(hits), "single")
@@ -180,7 +188,9 @@ def bootstrap_ratio_difference(hits_a, hits_b, counts, *, confidence: float = CO
     hits_a, counts = _check_counts(hits_a, counts, "")
     hits_b, _ = _check_counts(hits_b, counts, "")
     confidence = _confidence(confidence)
-    n_resamples = check_int("n_resamples", n_resamples, least=1, error=ConfigError)
+    n_resamples = check_int("n_resamples", n_resamples, least=1, most=MAX_RESAMPLES,
+                            error=ConfigError)
+    check_int("seed", seed, least=0, most=2**63 - 1, error=ConfigError)
     mean = float((hits_a.sum() - hits_b.sum()) / counts.sum())
     if len(counts) < 2:
         return Interval(mean, math.nan, math.nan, len(counts), "single")

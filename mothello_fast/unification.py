@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConceptError, check_int
+from .errors import ConceptError, check_int, number_array
 from .plots import new_figure, save_figure
 
 __all__ = ["Unification", "unification_score", "SimilarityMatrix", "similarity_matrix",
@@ -61,7 +61,8 @@ def _cells(activations, items, languages, center: bool):
     """Unit cell vectors float64 [n_cells, d] with their language and item ids int64
     [n_cells], ordered by (language, item)."""
     x = activations.detach() if isinstance(activations, torch.Tensor) else torch.from_numpy(
-        np.ascontiguousarray(activations))
+        np.ascontiguousarray(number_array("activations", activations, dtype=None,
+                                          error=ConceptError)))
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ConceptError(f"activations of shape {tuple(x.shape)}: expected float [n, d_model]")
     x = x.double()
@@ -135,6 +136,7 @@ def similarity_matrix(activations, items, languages, *, center: bool = True,
     """
     if max_items is not None:
         check_int("max_items", max_items, least=1, error=ConceptError)
+    check_int("seed", seed, least=0, error=ConceptError)
     u, cell_lang, cell_item = _cells(activations, items, languages, center)
     keep = np.ones(len(u), dtype=bool)
     unique_items = np.unique(cell_item)
@@ -149,6 +151,12 @@ def plot_similarity_matrix(similarity: SimilarityMatrix, path, *, title: str = "
                            language_names=None) -> Path:
     """Draw `similarity` as a heat map (blocks by language) and save it to `path` (in the
     format of its suffix, PNG, SVG, PDF, ...; written atomically)."""
+    if not isinstance(similarity, SimilarityMatrix):
+        raise ConceptError(f"similarity={type(similarity).__name__}: expected the "
+                           "SimilarityMatrix that similarity_matrix returns")
+    if language_names is not None and len(language_names) <= int(similarity.languages.max()):
+        raise ConceptError(f"language_names={list(language_names)}: expected a name for each "
+                           f"of the {int(similarity.languages.max()) + 1} languages")
     fig, ax = new_figure(figsize=(6, 5), dpi=120)
     image = ax.imshow(similarity.matrix, vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
     starts = np.nonzero(np.r_[True, np.diff(similarity.languages) != 0])[0]

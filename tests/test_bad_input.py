@@ -231,3 +231,41 @@ def test_a_study_setting_anchors_more_squares_than_there_are_is_refused(tmp_path
     assert main(["study", "--out", str(tmp_path / "s"), "--settings", "anchors:999",
                  "--list-cells"]) == 2
     assert "anchors:999" in capsys.readouterr().err
+
+
+def test_collections_statistics_and_plots_name_what_does_not_fit(small, tmp_path):
+    ls, model, games, tokens = small
+    collection = mf.collect_parallel(model, ls, games, layers=[1], progress=False)
+    cases = [
+        (ProbeError, r"layer \[0\]", lambda: collection.select([[0]])),
+        (ProbeError, "layers=1.5", lambda: collection.select(1.5)),
+        (ProbeError, "languages=5", lambda: collection.select(None, 5)),
+        (ProbeError, "expected a non-empty list of ParallelActivations",
+         lambda: mf.ParallelActivations.concatenate([5])),
+        (ProbeError, "expected an array of numbers",
+         lambda: mf.ParallelActivations.from_sequences({1: {"L0": "abc"}}, ls, games)),
+        (ProbeError, "hidden=NoneType", lambda: mf.alignment_matrix(None, collection.board)),
+        (ProbeError, "test_hidden=int",
+         lambda: mf.alignment_by_layer(collection.hidden, collection.board, test_hidden=5,
+                                       test_labels=collection.board)),
+        (ConceptError, "expected an array of numbers",
+         lambda: mf.unification_score(None, [0, 1], [0, 1])),
+        (ConceptError, "seed=-1", lambda: mf.similarity_matrix(
+            np.ones((4, 2)), [0, 1, 0, 1], [0, 0, 1, 1], seed=-1)),
+        (ConceptError, "expected the SimilarityMatrix",
+         lambda: mf.plot_similarity_matrix(None, tmp_path / "x.png")),
+        (ConceptError, "expected a dict name -> ConceptReport", lambda: mf.compare_reports(None)),
+        (ConceptError, "expected an integer type id",
+         lambda: mf.calign([0, 0], [0, 1], [0, 0], [0, 1], {0: [1.5]})),
+        (ConceptError, "cluster ids", lambda: mf.colap([10**12, 0], [0, 1])),
+        (ConceptError, "n_clusters='x'", lambda: mf.colap([0, 1], [0, 1], n_clusters="x")),
+        (ConfigError, "seed=-1", lambda: mf.bootstrap_ratio([1, 2, 3], [3, 3, 3], seed=-1)),
+        (ConfigError, "n_resamples=", lambda: mf.bootstrap_ratio([1, 2], [3, 3],
+                                                                 n_resamples=10**12)),
+        (ConfigError, "expected {'mean'", lambda: mf.Interval.from_dict(None)),
+        (MothelloError, "tokens=NoneType", lambda: model.prefill(None)),
+        (MothelloError, "returned str", lambda: model.run_with_hooks(
+            tokens, [("hook_embed", lambda a, h: "x")])),
+        (MothelloError, "expected a GPTConfig", lambda: mf.model.flops_per_token(None))]
+    for error, match, call in cases:
+        _raises(error, match, call)
