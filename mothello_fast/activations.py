@@ -248,7 +248,8 @@ class Activations(_PositionRows):
 
 
 def _numpy(array) -> np.ndarray:
-    return array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) \
+        else np.asarray(array)
 
 
 class _StopForward(Exception):

@@ -608,6 +608,13 @@ def compare_reports(reports: Mapping[str, ConceptReport | dict], path=None) -> d
                for name, r in reports.items()}
     if len(reports) < 2:
         raise ConceptError(f"{len(reports)} report(s): expected two or more to compare")
+    for name, report in reports.items():
+        missing = [k for k in ("layers", "languages", "per_layer") if k not in report]
+        if missing or any(not isinstance(row, Mapping) or not {"calign_mean", "colap",
+                                                                "unification"} <= set(row)
+                          for row in report.get("per_layer", [])):
+            raise ConceptError(f"report {name!r} lacks {missing or 'per-layer metrics'}: "
+                               "expected a ConceptReport or its to_dict()")
     first = next(iter(reports.values()))
     for name, report in reports.items():
         if report["layers"] != first["layers"] or report["languages"] != first["languages"]:

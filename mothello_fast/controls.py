@@ -109,12 +109,13 @@ def random_init_model(model_config, seed: int, device=None):
     model's step 0. The global torch RNG is left as it was."""
     import torch
 
+    from .devices import resolve_device
+    from .errors import ConfigError, check_int
     from .model import GPT
 
-    from .errors import ConfigError, check_int
-
     seed = check_int("seed", seed, least=0, most=2**63 - 1, error=ConfigError)
+    device = resolve_device("cpu" if device is None else device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT(model_config)
-    return model.to(device or "cpu").eval()
+    return model.to(device).eval()

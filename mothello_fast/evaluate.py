@@ -229,7 +229,10 @@ def language_confusion(model, language_set, games, *, language, into, batch_size
     the model writes the fine-tuned language's moves whatever it reads: the negative
     transfer of naive and anchored pretraining."""
     batch_size = check_int("batch_size", batch_size, least=1, error=ConfigError)
-    source, target = language_set.select_languages([language, into], least=1)
+    from .languages import check_language_set
+
+    source, target = check_language_set(language_set).select_languages([language, into],
+                                                                       least=1)
     games = validate_games(games)
     vocab = language_set.vocab_size
     foreign = np.zeros(vocab, dtype=bool)

@@ -33,7 +33,7 @@ import torch
 from .progress import progress_bar
 
 from .storage import as_path, atomic_write_bytes
-from .devices import resolve_device
+from .devices import check_fits_in_memory, resolve_device
 from .errors import ProbeError, check_float, check_int, number_array
 from .kernels.probe import probe_loss
 
@@ -191,6 +191,9 @@ class _BoardProbe:
         else:
             mean, scale = torch.zeros(d, device=device), torch.ones(d, device=device)
         generator = torch.Generator().manual_seed(int(self.seed))
+        width = getattr(self, "hidden", 0)
+        check_fits_in_memory(f"a {type(self).__name__} of {d} features", 4 * 4 * (
+            d * width + (width or d) * N_SQUARES * N_CLASSES), device, error=ProbeError)
         params = self._init_params(d, generator)
         # start the last layer at each square's class log-frequencies: Adam moves a bias by
         # about lr a step, too slowly to reach a rare class's prior (corner squares) otherwise

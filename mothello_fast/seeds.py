@@ -42,8 +42,9 @@ def derive_seed(seed: int, role: str) -> int:
     (0..2**64-1): an int in 0..2**63-1 drawn from ``SeedSequence([seed's two 32-bit
     words, role's four])``. `ConfigError` for a bad seed or an empty role."""
     seed = check_int("seed", seed, least=0, most=MAX_SEED, error=ConfigError)
-    if not isinstance(role, str) or not role:
-        raise ConfigError(f"role={role!r}: expected a non-empty name")
+    if not isinstance(role, str) or not role or not role.isprintable() \
+            or any(0xD800 <= ord(c) <= 0xDFFF for c in role):
+        raise ConfigError(f"role={role!r}: expected a non-empty printable name")
     entropy = [seed & 0xFFFFFFFF, seed >> 32, *_role_words(role)]
     state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     return int((int(state[1]) << 32 | int(state[0])) >> 1)

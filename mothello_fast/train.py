@@ -463,6 +463,9 @@ def train(config: TrainConfig, *, train_games, val_games, out_dir, language_set=
     of where the games came from, recorded in ``config.json`` (`train_on_dataset`: the
     dataset and its split), so that a resumed run can find them again.
     """
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config={config!r}: expected a TrainConfig (TrainConfig.from_dict "
+                          "reads a dict; load_train_config a file)")
     train_games = validate_games(train_games, name="train_games")
     val_games = validate_games(val_games, name="val_games")
     out_dir = as_path(out_dir, "out_dir", error=ConfigError)

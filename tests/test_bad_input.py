@@ -269,3 +269,25 @@ def test_collections_statistics_and_plots_name_what_does_not_fit(small, tmp_path
         (MothelloError, "expected a GPTConfig", lambda: mf.model.flops_per_token(None))]
     for error, match, call in cases:
         _raises(error, match, call)
+
+
+def test_the_last_kinds_of_bad_input_are_named(small):
+    from mothello_fast.train import train
+
+    ls, model, games, _ = small
+    cases = [
+        (ConfigError, "expected a TrainConfig", lambda: train(
+            None, train_games=games, val_games=games, out_dir="unused")),
+        (LanguageError, "expected a LanguageSet",
+         lambda: mf.language_confusion(model, None, games, language="L0", into="L1")),
+        (ConfigError, "printable name", lambda: mf.derive_seed(0, "\ud800")),
+        (MothelloError, "device='bogus'",
+         lambda: mf.random_init_model(model.config, 0, device="bogus")),
+        (ProbeError, "more than the", lambda: mf.MLPProbe(hidden=10**12, epochs=1).fit(
+            np.ones((4, 8)), np.zeros((4, 64), int))),
+        (ConceptError, "lacks", lambda: mf.compare_reports({"a": {}, "b": {}}))]
+    for error, match, call in cases:
+        _raises(error, match, call)
+    grad = {1: {"L0": torch.zeros(4, 10, 8, requires_grad=True)}}   # a graph's tensors: values
+    assert len(mf.ParallelActivations.from_sequences(grad, LanguageSet.from_spec("atomic"),
+                                                     games, max_moves=5)) > 0
