@@ -89,14 +89,7 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[tuple
 
     gpt = unwrap(model)
     points = [name for name, module in gpt.named_modules() if isinstance(module, HookPoint)]
-    if isinstance(layers, (int, str, np.integer)) or _is_tl_key(layers):
-        layers = [layers]
-    elif isinstance(layers, (bytes, bool)) or not isinstance(layers, (Sequence, range, np.ndarray)):
-        raise ProbeError(f"layers={layers!r}: expected a layer (an integer, a hook name, a "
-                         "TransformerLens key) or a list of them")
-    layers = list(layers)
-    if not layers:
-        raise ProbeError("layers is empty: expected at least one layer or hook name")
+    layers = _layer_list(layers)
     pairs: dict[str, int | str] = {}
     for layer in layers:
         if not isinstance(layer, (int, str, tuple, np.integer)) or isinstance(layer, bool):
@@ -132,19 +125,25 @@ def _is_tl_key(layer) -> bool:
         and "." not in layer[0]
 
 
+def _layer_list(layers) -> list:
+    """`layers` (one layer, or a sequence of them) as a non-empty list, else `ProbeError`."""
+    if isinstance(layers, (int, str, np.integer)) or _is_tl_key(layers):
+        return [layers]
+    if isinstance(layers, (bytes, bool)) or not isinstance(layers, (Sequence, range,
+                                                                    np.ndarray)):
+        raise ProbeError(f"layers={layers!r}: expected a layer (an integer, a hook name, a "
+                         "TransformerLens key) or a list of them")
+    if not len(layers):
+        raise ProbeError("layers is empty: expected at least one layer or hook name")
+    return list(layers)
+
+
 def match_layers(layers, hooks: dict) -> list:
     """The labels of `hooks` (label -> hook name, as a collection holds them) that `layers`
     names, in order, each once: labels, hook names, integers (the module docstring's
     convention) or TransformerLens keys naming a collected hook. `ProbeError` for an empty
     list or a layer not collected."""
-    if isinstance(layers, (int, str, np.integer)) or _is_tl_key(layers):
-        layers = [layers]
-    elif isinstance(layers, (bytes, bool)) or not isinstance(layers, (Sequence, range,
-                                                                      np.ndarray)):
-        raise ProbeError(f"layers={layers!r}: expected a layer or a list of them")
-    layers = list(layers)
-    if not layers:
-        raise ProbeError("layers is empty: expected at least one layer or hook name")
+    layers = _layer_list(layers)
     by_hook = {hook: label for label, hook in hooks.items()}
     chosen = []
     for layer in layers:
@@ -530,7 +529,8 @@ class ParallelActivations(_PositionRows):
 
         shard_positions = check_int("shard_positions", shard_positions, least=1,
                                     error=ProbeError)
-        params = {"format": PARALLEL_FORMAT, **self._description(),
+        params = {"format": PARALLEL_FORMAT,
+                  **_describe(self.languages, self.hooks, self.language_set),
                   "shard_positions": shard_positions, "content_sha256": self._digest()}
 
         def part(start: int, stop: int):
@@ -540,19 +540,6 @@ class ParallelActivations(_PositionRows):
                             progress=progress, desc="saving activations", unit="position")
         return ParallelStore(Path(path), index)
 
-    def _description(self) -> dict:
-        """The JSON fields naming what the collection holds; layer labels must be integers
-        or strings (JSON keeps no other kind as it is)."""
-        bad = [layer for layer in self.hooks if not isinstance(layer, (int, str, np.integer))
-               or isinstance(layer, bool)]
-        if bad:
-            raise ProbeError(f"layer labels {bad}: expected integers or strings to write the "
-                             "collection to disk (use hook names)")
-        return {"languages": list(self.languages),
-                "layers": [[int(layer) if isinstance(layer, np.integer) else layer, hook]
-                           for layer, hook in self.hooks.items()],
-                "language_set": None if self.language_set is None else self.language_set.to_dict()}
-
     def _digest(self) -> str:
         digest = hashlib.sha256()
         for layer in self.hidden:
@@ -561,6 +548,21 @@ class ParallelActivations(_PositionRows):
         for field in PARALLEL_LABEL_FIELDS:
             digest.update(np.ascontiguousarray(getattr(self, field)).tobytes())
         return digest.hexdigest()
+
+
+def _describe(languages, hooks: dict, language_set) -> dict:
+    """The JSON fields naming what a collection on disk holds: its languages, its layers
+    (label, hook name) and its language set. Layer labels must be integers or strings
+    (JSON keeps no other kind as it is)."""
+    bad = [layer for layer in hooks if not isinstance(layer, (int, str, np.integer))
+           or isinstance(layer, bool)]
+    if bad:
+        raise ProbeError(f"layer labels {bad}: expected integers or strings to write the "
+                         "collection to disk (use hook names)")
+    return {"languages": list(languages),
+            "layers": [[int(layer) if isinstance(layer, np.integer) else layer, hook]
+                       for layer, hook in hooks.items()],
+            "language_set": None if language_set is None else language_set.to_dict()}
 
 
 def _parallel_tensors(collection: ParallelActivations, rows: slice) -> dict[str, torch.Tensor]:
@@ -647,9 +649,8 @@ def collect_parallel(model, language_set, games, *, languages: Sequence[str] | N
     from .activation_store import PARALLEL_FORMAT, ParallelStore, write_store
 
     gpt = unwrap(model)
-    description = ParallelActivations(tuple(languages), dict(pairs), {}, *([None] * 5),
-                                      language_set=language_set)._description()
-    params = {"format": PARALLEL_FORMAT, **description, "n_games": len(games),
+    params = {"format": PARALLEL_FORMAT, **_describe(languages, dict(pairs), language_set),
+              "n_games": len(games),
               "shard_games": shard_games, "max_moves": max_moves,
               **_fingerprint(gpt, games, language_set)}
 

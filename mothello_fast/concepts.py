@@ -854,7 +854,8 @@ def concept_metrics(collection, *, layers=None, languages=None, kmeans=None,
     except MothelloError as exc:
         raise ConceptError(str(exc)) from None
     names = list(collection.languages)
-    n_clusters = _fresh_kmeans(kmeans, seed).get_params()["n_clusters"]
+    template = _fresh_kmeans(kmeans, seed)   # checked; each clustering clones its own
+    n_clusters = template.get_params()["n_clusters"]
     if n_clusters > len(collection):
         raise ConceptError(f"n_clusters={n_clusters}: expected at most the {len(collection)} "
                            "positions of the activations (the points of one language)")
@@ -867,9 +868,9 @@ def concept_metrics(collection, *, layers=None, languages=None, kmeans=None,
                            "clusters, a larger cap or more games")
     kept_types = types[kept]
     identity = np.arange(64)[:, None]
-    params = dict(kmeans={"class": type(_fresh_kmeans(kmeans, seed)).__name__,
+    params = dict(kmeans={"class": type(template).__name__,
                           **{k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-                             for k, v in _fresh_kmeans(kmeans, seed).get_params().items()}},
+                             for k, v in template.get_params().items()}},
                   n_clusters=n_clusters,
                   max_per_type=max_per_type, theta_a=theta_a, top_n=top_n,
                   size_ratio=size_ratio, size_rule=size_rule, min_types=min_types,

@@ -319,9 +319,21 @@ class LanguageSet:
         self.vocab_size = next_id
         self.token_language = np.asarray(owner, dtype=np.int64)
         self.encoding = CodeTables(codes, self.names, self.token_language)
-        self.k_max = self.encoding.k_max
-        self.context_length = self.encoding.context_length
-        self.token_square = self.encoding.token_square
+
+    @property
+    def k_max(self) -> int:
+        """Most tokens of one square in any input language."""
+        return self.encoding.k_max
+
+    @property
+    def context_length(self) -> int:
+        """Tokens of the longest game in any input language."""
+        return self.encoding.context_length
+
+    @property
+    def token_square(self) -> np.ndarray:
+        """``int64 [vocab_size]``: the square each id writes (-1: none, or several)."""
+        return self.encoding.token_square
 
     # ----------------------------------------------------------------- naming
     @classmethod

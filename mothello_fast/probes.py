@@ -39,6 +39,7 @@ from .kernels.probe import probe_loss
 
 __all__ = ["N_SQUARES", "N_CLASSES", "PROBE_KINDS", "LinearProbe", "MLPProbe", "make_probe",
            "fresh_probe", "probe_name", "load_probe", "ProbeResult", "probe_activations",
+           "check_out_dir",
            "probe_model"]
 
 N_SQUARES = 64
@@ -480,6 +481,16 @@ class ProbeResult:
                 "n_train": self.n_train, "n_test": self.n_test}
 
 
+def check_out_dir(out_dir) -> Path:
+    """`out_dir` as a `Path`, unless it is a file (`ProbeError`): where probes and
+    probes.json go, checked before anything is collected or trained."""
+    out_dir = as_path(out_dir, "out_dir", error=ProbeError)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ProbeError(f"out_dir={str(out_dir)!r} is a file: expected a directory for the "
+                         "probes and probes.json")
+    return out_dir
+
+
 def probe_activations(collection, *, language: str | None = None, layers=None, probe="mlp",
                       labels: str = "absolute", test_fraction: float = 0.2, seed: int = 0,
                       out_dir=None, progress: bool = False) -> ProbeResult:
@@ -503,10 +514,7 @@ def probe_activations(collection, *, language: str | None = None, layers=None, p
         language = collection.languages[0]
     collection = collection.select(layers, [language])
     if out_dir is not None:   # a path that cannot be a directory fails before any training
-        out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ProbeError(f"out_dir {str(out_dir)!r} is a file: expected a directory for "
-                             "the probes and probes.json")
+        out_dir = check_out_dir(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
     y = collection.labels(labels)
     train, test = split_positions(len(collection), test_fraction, seed)
@@ -543,9 +551,8 @@ def probe_model(model, language_set, games, *, language: str, layers=(6,), probe
     check_label_kind(labels)
     check_test_fraction(test_fraction)
     resolve_layers(model, layers)
-    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise ProbeError(f"out_dir {str(out_dir)!r} is a file: expected a directory for the "
-                         "probes and probes.json")
+    if out_dir is not None:
+        check_out_dir(out_dir)
     collection = collect_parallel(model, language_set, games, languages=[language],
                                   layers=layers, batch_size=batch_size, progress=progress)
     return probe_activations(collection, probe=probe, labels=labels,

@@ -21,6 +21,7 @@ from .lists import add_layers_argument, layers_from
 from .sources import add_source_arguments, collection_from, uses_activations
 
 PROTOCOL_LAYERS = [6]   # mOthello probes the output of block 6
+API_NAMES = {"out_dir": "--out"}   # errors name the flag
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,15 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..devices import resolve_device
     from ..errors import ProbeError
-    from ..probes import check_test_fraction, fresh_probe, probe_activations
+    from ..probes import check_out_dir, check_test_fraction, fresh_probe, probe_activations
 
-    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ProbeError(f"--out {args.out!r} is a file: expected a directory for the probes "
-                         "and probes.json")
+    if args.out is not None:
+        check_out_dir(args.out)
     if args.language is None and not uses_activations(args):
         raise ProbeError("--language is missing: expected the language the games are "
                          "written in, such as --language L0")
